@@ -1,0 +1,1084 @@
+#!/usr/bin/env python3
+"""svcctl: systemctl for a whole cluster.
+
+    svcctl [options] ACTION UNIT[,UNIT...] NODESET [NODESET...]
+    svcctl [options] daemon-reload NODESET [NODESET...]
+    svcctl [options] ping NODESET [NODESET...]
+
+Runs one systemd action on every node of a ClusterShell NodeSet over SSH, one
+SSH connection per node, and prints one grouped answer in which every targeted
+node is accounted for: ok, changed, failed, not found, masked, denied,
+timed out or unreachable.
+
+Each node runs a short POSIX sh script that reads the unit's state with
+`systemctl show`, performs the action, and reads the state again, so svcctl
+knows what changed (Ansible's CHANGED/ok) in a single round trip. Nodes need
+only sshd and systemctl.
+
+Exit codes (the most severe condition met wins, in this order):
+
+    130  interrupted (SIGINT); 143 terminated (SIGTERM); partial results printed
+      4  some node unreachable or timed out
+      1  the action failed on some node (failed, not found, masked, denied,
+         error, skipped), or the result log could not be written
+      3  a query (status, is-active, is-enabled, is-failed, ping) answered
+         "no" on some node, like systemctl's own LSB code 3
+      0  success on every node
+      2  usage error: bad option, unit name, NodeSet or config; nothing was run
+
+The file reads top to bottom: model, input validation, remote command,
+execution (the only code that talks to the ClusterShell Task), results,
+rendering, result log, command line.
+"""
+
+import argparse
+import configparser
+import fcntl
+import getpass
+import json
+import os
+import re
+import secrets
+import shlex
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from string import Template
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ClusterShell.Defaults import config_paths
+from ClusterShell.Event import EventHandler
+from ClusterShell.NodeSet import NodeSet, NodeSetException
+from ClusterShell.NodeUtils import GroupResolverError, GroupSourceError
+from ClusterShell.Propagation import RouteResolvingError
+from ClusterShell.Task import task_self
+from ClusterShell.Topology import TopologyError
+
+__version__ = "0.1.0"
+PROG = "svcctl"
+
+# =============================================================================
+# Model
+# =============================================================================
+
+# Outcome of one unit on one node, from best to worst. A node's outcome is the
+# worst of its units'. The exit code follows the worst outcome of the run.
+OUTCOMES = ("ok", "changed", "negative", "skipped", "not-found", "masked",
+            "denied", "failed", "error", "timeout", "unreachable",
+            "interrupted")
+PROBLEMS = frozenset(OUTCOMES[OUTCOMES.index("skipped"):])
+SEVERITY = {name: rank for rank, name in enumerate(OUTCOMES)}
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NEGATIVE = 3
+EXIT_UNREACHABLE = 4
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+EXIT_FOR_OUTCOME = {
+    "ok": EXIT_OK, "changed": EXIT_OK, "negative": EXIT_NEGATIVE,
+    "skipped": EXIT_FAILED, "not-found": EXIT_FAILED, "masked": EXIT_FAILED,
+    "denied": EXIT_FAILED, "failed": EXIT_FAILED, "error": EXIT_FAILED,
+    "timeout": EXIT_UNREACHABLE, "unreachable": EXIT_UNREACHABLE,
+    "interrupted": EXIT_INTERRUPTED,
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a svcctl action runs and how its result is judged."""
+    name: str
+    kind: str                       # "change", "query" or "node" (no unit)
+    systemctl: Tuple[str, ...]      # systemctl arguments before "--"
+    always_changes: bool = False    # restart & co. change even when states match
+
+
+def _actions() -> Dict[str, Action]:
+    change = ("start", "stop", "try-restart", "enable", "disable", "mask",
+              "unmask", "reset-failed")
+    table = {name: Action(name, "change", (name,)) for name in change}
+    for name in ("restart", "reload", "reload-or-restart"):
+        table[name] = Action(name, "change", (name,), always_changes=True)
+    for name in ("is-active", "is-enabled", "is-failed"):
+        table[name] = Action(name, "query", (name,))
+    table["status"] = Action("status", "query", ("status", "--no-pager"))
+    table["daemon-reload"] = Action("daemon-reload", "node", ("daemon-reload",))
+    table["ping"] = Action("ping", "node", ("is-system-running",))
+    return table
+
+
+ACTIONS = _actions()
+STATE_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState")
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """A unit's state as `systemctl show` reports it."""
+    load: str = ""
+    active: str = ""
+    sub: str = ""
+    file: str = ""
+
+    @classmethod
+    def from_properties(cls, props: Dict[str, str]) -> Optional["UnitState"]:
+        if "LoadState" not in props:
+            return None
+        return cls(props.get("LoadState", ""), props.get("ActiveState", ""),
+                   props.get("SubState", ""), props.get("UnitFileState", ""))
+
+    def describe(self) -> str:
+        """One normalised line: `active (running), enabled`."""
+        if self.load in ("not-found", "masked", "bad-setting", "error"):
+            return self.load
+        text = "%s (%s)" % (self.active, self.sub) if self.sub else self.active
+        return "%s, %s" % (text, self.file) if self.file else text
+
+    def as_dict(self) -> Dict[str, str]:
+        return dict(zip(STATE_KEYS, (self.load, self.active, self.sub, self.file)))
+
+
+@dataclass
+class UnitResult:
+    """One unit on one node."""
+    unit: str
+    outcome: str
+    before: Optional[UnitState] = None
+    after: Optional[UnitState] = None
+    rc: Optional[int] = None
+    message: str = ""               # the action's own output, sanitised
+    answer: str = ""                # first line of a query's answer
+
+    def as_dict(self) -> dict:
+        return {"unit": self.unit, "outcome": self.outcome,
+                "before": self.before.as_dict() if self.before else None,
+                "after": self.after.as_dict() if self.after else None,
+                "rc": self.rc, "message": self.message}
+
+
+@dataclass
+class NodeResult:
+    """Everything svcctl learned about one node in one run."""
+    node: str
+    units: List[UnitResult]
+    reason: str = ""                # why the node as a whole was not reached
+    duration: Optional[float] = None
+
+    @property
+    def outcome(self) -> str:
+        return max((u.outcome for u in self.units), key=SEVERITY.__getitem__)
+
+
+@dataclass
+class Report:
+    """The result of a whole run, the one source for every output format."""
+    action: str
+    units: List[str]
+    nodes: List[NodeResult]
+    started: float
+    elapsed: float
+    command: str = ""
+    user: str = ""
+    run_id: str = ""
+    interrupted_by: str = ""        # "SIGINT", "SIGTERM" or ""
+    notes: List[str] = field(default_factory=list)
+
+    def by_outcome(self) -> Dict[str, NodeSet]:
+        groups: Dict[str, List[str]] = {}
+        for result in self.nodes:
+            groups.setdefault(result.outcome, []).append(result.node)
+        return {name: NodeSet.fromlist(groups[name])
+                for name in OUTCOMES if name in groups}
+
+    def exit_code(self) -> int:
+        if self.interrupted_by == "SIGTERM":
+            return EXIT_TERMINATED
+        if self.interrupted_by:
+            return EXIT_INTERRUPTED
+        codes = {EXIT_FOR_OUTCOME[r.outcome] for r in self.nodes}
+        for code in (EXIT_UNREACHABLE, EXIT_FAILED, EXIT_NEGATIVE):
+            if code in codes:
+                return code
+        return EXIT_OK
+
+
+class UsageError(Exception):
+    """Bad input: reported as `svcctl: message`, exit 2, nothing run."""
+
+
+# =============================================================================
+# Input validation
+# =============================================================================
+
+UNIT_SUFFIXES = ("service", "socket", "device", "mount", "automount", "swap",
+                 "target", "path", "timer", "slice", "scope")
+# systemd's unit-name rules, ASCII only (look-alike letters are refused).
+_UNIT_RE = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(%s)"
+                      % "|".join(UNIT_SUFFIXES), re.ASCII)
+_NODE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]*", re.ASCII)
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*", re.ASCII)
+UNIT_NAME_MAX = 255
+
+
+def normalise_unit(name: str) -> str:
+    """Validate one unit name; a name without a known suffix gets `.service`."""
+    if not name:
+        raise UsageError("empty unit name")
+    full = name
+    if name.rsplit(".", 1)[-1] not in UNIT_SUFFIXES or "." not in name:
+        full = name + ".service"
+    if len(full) > UNIT_NAME_MAX or not _UNIT_RE.fullmatch(full):
+        raise UsageError("invalid unit name: %s" % printable(name))
+    return full
+
+
+def parse_units(text: str) -> List[str]:
+    """`demo,web@1` -> ['demo.service', 'web@1.service'], no duplicates."""
+    units: List[str] = []
+    for name in text.split(","):
+        unit = normalise_unit(name.strip())
+        if unit not in units:
+            units.append(unit)
+    return units
+
+
+def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = ()) -> NodeSet:
+    """Union of NodeSet patterns minus exclusions; never empty, names checked."""
+    try:
+        nodes = NodeSet()
+        for pattern in patterns:
+            nodes.update(NodeSet(pattern))
+        for pattern in exclude:
+            nodes.difference_update(NodeSet(pattern))
+    except (NodeSetException, GroupResolverError, GroupSourceError) as exc:
+        raise UsageError("invalid NodeSet: %s" % printable(str(exc)))
+    if not nodes:
+        raise UsageError("no node to run on: %s" % printable(" ".join(patterns)))
+    for node in nodes:
+        # A node name becomes an ssh argument: one starting with '-' would be
+        # read as an option (-oProxyCommand=...).
+        if len(node) > 253 or not _NODE_RE.fullmatch(node):
+            raise UsageError("invalid node name: %s" % printable(node))
+    return nodes
+
+
+def check_user(user: Optional[str]) -> Optional[str]:
+    if user is not None and not _USER_RE.fullmatch(user):
+        raise UsageError("invalid user name: %s" % printable(user))
+    return user
+
+
+def check_ssh_options(options: Optional[str]) -> Optional[str]:
+    if options is None:
+        return None
+    try:
+        shlex.split(options)
+    except ValueError as exc:
+        raise UsageError("invalid ssh options %s: %s" % (printable(options), exc))
+    if "\x00" in options:
+        raise UsageError("invalid ssh options: NUL byte")
+    return options
+
+
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Neutralise terminal control characters (escape sequences, NUL, ...)."""
+    return _CONTROL_RE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+
+
+@dataclass
+class Settings:
+    """Connection settings: clush.conf [Main], then the command line."""
+    fanout: int = 64
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+    ssh_user: Optional[str] = None
+    ssh_path: Optional[str] = None
+    ssh_options: Optional[str] = None
+
+
+def read_clush_conf(paths: Optional[Sequence[str]] = None) -> Settings:
+    """Read clush.conf's [Main] keys the way clush does (confdir included).
+
+    clush's command_timeout of 0 means "never"; svcctl keeps its own bound
+    then, so that a cron run always ends (`-u 0` disables it explicitly).
+    """
+    parser = configparser.ConfigParser()
+    try:
+        parsed = parser.read(paths if paths is not None
+                             else config_paths("clush.conf"))
+        if parsed and parser.has_option("Main", "confdir"):
+            cfgdir = os.path.dirname(parsed[-1])
+            for confdir in shlex.split(parser.get("Main", "confdir")):
+                confdir = Template(confdir).safe_substitute(CFGDIR=cfgdir)
+                if os.path.isdir(confdir):
+                    parser.read(sorted(
+                        os.path.join(confdir, name) for name in os.listdir(confdir)
+                        if name.endswith(".conf")))
+        settings = Settings()
+        if not parser.has_section("Main"):
+            return settings
+        main = parser["Main"]
+        if "fanout" in main:
+            settings.fanout = check_fanout(main.getint("fanout"))
+        if "connect_timeout" in main:
+            settings.connect_timeout = check_timeout(main.getfloat("connect_timeout"))
+        if main.getfloat("command_timeout", fallback=0) > 0:
+            settings.command_timeout = main.getfloat("command_timeout")
+        settings.ssh_user = check_user(main.get("ssh_user") or None)
+        settings.ssh_path = main.get("ssh_path") or None
+        settings.ssh_options = check_ssh_options(main.get("ssh_options") or None)
+        return settings
+    except (configparser.Error, ValueError, UsageError) as exc:
+        raise UsageError("clush.conf: %s" % printable(str(exc)))
+
+
+def check_fanout(value: int) -> int:
+    if value < 1:
+        raise UsageError("fanout must be at least 1, not %d" % value)
+    return value
+
+
+def check_timeout(value: float) -> float:
+    if not value >= 0 or value == float("inf"):
+        raise UsageError("a timeout must be a number of seconds >= 0")
+    return value
+
+
+# =============================================================================
+# Remote command
+# =============================================================================
+
+# The remote side is one line of POSIX sh. Every section it prints starts with
+# a marker carrying a random per-run nonce, so nothing a unit prints can be
+# mistaken for svcctl's own framing.
+_REMOTE_PRELUDE = (
+    "LC_ALL=C; export LC_ALL; SYSTEMD_PAGER=cat; SYSTEMD_COLORS=0; "
+    "export SYSTEMD_PAGER SYSTEMD_COLORS; m=%(marker)s; "
+    "s() { echo \"$m $1\"; systemctl show -p %(keys)s -- \"$2\" 2>&1; }; "
+    "a() { u=$1; shift; echo \"$m unit $u\"; s before \"$u\"; "
+    "echo \"$m action\"; \"$@\" </dev/null 2>&1; echo \"$m rc $?\"; "
+    "s after \"$u\"; }; "
+)
+
+
+def new_marker() -> str:
+    return "@@svcctl-" + secrets.token_hex(6)
+
+
+def build_remote_command(action: Action, units: Sequence[str], marker: str,
+                         sudo: bool = False, now: bool = False,
+                         verbose: bool = False) -> str:
+    """The exact command line sent to every node."""
+    argv = (["sudo", "-n"] if sudo and action.kind != "query" else []) \
+        + ["systemctl"] + list(action.systemctl)
+    if now and action.name in ("enable", "disable"):
+        argv.append("--now")
+    if action.name == "status" and not verbose:
+        argv.append("--lines=0")
+    script = _REMOTE_PRELUDE % {"marker": marker, "keys": ",".join(STATE_KEYS)}
+    if action.kind == "node":
+        script += "echo \"$m unit %s\"; echo \"$m action\"; %s </dev/null 2>&1; " \
+                  "echo \"$m rc $?\"; " % (action.name, " ".join(argv))
+    for unit in units:
+        script += "a %s %s -- %s; " % (shlex.quote(unit), " ".join(argv),
+                                       shlex.quote(unit))
+    return script + "echo \"$m end\""
+
+
+# =============================================================================
+# Execution: the only code that talks to the ClusterShell Task
+# =============================================================================
+
+OUTPUT_CAP = 1 << 20    # bytes kept per node; framing lines are always kept
+
+
+@dataclass
+class RawResult:
+    """What came back from one node: output lines, ssh's stderr, exit code."""
+    stdout: List[bytes] = field(default_factory=list)
+    stderr: List[bytes] = field(default_factory=list)
+    rc: Optional[int] = None        # None: timed out, interrupted or not run
+    timed_out: bool = False
+    kept: int = 0
+    dropped: int = 0
+    started: Optional[float] = None
+    ended: Optional[float] = None
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while nodes were running."""
+
+    def __init__(self, signame: str):
+        super().__init__(signame)
+        self.signame = signame
+
+
+class _Collector(EventHandler):
+    """Keeps each node's output (bounded) and exit code as they arrive."""
+
+    def __init__(self, raw: Dict[str, RawResult], marker: bytes,
+                 progress: Optional["Progress"]):
+        super().__init__()
+        self.raw = raw
+        self.marker = marker
+        self.progress = progress
+
+    def ev_pickup(self, worker, node):
+        self.raw[node].started = time.monotonic()
+
+    def ev_read(self, worker, node, sname, msg):
+        result = self.raw[node]
+        if sname == worker.SNAME_STDERR:
+            if len(result.stderr) < 20:
+                result.stderr.append(bytes(msg)[:4096])
+            return
+        msg = bytes(msg)
+        # A node printing megabytes must not exhaust memory; framing survives.
+        if result.kept + len(msg) > OUTPUT_CAP and not msg.startswith(self.marker):
+            result.dropped += 1
+            return
+        result.kept += len(msg)
+        result.stdout.append(msg)
+
+    def ev_hup(self, worker, node, rc):
+        result = self.raw[node]
+        result.rc = rc
+        result.ended = time.monotonic()
+        if self.progress:
+            self.progress.node_done(rc != 0)
+
+    def ev_close(self, worker, timedout):
+        if timedout:
+            for node in worker.iter_keys_timeout():
+                self.raw[node].timed_out = True
+
+    def ev_timer(self, timer):
+        if self.progress:
+            self.progress.draw()
+
+
+class Progress:
+    """A live `done/total` line on stderr, only on a terminal."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total = total
+        self.done = 0
+        self.errors = 0
+        self.stream = stream
+        self.shown = False
+
+    def node_done(self, error: bool) -> None:
+        self.done += 1
+        self.errors += error
+
+    def draw(self) -> None:
+        self.shown = True
+        self.stream.write("\r%s: %d/%d nodes done, %d with errors \x1b[K"
+                          % (PROG, self.done, self.total, self.errors))
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def execute(command: str, nodes: NodeSet, settings: Settings, marker: str,
+            show_progress: bool = False) -> Tuple[Dict[str, RawResult], str]:
+    """Run `command` on `nodes` through ClusterShell; return the raw results
+    of every node (unfinished ones included) and the interrupting signal."""
+    raw = {node: RawResult() for node in nodes}
+    task = task_self()
+    task.set_info("fanout", settings.fanout)
+    task.set_info("connect_timeout", settings.connect_timeout)
+    task.set_info("ssh_user", settings.ssh_user)
+    task.set_info("ssh_path", settings.ssh_path)
+    task.set_info("ssh_options", settings.ssh_options)
+    # svcctl keeps its own bounded buffers: no second copy in MsgTrees.
+    task.set_default("stdout_msgtree", False)
+    task.set_default("stderr_msgtree", False)
+    progress = Progress(len(nodes)) if show_progress else None
+    collector = _Collector(raw, marker.encode(), progress)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    interrupted = ""
+    try:
+        task.shell(command, nodes=str(nodes), handler=collector, stderr=True,
+                   timeout=settings.command_timeout or None)
+        if progress:
+            task.timer(1.0, collector, interval=0.25, autoclose=True)
+        task.run()
+    except KeyboardInterrupt:
+        interrupted = "SIGINT"
+    except Interrupted as exc:
+        interrupted = exc.signame
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if interrupted:
+            task.abort(kill=True)   # kills the ssh processes still running
+        if progress:
+            progress.clear()
+    return raw, interrupted
+
+
+# =============================================================================
+# Results: parse each node's output and classify it
+# =============================================================================
+
+_DENIED_RE = re.compile(r"Access denied|Interactive authentication required|"
+                        r"^sudo: |not in the sudoers|Permission denied", re.M)
+
+
+def decode(line: bytes) -> str:
+    """Bytes from a node -> safe text: invalid UTF-8 replaced, controls escaped."""
+    return printable(line.decode("utf-8", "replace"))
+
+
+def parse_sections(lines: Iterable[bytes], marker: str) -> Tuple[List[dict], bool]:
+    """Split a node's framed output into one dict per unit; True if complete."""
+    prefix = marker.encode() + b" "
+    sections: List[dict] = []
+    current: Optional[dict] = None
+    part = None
+    complete = False
+    for line in lines:
+        if line.startswith(prefix):
+            word, _, value = line[len(prefix):].decode("ascii", "replace").partition(" ")
+            if word == "unit":
+                current = {"unit": value, "before": [], "action": [], "after": []}
+                sections.append(current)
+            elif word == "end":
+                complete = True
+            elif current is not None and word == "rc":
+                current["rc"] = int(value) if value.isdigit() else None
+            elif current is not None and word in current:
+                part = word
+                current[part] = []
+            continue
+        if current is not None and part:
+            current[part].append(line)
+        # Anything before the first marker (a login banner) is ignored.
+    return sections, complete
+
+
+def _properties(lines: List[bytes]) -> Dict[str, str]:
+    props = {}
+    for line in lines:
+        key, sep, value = decode(line).partition("=")
+        if sep:
+            props[key] = value
+    return props
+
+
+def classify_unit(action: Action, section: dict) -> UnitResult:
+    """Turn one unit's framed section into an outcome (read -> act -> read)."""
+    unit = section["unit"]
+    before = UnitState.from_properties(_properties(section["before"]))
+    after = UnitState.from_properties(_properties(section["after"]))
+    message = "\n".join(decode(line) for line in section["action"]).strip()
+    rc = section.get("rc")
+    result = UnitResult(unit, "error", before, after, rc, message,
+                        message.split("\n", 1)[0])
+    if "rc" not in section:
+        result.outcome = "error"     # the section was cut short
+    elif action.kind == "node":
+        if action.name == "ping":
+            result.outcome = "ok" if rc == 0 else (
+                "negative" if result.answer else "error")
+        else:
+            result.outcome = "ok" if rc == 0 else "failed"
+    elif before is None or after is None:
+        # systemctl show itself failed (no systemd, no D-Bus): say why.
+        result.message = "\n".join(decode(line) for line in
+                                   section["before"] + section["action"]).strip()
+    elif after.load == "not-found" and before.load == "not-found":
+        result.outcome = "not-found"
+    elif action.kind == "query":
+        result.outcome = "ok" if rc == 0 else "negative"
+    elif rc != 0:
+        if "masked" in (before.load, after.load) and "masked" in message:
+            result.outcome = "masked"
+        elif _DENIED_RE.search(message):
+            result.outcome = "denied"
+        else:
+            result.outcome = "failed"
+    else:
+        moved = (before.load, before.active, before.file) != \
+                (after.load, after.active, after.file)
+        always = action.always_changes or (
+            action.name == "try-restart" and before.active in ("active", "reloading"))
+        result.outcome = "changed" if moved or always else "ok"
+    return result
+
+
+def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
+    """ssh's own reason, without the per-node host part so that nodes fold."""
+    lines = [decode(line).strip() for line in stderr if line.strip()]
+    lines = [line for line in lines if not line.startswith("Warning: Permanently")]
+    if not lines:
+        return "ssh exited with code %s" % rc
+    reason = lines[-1]
+    reason = re.sub(r"^ssh: connect to host \S+ port \d+: ", "", reason)
+    reason = re.sub(r"^ssh: Could not resolve hostname \S+: ", "name unknown: ", reason)
+    reason = re.sub(r"^\S+@\S+: ", "", reason)      # user@host: Permission denied
+    return reason
+
+
+def node_result(node: str, raw: RawResult, action: Action, units: Sequence[str],
+                marker: str, timeout: float, interrupted: bool) -> NodeResult:
+    """Classify one node: every requested unit gets an outcome, always."""
+    names = [action.name] if action.kind == "node" else list(units)
+    sections, complete = parse_sections(raw.stdout, marker)
+    done = {s["unit"]: classify_unit(action, s) for s in sections if "rc" in s}
+    duration = (raw.ended - raw.started) if raw.started and raw.ended else None
+    if raw.timed_out:
+        missing, reason = "timeout", "timed out after %g s" % timeout
+    elif raw.rc is None:
+        missing, reason = ("interrupted", "not finished") if interrupted \
+            else ("skipped", "not run")
+    elif raw.rc == 255:
+        missing = "unreachable"
+        reason = _ssh_reason(raw.stderr, raw.rc)
+        if sections:
+            reason = "connection lost: " + reason
+    elif not complete:
+        missing = "error"
+        reason = "remote command ended early (exit code %d): %s" % (
+            raw.rc, _ssh_reason(raw.stderr + raw.stdout[-3:], raw.rc))
+    else:
+        missing, reason = "error", ""
+    results = [done.get(name) or UnitResult(name, missing, message=reason)
+               for name in names]
+    if raw.dropped:
+        for result in results:
+            result.message += "\n[%s: %d output lines dropped]" % (PROG, raw.dropped)
+    whole = reason if all(name not in done for name in names) else ""
+    return NodeResult(node, results, whole, duration)
+
+
+def skipped_result(node: str, action: Action, units: Sequence[str],
+                   reason: str) -> NodeResult:
+    names = [action.name] if action.kind == "node" else list(units)
+    return NodeResult(node, [UnitResult(n, "skipped", message=reason) for n in names],
+                      reason)
+
+
+# =============================================================================
+# Rendering
+# =============================================================================
+
+SEPARATOR = "-" * 15
+COLORS = {"ok": "32", "changed": "33", "negative": "35", "header": "36",
+          "problem": "31"}
+
+
+def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
+    """The uniform text of one unit's result, so identical nodes fold."""
+    name, outcome = result.unit, result.outcome
+    after = result.after.describe() if result.after else ""
+    if outcome == "not-found":
+        head = "%s: not found" % name
+    elif outcome in ("timeout", "unreachable", "interrupted", "skipped") \
+            and result.after is None:
+        head = "%s: %s" % (name, {"timeout": "timed out", "interrupted":
+                                  "not finished"}.get(outcome, outcome))
+    elif action.kind == "node":
+        head = "%s: %s" % (name, result.answer or ("done" if outcome == "ok"
+                                                   else outcome))
+    elif action.name == "status":
+        head = "%s: %s" % (name, after)
+    elif action.kind == "query":
+        head = "%s: %s" % (name, result.answer)
+    elif outcome == "changed":
+        before = result.before.describe()
+        head = "%s: changed, %s" % (name, after) if before == after else \
+            "%s: changed, %s -> %s" % (name, before, after)
+    elif outcome == "ok":
+        head = "%s: ok, %s" % (name, after)
+    elif outcome == "masked" or not after:
+        head = "%s: %s" % (name, outcome)
+    else:
+        head = "%s: %s, now %s" % (name, outcome, after)
+    lines = [head]
+    show_message = verbose or (outcome in PROBLEMS and outcome != "not-found"
+                               and action.kind != "query")
+    if result.message and show_message and not (
+            action.kind == "node" and result.message == result.answer):
+        lines += ["  " + line for line in result.message.split("\n")]
+    return lines
+
+
+def node_lines(action: Action, result: NodeResult, verbose: bool) -> List[str]:
+    if result.reason:                   # the node as a whole was not reached
+        label = {"timeout": "timed out", "interrupted": "not finished"}.get(
+            result.outcome, result.outcome)
+        if result.reason.startswith("timed out") or result.reason == "not finished":
+            return [result.reason]
+        return ["%s: %s" % (label, result.reason)]
+    lines: List[str] = []
+    for unit in result.units:
+        lines += unit_lines(action, unit, verbose)
+    return lines
+
+
+def use_color(choice: str, stream) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def render_text(report: Report, verbose: bool = False, quiet: bool = False,
+                color: bool = False) -> str:
+    """clubak-style groups (problems last), then a summary naming NodeSets."""
+    action = ACTIONS[report.action]
+
+    def paint(code: str, text: str) -> str:
+        return "\x1b[%sm%s\x1b[0m" % (COLORS[code], text) if color else text
+
+    groups: Dict[Tuple[str, ...], List[NodeResult]] = {}
+    for result in report.nodes:
+        groups.setdefault(tuple(node_lines(action, result, verbose)), []).append(result)
+    ordered = sorted(groups.items(), key=lambda item: (
+        max(SEVERITY[r.outcome] for r in item[1]), NodeSet.fromlist(
+            r.node for r in item[1])[0]))
+    out: List[str] = []
+    for lines, results in ordered:
+        worst = max((r.outcome for r in results), key=SEVERITY.__getitem__)
+        if quiet and worst not in PROBLEMS and worst != "negative":
+            continue
+        nodes = NodeSet.fromlist(r.node for r in results)
+        header = str(nodes) + (" (%d)" % len(nodes) if len(nodes) > 1 else "")
+        tone = "problem" if worst in PROBLEMS else COLORS.get(worst) and worst
+        out += [paint("header", SEPARATOR), paint("header", header),
+                paint("header", SEPARATOR)]
+        out += [paint(tone, line) if tone else line for line in lines]
+    out.append(summary_line(report))
+    for name, nodes in report.by_outcome().items():
+        text = "%s (%d): %s" % (name, len(nodes), nodes)
+        tone = "problem" if name in PROBLEMS else name
+        out.append(paint(tone, text) if tone in COLORS else text)
+    out += ["%s: %s" % (PROG, note) for note in report.notes]
+    return "\n".join(out) + "\n"
+
+
+def summary_line(report: Report) -> str:
+    what = report.action + (" " + ",".join(report.units) if report.units else "")
+    count = len(report.nodes)
+    line = "== %s on %d node%s in %.1f s" % (what, count, "s" * (count != 1),
+                                             report.elapsed)
+    if report.interrupted_by:
+        line += ", interrupted by %s" % report.interrupted_by
+    return line + " =="
+
+
+def report_dict(report: Report) -> dict:
+    """The JSON document: every node's result and the summary."""
+    return {
+        "svcctl": __version__, "run_id": report.run_id, "action": report.action,
+        "units": report.units, "command": report.command, "user": report.user,
+        "started": iso_time(report.started), "elapsed": round(report.elapsed, 3),
+        "interrupted_by": report.interrupted_by or None,
+        "exit_code": report.exit_code(),
+        "summary": {name: str(nodes) for name, nodes in report.by_outcome().items()},
+        "counts": {name: len(nodes) for name, nodes in report.by_outcome().items()},
+        "nodes": [{"node": r.node, "outcome": r.outcome, "reason": r.reason,
+                   "duration": round(r.duration, 3) if r.duration is not None else None,
+                   "units": [u.as_dict() for u in r.units]} for r in report.nodes],
+        "notes": report.notes,
+    }
+
+
+def iso_time(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def render_dry_run(action: Action, nodes: NodeSet, command: str,
+                   settings: Settings) -> str:
+    return ("%s: dry run, nothing contacted\nnodes: %s (%d)\n"
+            "ssh: user=%s fanout=%d connect_timeout=%g command_timeout=%g "
+            "options=%s\nremote command:\n%s\n") % (
+        action.name, nodes, len(nodes), settings.ssh_user or "(default)",
+        settings.fanout, settings.connect_timeout, settings.command_timeout,
+        settings.ssh_options or "(none)", command)
+
+
+# =============================================================================
+# Result log
+# =============================================================================
+
+def log_lines(report: Report) -> bytes:
+    """One JSON line per node and unit."""
+    out = []
+    for result in report.nodes:
+        for unit in result.units:
+            record = {"time": iso_time(report.started), "run_id": report.run_id,
+                      "user": report.user, "action": report.action,
+                      "node": result.node, "duration": result.duration}
+            record.update(unit.as_dict())
+            if result.reason and not record["message"]:
+                record["message"] = result.reason
+            out.append(json.dumps(record, sort_keys=True) + "\n")
+    return "".join(out).encode()
+
+
+def append_log(path: str, data: bytes) -> None:
+    """Append a run's lines atomically: one locked write, O_APPEND."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+# =============================================================================
+# Command line
+# =============================================================================
+
+EXAMPLES = """\
+examples:
+  svcctl start httpd node[1-8]            start httpd.service on 8 nodes
+  svcctl status demo,web @web -x node3    two units on group @web but node3
+  svcctl restart httpd @web --batch 25%   rolling restart, a quarter at a time
+  svcctl is-active sshd @all -q           only the nodes where it is not active
+  svcctl ping @all                        which nodes answer
+  svcctl --dry-run stop demo node[1-4]    show the remote command, run nothing
+
+exit codes: 0 ok, 1 failed, 2 usage, 3 query answered no, 4 unreachable or
+timed out, 130 interrupted, 143 terminated.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line through svcctl's handler."""
+
+    def error(self, message):
+        raise UsageError(message + " (see svcctl --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, description="systemctl for a whole cluster: run one systemd "
+        "action on every node of a NodeSet over SSH and print one grouped answer.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", metavar="ACTION", choices=sorted(ACTIONS),
+                        help="one of: %s" % ", ".join(sorted(ACTIONS)))
+    parser.add_argument("targets", metavar="UNIT[,UNIT...] NODESET", nargs="*",
+                        help="units (not for daemon-reload or ping), then NodeSets")
+    add = parser.add_argument
+    add("-x", "--exclude", action="append", default=[], metavar="NODESET",
+        help="exclude these nodes")
+    add("-f", "--fanout", type=int, help="nodes contacted at once (clush.conf, 64)")
+    add("-t", "--connect-timeout", type=float, metavar="SECONDS",
+        help="ssh connect timeout (clush.conf, 10)")
+    add("-u", "--command-timeout", type=float, metavar="SECONDS",
+        help="per-node bound for the whole run, 0 for none (default 300)")
+    add("-l", "--user", help="ssh login user")
+    add("-o", "--ssh-options", metavar="OPTIONS", help="extra ssh options")
+    add("--sudo", action="store_true",
+        help="run systemctl through `sudo -n` (never prompts for a password)")
+    add("--now", action="store_true", help="with enable/disable: also start/stop")
+    add("--batch", metavar="COUNT",
+        help="rolling: act on COUNT nodes at a time (N or N%%)")
+    add("--max-fail", metavar="COUNT",
+        help="with --batch: stop before the next batch once more nodes failed")
+    add("--batch-wait", type=float, default=0.0, metavar="SECONDS",
+        help="with --batch: pause between batches")
+    add("--persist", action="store_true",
+        help="keep ssh connections open between runs (OpenSSH ControlPersist)")
+    add("--persist-for", type=int, default=600, metavar="SECONDS",
+        help="with --persist: how long an idle connection stays open (600)")
+    add("-q", "--quiet", action="store_true", help="only problems and the summary")
+    add("-v", "--verbose", action="store_true", help="show systemctl's own output")
+    add("--json", action="store_true", help="print one JSON document")
+    add("--log", metavar="FILE", help="append one JSON line per node and unit")
+    add("--color", choices=("auto", "always", "never"), default="auto")
+    add("--dry-run", action="store_true",
+        help="show the nodes and the remote command, contact nothing")
+    add("--version", action="version", version="%(prog)s " + __version__)
+    return parser
+
+
+def parse_count(text: Optional[str], total: int, what: str) -> Optional[int]:
+    """`N` or `N%` of `total` (at least 1 for a batch)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)(%?)", text.strip())
+    if not match:
+        raise UsageError("%s must be N or N%%, not %s" % (what, printable(text)))
+    value = int(match.group(1))
+    if match.group(2):
+        if value > 100:
+            raise UsageError("%s cannot exceed 100%%" % what)
+        value = total * value // 100
+    return value
+
+
+def persist_options(seconds: int) -> str:
+    """ssh options that keep one master connection per node open."""
+    directory = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp",
+                             "svcctl-%d" % os.getuid())
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if os.stat(directory).st_uid != os.getuid():
+        raise UsageError("%s is not ours: refusing to keep sockets there" % directory)
+    os.chmod(directory, 0o700)
+    return ("-oControlMaster=auto -oControlPath=%s/%%C -oControlPersist=%d"
+            % (directory, seconds))
+
+
+@dataclass
+class Request:
+    """A validated command line: nothing here can reach a shell unchecked."""
+    action: Action
+    units: List[str]
+    nodes: NodeSet
+    settings: Settings
+    batch: Optional[int]
+    max_fail: Optional[int]
+
+
+def make_request(args: argparse.Namespace) -> Request:
+    action = ACTIONS[args.action]
+    targets = list(args.targets)
+    units: List[str] = []
+    if action.kind != "node":
+        if not targets:
+            raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action.name)
+        units = parse_units(targets.pop(0))
+    if not targets:
+        raise UsageError("%s needs a NodeSet" % action.name)
+    if args.now and action.name not in ("enable", "disable"):
+        raise UsageError("--now goes with enable or disable")
+    nodes = parse_nodes(targets, args.exclude)
+    settings = read_clush_conf()
+    if args.fanout is not None:
+        settings.fanout = check_fanout(args.fanout)
+    if args.connect_timeout is not None:
+        settings.connect_timeout = check_timeout(args.connect_timeout)
+    if args.command_timeout is not None:
+        settings.command_timeout = check_timeout(args.command_timeout)
+    if args.user is not None:
+        settings.ssh_user = check_user(args.user)
+    if args.ssh_options is not None:
+        settings.ssh_options = check_ssh_options(args.ssh_options)
+    if args.persist:
+        if args.persist_for < 1:
+            raise UsageError("--persist-for takes a number of seconds >= 1")
+        settings.ssh_options = " ".join(filter(None, (
+            settings.ssh_options, persist_options(args.persist_for))))
+    batch = parse_count(args.batch, len(nodes), "--batch")
+    if batch is not None:
+        batch = max(batch, 1)
+    max_fail = parse_count(args.max_fail, len(nodes), "--max-fail")
+    if max_fail is not None and batch is None:
+        raise UsageError("--max-fail goes with --batch")
+    check_timeout(args.batch_wait)
+    return Request(action, units, nodes, settings, batch, max_fail)
+
+
+def run(request: Request, args: argparse.Namespace, stderr) -> Report:
+    """Run the request batch by batch; classify every node."""
+    action, units = request.action, request.units
+    marker = new_marker()
+    command = build_remote_command(action, units, marker, args.sudo, args.now,
+                                   args.verbose)
+    started, clock = time.time(), time.monotonic()
+    nodes = list(request.nodes)
+    size = request.batch or len(nodes)
+    batches = [nodes[i:i + size] for i in range(0, len(nodes), size)]
+    results: List[NodeResult] = []
+    interrupted, notes = "", []
+    show_progress = hasattr(stderr, "isatty") and stderr.isatty() and not args.json
+    for index, batch in enumerate(batches):
+        if interrupted:
+            results += [skipped_result(n, action, units, "not run: interrupted")
+                        for n in batch]
+            continue
+        failed = sum(r.outcome in PROBLEMS for r in results)
+        if request.max_fail is not None and failed > request.max_fail:
+            if not notes:
+                notes.append("stopped after %d failed nodes (--max-fail %s)"
+                             % (failed, args.max_fail))
+            results += [skipped_result(n, action, units, "not run: --max-fail reached")
+                        for n in batch]
+            continue
+        if index and args.batch_wait:
+            time.sleep(args.batch_wait)
+        raw, interrupted = execute(command, NodeSet.fromlist(batch),
+                                   request.settings, marker, show_progress)
+        results += [node_result(n, raw[n], action, units, marker,
+                                request.settings.command_timeout, bool(interrupted))
+                    for n in batch]
+    return Report(action.name, units, results, started, time.monotonic() - clock,
+                  command=" ".join(shlex.quote(a) for a in [PROG] + sys.argv[1:]),
+                  user=getpass.getuser(), run_id=marker.rsplit("-", 1)[-1],
+                  interrupted_by=interrupted, notes=notes)
+
+
+def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
+    """Entry point; returns the exit code (tests call it in-process)."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_intermixed_args(argv)
+        request = make_request(args)
+        if args.dry_run:
+            command = build_remote_command(request.action, request.units,
+                                           "@@svcctl-DRYRUN", args.sudo, args.now,
+                                           args.verbose)
+            stdout.write(render_dry_run(request.action, request.nodes, command,
+                                        request.settings))
+            return EXIT_OK
+        report = run(request, args, stderr)
+    except UsageError as exc:
+        stderr.write("%s: %s\n" % (PROG, exc))
+        return EXIT_USAGE
+    except (RouteResolvingError, TopologyError) as exc:
+        stderr.write("%s: topology: %s\n" % (PROG, printable(str(exc))))
+        return EXIT_FAILED
+    code = report.exit_code()
+    if args.log:
+        try:
+            append_log(args.log, log_lines(report))
+        except OSError as exc:
+            report.notes.append("cannot write log %s: %s" % (
+                printable(args.log), exc.strerror or exc))
+            code = code or EXIT_FAILED
+    if args.json:
+        stdout.write(json.dumps(report_dict(report), indent=1) + "\n")
+    else:
+        stdout.write(render_text(report, args.verbose, args.quiet,
+                                 use_color(args.color, stdout)))
+    stdout.flush()
+    return code
+
+
+def console_main() -> None:
+    """Console script: no traceback for Ctrl-C or a closed pipe."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `svcctl ... | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_FAILED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,90 @@
+"""Shared fixtures: the real test cluster and helpers to run the installed svcctl."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _cluster_unavailable():
+    if os.geteuid() != 0:
+        return "the test cluster needs root (systemd-nspawn)"
+    if not shutil.which("apt-get") and not shutil.which("systemd-nspawn"):
+        return "no systemd-nspawn and no apt-get to install it"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """Boot (or reuse) the 8-node test cluster; return the environment that
+    reaches it. Never skipped in CI."""
+    reason = _cluster_unavailable()
+    if reason:
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "cluster.py"), "up"],
+                          capture_output=True, text=True)
+    match = re.search(r"export CLUSTERSHELL_CFGDIR=(\S+)", proc.stdout)
+    if proc.returncode or not match:
+        pytest.fail("cluster did not come up:\n" + proc.stderr[-2000:])
+    env = dict(os.environ, CLUSTERSHELL_CFGDIR=match.group(1), NO_COLOR="1")
+    return env
+
+
+def svcctl_argv():
+    """The installed console script; in CI it must be installed."""
+    path = shutil.which("svcctl")
+    if path:
+        return [path]
+    if IN_CI:
+        pytest.fail("svcctl is not installed")
+    return [sys.executable, os.path.join(ROOT, "svcctl.py")]
+
+
+class Run:
+    def __init__(self, proc, elapsed):
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+        self.elapsed = elapsed
+
+    def __repr__(self):
+        return "rc=%s\n--- stdout\n%s--- stderr\n%s" % (self.rc, self.out, self.err)
+
+
+@pytest.fixture
+def svcctl(cluster):
+    """svcctl(*args) -> Run, against the test cluster."""
+    import time
+
+    def run(*args, timeout=120):
+        start = time.monotonic()
+        proc = subprocess.run(svcctl_argv() + list(args), env=cluster,
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        return Run(proc, time.monotonic() - start)
+    return run
+
+
+@pytest.fixture
+def on_nodes(cluster):
+    """on_nodes(nodes, shell command): set the scene with plain clush."""
+    def run(nodes, command):
+        proc = subprocess.run(["clush", "-S", "-w", nodes, command], env=cluster,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+    return run
+
+
+def normalise(text):
+    """Run times vary: blank them out so outputs compare byte for byte."""
+    return re.sub(r"in \d+\.\d s", "in X s", text)

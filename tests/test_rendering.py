@@ -1,0 +1,141 @@
+"""Text, JSON and log rendering of one result model."""
+import json
+
+import svcctl
+from framing import ACTIVE, FAILED, INACTIVE, MARKER, end, frame
+
+A = svcctl.ACTIONS
+
+
+def node(name, lines, rc=0, stderr=(), timed_out=False, units=("demo.service",)):
+    raw = svcctl.RawResult(stdout=list(lines), stderr=list(stderr), rc=rc,
+                           timed_out=timed_out)
+    return svcctl.node_result(name, raw, A["start"], list(units), MARKER, 10, False)
+
+
+def sample_report():
+    changed = frame("demo.service", INACTIVE, ACTIVE) + end()
+    ok = frame("demo.service", ACTIVE, ACTIVE) + end()
+    failed = frame("demo.service", INACTIVE, FAILED, 1, ["Job failed."]) + end()
+    nodes = [node("node%d" % i, changed) for i in (1, 2, 6, 7)]
+    nodes += [node("node3", ok), node("node4", failed),
+              node("node5", [], rc=255, stderr=[b"ssh: connect to host 10.0.0.5 "
+                                               b"port 22: Connection refused"]),
+              node("node8", [], rc=None, timed_out=True)]
+    return svcctl.Report("start", ["demo.service"], nodes, 1700000000.0, 2.34,
+                         command="svcctl start demo node[1-8]", user="root",
+                         run_id="0123456789ab")
+
+
+EXPECTED = """\
+---------------
+node3
+---------------
+demo.service: ok, active (running), disabled
+---------------
+node[1-2,6-7] (4)
+---------------
+demo.service: changed, inactive (dead), disabled -> active (running), disabled
+---------------
+node4
+---------------
+demo.service: failed, now failed (failed), static
+  Job failed.
+---------------
+node8
+---------------
+timed out after 10 s
+---------------
+node5
+---------------
+unreachable: Connection refused
+== start demo.service on 8 nodes in 2.3 s ==
+ok (1): node3
+changed (4): node[1-2,6-7]
+failed (1): node4
+timeout (1): node8
+unreachable (1): node5
+"""
+
+
+def test_text_output_bytes():
+    assert svcctl.render_text(sample_report()) == EXPECTED
+
+
+def test_every_node_appears_once():
+    text = svcctl.render_text(sample_report())
+    headers = [line for line in text.splitlines() if line.startswith("node")]
+    nodes = svcctl.NodeSet.fromlist(h.split(" ")[0] for h in headers)
+    assert len(nodes) == 8
+
+
+def test_quiet_shows_only_problems_and_summary():
+    text = svcctl.render_text(sample_report(), quiet=True)
+    assert "node3\n" not in text.split("==")[0]
+    assert "node[1-2,6-7] (4)\n" not in text
+    assert "node4\n---------------\ndemo.service: failed" in text
+    assert text.endswith("unreachable (1): node5\n")
+
+
+def test_color_only_when_asked():
+    plain = svcctl.render_text(sample_report())
+    colored = svcctl.render_text(sample_report(), color=True)
+    assert "\x1b[" not in plain
+    assert "\x1b[31mdemo.service: failed, now failed (failed), static\x1b[0m" in colored
+
+
+def test_use_color(monkeypatch):
+    class Tty:
+        def isatty(self):
+            return True
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert svcctl.use_color("auto", Tty())
+    assert not svcctl.use_color("never", Tty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not svcctl.use_color("auto", Tty())
+    assert svcctl.use_color("always", Tty())
+
+
+def test_verbose_shows_messages_of_good_results_too():
+    lines = frame("demo.service", INACTIVE, ACTIVE, 0, ["Created symlink x"]) + end()
+    report = svcctl.Report("start", ["demo.service"], [node("n1", lines)], 0, 0)
+    assert "Created symlink" not in svcctl.render_text(report)
+    assert "  Created symlink x\n" in svcctl.render_text(report, verbose=True)
+
+
+def test_json_document():
+    doc = svcctl.report_dict(sample_report())
+    json.dumps(doc)
+    assert doc["exit_code"] == 4
+    assert doc["summary"] == {"ok": "node3", "changed": "node[1-2,6-7]",
+                              "failed": "node4", "timeout": "node8",
+                              "unreachable": "node5"}
+    assert doc["counts"]["changed"] == 4
+    assert len(doc["nodes"]) == 8
+    by_node = {n["node"]: n for n in doc["nodes"]}
+    assert by_node["node1"]["units"][0]["before"]["ActiveState"] == "inactive"
+    assert by_node["node1"]["units"][0]["after"]["ActiveState"] == "active"
+    assert by_node["node5"]["reason"] == "Connection refused"
+    assert doc["started"] == "2023-11-14T22:13:20+00:00"
+
+
+def test_log_lines_one_per_node_and_unit():
+    lines = svcctl.log_lines(sample_report()).decode().splitlines()
+    assert len(lines) == 8
+    records = [json.loads(line) for line in lines]
+    assert {r["node"] for r in records} == {"node%d" % i for i in range(1, 9)}
+    unreachable = [r for r in records if r["outcome"] == "unreachable"][0]
+    assert unreachable["message"] == "Connection refused"
+    assert all(r["run_id"] == "0123456789ab" and r["action"] == "start" for r in records)
+
+
+def test_status_lines_fold_identical_states():
+    lines = frame("demo.service", ACTIVE, ACTIVE, 0, ["● demo.service - pid 42"]) + end()
+    other = frame("demo.service", ACTIVE, ACTIVE, 0, ["● demo.service - pid 43"]) + end()
+    nodes = [svcctl.node_result(n, svcctl.RawResult(stdout=l, rc=0), A["status"],
+                                ["demo.service"], MARKER, 5, False)
+             for n, l in (("a1", lines), ("a2", other))]
+    report = svcctl.Report("status", ["demo.service"], nodes, 0, 0)
+    assert svcctl.render_text(report).startswith(
+        "---------------\na[1-2] (2)\n---------------\n"
+        "demo.service: active (running), disabled\n")

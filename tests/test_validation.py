@@ -1,0 +1,157 @@
+"""Input validation: unit names, NodeSets, options, clush.conf."""
+import shlex
+import string
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import svcctl
+from svcctl import UsageError
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("demo", "demo.service"),
+    ("demo.service", "demo.service"),
+    ("getty@tty1", "getty@tty1.service"),
+    ("demo@.service", "demo@.service"),
+    ("sshd.socket", "sshd.socket"),
+    ("-.mount", "-.mount"),
+    ("foo.bar", "foo.bar.service"),
+    ("systemd-fsck@dev-disk-by\\x2duuid.service", "systemd-fsck@dev-disk-by\\x2duuid.service"),
+])
+def test_valid_unit_names(name, expected):
+    assert svcctl.normalise_unit(name) == expected
+
+
+@pytest.mark.parametrize("name", [
+    "", "demo;reboot", "$(reboot)", "`id`", "a b", "demo\n", "de\x00mo",
+    "dеmo",  # Cyrillic e
+    "x" * 250, "@foo.service", "demo.service/../x", "a'b", "*",
+])
+def test_invalid_unit_names(name):
+    with pytest.raises(UsageError):
+        svcctl.normalise_unit(name)
+
+
+def test_parse_units_splits_and_dedups():
+    assert svcctl.parse_units("demo,web@1,demo.service") == \
+        ["demo.service", "web@1.service"]
+    with pytest.raises(UsageError):
+        svcctl.parse_units("demo,,web")
+
+
+SAFE = set(string.ascii_letters + string.digits + ":_.\\-@")
+
+
+@settings(max_examples=500)
+@given(st.text(min_size=0, max_size=300))
+def test_any_unit_text_is_refused_or_safe(text):
+    """Whatever is typed: refused, or a systemd-valid ASCII name."""
+    try:
+        unit = svcctl.normalise_unit(text)
+    except UsageError:
+        return
+    assert set(unit) <= SAFE and len(unit) <= 255
+    assert shlex.split(shlex.quote(unit)) == [unit]
+
+
+@pytest.mark.parametrize("pattern,expected", [
+    (["node[1-3]"], "node[1-3]"),
+    (["node[1-3]", "node5"], "node[1-3,5]"),
+    (["node[1-8]!node[2-7]"], "node[1,8]"),
+    (["node[1-4]&node[3-9]"], "node[3-4]"),
+])
+def test_parse_nodes(pattern, expected):
+    assert str(svcctl.parse_nodes(pattern)) == expected
+
+
+def test_parse_nodes_exclude():
+    assert str(svcctl.parse_nodes(["node[1-8]"], ["node[2-7]"])) == "node[1,8]"
+
+
+@pytest.mark.parametrize("pattern", [
+    "node[1-", "node[3-1]", "", "node1!node1", "-oProxyCommand=id",
+    "node1;reboot", "@nosuchsource:group", "no de",
+])
+def test_bad_nodesets_are_usage_errors(pattern):
+    with pytest.raises(UsageError):
+        svcctl.parse_nodes([pattern])
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=60))
+def test_any_nodeset_text_is_refused_or_hostnames(text):
+    try:
+        nodes = svcctl.parse_nodes([text])
+    except UsageError:
+        return
+    for node in nodes:
+        assert not node.startswith("-")
+        assert set(node) <= set(string.ascii_letters + string.digits + "._:-")
+
+
+def test_user_and_ssh_options():
+    assert svcctl.check_user("ops") == "ops"
+    for bad in ("-oProxyCommand=x", "a b", "root;id", ""):
+        with pytest.raises(UsageError):
+            svcctl.check_user(bad)
+    assert svcctl.check_ssh_options("-F '/tmp/a b'") == "-F '/tmp/a b'"
+    with pytest.raises(UsageError):
+        svcctl.check_ssh_options("-F 'unclosed")
+
+
+@pytest.mark.parametrize("text,total,expected", [
+    ("3", 10, 3), ("50%", 10, 5), ("25%", 8, 2), ("0", 8, 0), ("100%", 7, 7),
+])
+def test_parse_count(text, total, expected):
+    assert svcctl.parse_count(text, total, "--batch") == expected
+
+
+@pytest.mark.parametrize("text", ["-1", "x", "150%", "1.5", "%"])
+def test_parse_count_refuses(text):
+    with pytest.raises(UsageError):
+        svcctl.parse_count(text, 10, "--batch")
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_clush_conf_main_keys(tmp_path):
+    conf = write(tmp_path / "clush.conf",
+                 "[Main]\nfanout: 7\nconnect_timeout: 3\ncommand_timeout: 42\n"
+                 "ssh_user: ops\nssh_path: /usr/bin/ssh\nssh_options: -F %%h/cfg\n")
+    settings = svcctl.read_clush_conf([conf])
+    assert (settings.fanout, settings.connect_timeout, settings.command_timeout,
+            settings.ssh_user, settings.ssh_path, settings.ssh_options) == \
+        (7, 3.0, 42.0, "ops", "/usr/bin/ssh", "-F %h/cfg")
+
+
+def test_clush_conf_zero_command_timeout_keeps_our_bound(tmp_path):
+    conf = write(tmp_path / "clush.conf", "[Main]\ncommand_timeout: 0\n")
+    assert svcctl.read_clush_conf([conf]).command_timeout == \
+        svcctl.Settings().command_timeout
+
+
+def test_clush_conf_confdir(tmp_path):
+    (tmp_path / "clush.conf.d").mkdir()
+    write(tmp_path / "clush.conf.d" / "site.conf", "[Main]\nfanout: 5\n")
+    conf = write(tmp_path / "clush.conf",
+                 "[Main]\nfanout: 9\nconfdir: $CFGDIR/clush.conf.d\n")
+    assert svcctl.read_clush_conf([conf]).fanout == 5
+
+
+@pytest.mark.parametrize("body", [
+    "[Main]\nfanout: many\n", "[Main]\nfanout: 0\n", "[Main]\nssh_user: root;id\n",
+    "[Main]\nssh_options: -F 'x\n", "no section\n", "[Main]\nconnect_timeout: -1\n",
+])
+def test_clush_conf_errors(tmp_path, body):
+    conf = write(tmp_path / "clush.conf", body)
+    with pytest.raises(UsageError) as err:
+        svcctl.read_clush_conf([conf])
+    assert str(err.value).startswith("clush.conf: ")
+
+
+def test_clush_conf_missing_file_gives_defaults(tmp_path):
+    assert svcctl.read_clush_conf([str(tmp_path / "none.conf")]) == svcctl.Settings()

@@ -613,8 +613,12 @@ def classify_unit(action: Action, section: dict) -> UnitResult:
     else:
         moved = (before.load, before.active, before.file) != \
                 (after.load, after.active, after.file)
+        was_active = before.active in ("active", "reloading")
+        # A start that succeeds on an inactive unit ran it, even a oneshot
+        # that is inactive again by the time the state is read back.
         always = action.always_changes or (
-            action.name == "try-restart" and before.active in ("active", "reloading"))
+            action.name == "try-restart" and was_active) or (
+            action.name == "start" and not was_active)
         result.outcome = "changed" if moved or always else "ok"
     return result
 

@@ -131,17 +131,19 @@ def configure_base():
                        check=True)
     with open(KEY + ".pub") as handle:
         pubkey = handle.read()
-    spec = repr((sorted(UNITS.items()), WEB_UNIT, SUDOERS, pubkey)).encode()
+    spec = repr((2, sorted(UNITS.items()), WEB_UNIT, SUDOERS, pubkey)).encode()
     stamp = os.path.join(BASE, "etc/svcctl-testcluster.stamp")
     digest = hashlib.sha256(spec).hexdigest()
     if os.path.exists(stamp) and open(stamp).read() == digest:
         return
     log("configuring the node root file system")
+    # Unit files live where packages put them, so that mask/unmask work.
     for name, text in UNITS.items():
-        write(os.path.join(BASE, "etc/systemd/system", name), text)
-    masked = os.path.join(BASE, "etc/systemd/system/demo-masked.service")
-    os.remove(masked)
-    os.symlink("/dev/null", masked)
+        write(os.path.join(BASE, "usr/lib/systemd/system", name), text)
+        stale = os.path.join(BASE, "etc/systemd/system", name)
+        if os.path.lexists(stale):
+            os.remove(stale)
+    os.symlink("/dev/null", os.path.join(BASE, "etc/systemd/system/demo-masked.service"))
     os.makedirs(os.path.join(BASE, "usr/local/lib/systemd/system"), exist_ok=True)
     for user in ("ops", "nosudo"):
         if subprocess.run(["chroot", BASE, "id", user],

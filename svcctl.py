@@ -38,6 +38,7 @@ import getpass
 import json
 import os
 import re
+import resource
 import secrets
 import shlex
 import signal
@@ -492,11 +493,23 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
+FD_WANTED = 8192     # like clush's fd_max: each running ssh holds ~3 fds
+
+
+def raise_fd_limit() -> None:
+    """A fanout above the soft open-file limit would fail: raise it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FD_WANTED if hard == resource.RLIM_INFINITY else min(FD_WANTED, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def execute(command: str, nodes: NodeSet, settings: Settings, marker: str,
             show_progress: bool = False) -> Tuple[Dict[str, RawResult], str]:
     """Run `command` on `nodes` through ClusterShell; return the raw results
     of every node (unfinished ones included) and the interrupting signal."""
     raw = {node: RawResult() for node in nodes}
+    raise_fd_limit()
     task = task_self()
     task.set_info("fanout", settings.fanout)
     task.set_info("connect_timeout", settings.connect_timeout)
@@ -934,6 +947,8 @@ def persist_options(seconds: int) -> str:
     """ssh options that keep one master connection per node open."""
     directory = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp",
                              "svcctl-%d" % os.getuid())
+    if len(directory) > 60:     # a unix socket path has ~107 bytes, %C takes 40
+        raise UsageError("--persist: socket directory %s is too long" % directory)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     if os.stat(directory).st_uid != os.getuid():
         raise UsageError("%s is not ours: refusing to keep sockets there" % directory)
@@ -1007,7 +1022,7 @@ def run(request: Request, args: argparse.Namespace, stderr) -> Report:
     show_progress = hasattr(stderr, "isatty") and stderr.isatty() and not args.json
     for index, batch in enumerate(batches):
         if interrupted:
-            results += [skipped_result(n, action, units, "not run: interrupted")
+            results += [skipped_result(n, action, units, "interrupted before its batch")
                         for n in batch]
             continue
         failed = sum(r.outcome in PROBLEMS for r in results)
@@ -1015,7 +1030,7 @@ def run(request: Request, args: argparse.Namespace, stderr) -> Report:
             if not notes:
                 notes.append("stopped after %d failed nodes (--max-fail %s)"
                              % (failed, args.max_fail))
-            results += [skipped_result(n, action, units, "not run: --max-fail reached")
+            results += [skipped_result(n, action, units, "--max-fail reached")
                         for n in batch]
             continue
         if index and args.batch_wait:
@@ -1058,8 +1073,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
         try:
             append_log(args.log, log_lines(report))
         except OSError as exc:
-            report.notes.append("cannot write log %s: %s" % (
-                printable(args.log), exc.strerror or exc))
+            stderr.write("%s: cannot write log %s: %s\n" % (
+                PROG, printable(args.log), exc.strerror or exc))
             code = code or EXIT_FAILED
     if args.json:
         stdout.write(json.dumps(report_dict(report), indent=1) + "\n")

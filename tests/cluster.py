@@ -371,6 +371,8 @@ def down():
         thaw(name)
     for pid in pids:
         stop_process(pid)
+    for name in node_names():
+        kill(name)                          # whatever a clean halt left behind
     stop_process(read_pid(os.path.join(STATE, "hang.pid")), 2)
     for root in CGROUP_ROOTS:
         top = os.path.join(root, CGROUP_DIR)
@@ -410,13 +412,30 @@ def thaw(name):
     freezer(name, "THAWED")
 
 
+def cgroup_pids(name):
+    """Every process of a node: nspawn, the node's init and all below."""
+    pids = set()
+    for dirpath, _, files in os.walk(os.path.join("/sys/fs/cgroup/systemd",
+                                                  CGROUP_DIR, name)):
+        if "cgroup.procs" in files:
+            with open(os.path.join(dirpath, "cgroup.procs")) as handle:
+                pids.update(int(line) for line in handle if line.strip())
+    return pids
+
+
 def kill(name):
-    """The node dies at once (power cut)."""
-    pid = read_pid(os.path.join(node_dir(name), "pid"))
-    if alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        while alive(pid):
-            time.sleep(0.05)
+    """The node dies at once (power cut). Killing nspawn alone would leave
+    the node's init running in its own PID namespace: kill the whole cgroup."""
+    freeze(name)                            # nothing forks while we kill
+    for pid in cgroup_pids(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    thaw(name)
+    end = time.monotonic() + 10
+    while cgroup_pids(name) and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def main():

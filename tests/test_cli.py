@@ -1,5 +1,6 @@
 """The command line, in-process: usage errors run nothing, exit codes, dry run."""
 import io
+import tempfile
 import time
 
 import pytest
@@ -98,9 +99,16 @@ def test_clush_conf_is_honoured_command_line_wins(tmp_path, monkeypatch):
     assert "user=ops fanout=5 connect_timeout=4 command_timeout=300" in out
 
 
-def test_persist_adds_control_options(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+def test_persist_adds_control_options(monkeypatch):
+    tmp_path = tempfile.mkdtemp(dir="/tmp")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", tmp_path)
     code, out, _, _ = run("--dry-run", "--persist", "start", "demo", "node1")
     assert code == 0
     assert "-oControlMaster=auto -oControlPath=%s/svcctl-0/%%C -oControlPersist=600" \
         % tmp_path in out
+
+
+def test_persist_refuses_a_socket_path_too_long(monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/tmp/" + "x" * 80)
+    code, out, err, _ = run("--dry-run", "--persist", "start", "demo", "node1")
+    assert code == 2 and "too long" in err

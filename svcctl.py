@@ -354,16 +354,24 @@ def check_timeout(value: float) -> float:
 # Remote command
 # =============================================================================
 
-# The remote side is one line of POSIX sh. Every section it prints starts with
-# a marker carrying a random per-run nonce, so nothing a unit prints can be
-# mistaken for svcctl's own framing.
+# The remote side is one line of POSIX sh. Every line svcctl itself prints
+# starts with a marker carrying a random per-run nonce, so nothing a unit
+# prints can be mistaken for svcctl's framing. A unit's state is read with
+# `systemctl show` and folded onto the marker line (unquoted $(...) joins its
+# Key=Value lines; none of these values has a space; `set -f` stops globbing):
+#   MARK unit demo.service before LoadState=loaded ActiveState=inactive ...
+#   ...the action's own output, stdout and stderr...
+#   MARK rc 0 after LoadState=loaded ActiveState=active ...
+#   MARK end
+# Few lines per node keep the per-line cost of the event loop low.
 _REMOTE_PRELUDE = (
-    "LC_ALL=C; export LC_ALL; SYSTEMD_PAGER=cat; SYSTEMD_COLORS=0; "
-    "export SYSTEMD_PAGER SYSTEMD_COLORS; m=%(marker)s; "
-    "s() { echo \"$m $1\"; systemctl show -p %(keys)s -- \"$2\" 2>&1; }; "
-    "a() { u=$1; shift; echo \"$m unit $u\"; s before \"$u\"; "
-    "echo \"$m action\"; \"$@\" </dev/null 2>&1; echo \"$m rc $?\"; "
-    "s after \"$u\"; }; "
+    "set -f; LC_ALL=C; SYSTEMD_PAGER=cat; SYSTEMD_COLORS=0; "
+    "export LC_ALL SYSTEMD_PAGER SYSTEMD_COLORS; m=%(marker)s; "
+    "s() { systemctl show -p %(keys)s -- \"$1\" 2>&1; }; "
+    "a() { u=$1; shift; echo \"$m unit $u before\" $(s \"$u\"); "
+    "\"$@\" </dev/null 2>&1; r=$?; echo \"$m rc $r after\" $(s \"$u\"); }; "
+    "q() { u=$1; shift; echo \"$m unit $u\"; "
+    "\"$@\" </dev/null 2>&1; r=$?; echo \"$m rc $r after\" $(s \"$u\"); }; "
 )
 
 
@@ -383,11 +391,13 @@ def build_remote_command(action: Action, units: Sequence[str], marker: str,
         argv.append("--lines=0")
     script = _REMOTE_PRELUDE % {"marker": marker, "keys": ",".join(STATE_KEYS)}
     if action.kind == "node":
-        script += "echo \"$m unit %s\"; echo \"$m action\"; %s </dev/null 2>&1; " \
-                  "echo \"$m rc $?\"; " % (action.name, " ".join(argv))
+        script += "echo \"$m unit %s\"; %s </dev/null 2>&1; echo \"$m rc $?\"; " % (
+            action.name, " ".join(argv))
+    # A query needs no "before": its answer is the state after.
+    function = "q" if action.kind == "query" else "a"
     for unit in units:
-        script += "a %s %s -- %s; " % (shlex.quote(unit), " ".join(argv),
-                                       shlex.quote(unit))
+        script += "%s %s %s -- %s; " % (function, shlex.quote(unit), " ".join(argv),
+                                        shlex.quote(unit))
     return script + "echo \"$m end\""
 
 
@@ -556,36 +566,38 @@ def decode(line: bytes) -> str:
 
 
 def parse_sections(lines: Iterable[bytes], marker: str) -> Tuple[List[dict], bool]:
-    """Split a node's framed output into one dict per unit; True if complete."""
+    """Split a node's framed output into one dict per unit; True if complete.
+
+    A section: unit, before/after (Key=Value tokens, None if not read),
+    action (output lines) and, once the action has returned, rc."""
     prefix = marker.encode() + b" "
     sections: List[dict] = []
     current: Optional[dict] = None
-    part = None
     complete = False
     for line in lines:
-        if line.startswith(prefix):
-            word, _, value = line[len(prefix):].decode("ascii", "replace").partition(" ")
-            if word == "unit":
-                current = {"unit": value, "before": [], "action": [], "after": []}
-                sections.append(current)
-            elif word == "end":
-                complete = True
-            elif current is not None and word == "rc":
-                current["rc"] = int(value) if value.isdigit() else None
-            elif current is not None and word in current:
-                part = word
-                current[part] = []
+        if not line.startswith(prefix):
+            # Anything before the first marker (a login banner) is ignored.
+            if current is not None and "rc" not in current:
+                current["action"].append(line)
             continue
-        if current is not None and part:
-            current[part].append(line)
-        # Anything before the first marker (a login banner) is ignored.
+        words = line[len(prefix):].split(b" ")
+        tail = words[3:] if len(words) > 2 else None
+        if words[0] == b"unit" and len(words) > 1:
+            current = {"unit": words[1].decode("ascii", "replace"), "before": tail,
+                       "action": [], "after": None}
+            sections.append(current)
+        elif words[0] == b"rc" and current is not None and len(words) > 1:
+            current["rc"] = int(words[1]) if words[1].isdigit() else None
+            current["after"] = tail
+        elif words[0] == b"end":
+            complete = True
     return sections, complete
 
 
-def _properties(lines: List[bytes]) -> Dict[str, str]:
+def _properties(tokens: Optional[List[bytes]]) -> Dict[str, str]:
     props = {}
-    for line in lines:
-        key, sep, value = decode(line).partition("=")
+    for token in tokens or ():
+        key, sep, value = decode(token).partition("=")
         if sep:
             props[key] = value
     return props
@@ -608,11 +620,11 @@ def classify_unit(action: Action, section: dict) -> UnitResult:
                 "negative" if result.answer else "error")
         else:
             result.outcome = "ok" if rc == 0 else "failed"
-    elif before is None or after is None:
+    elif after is None or (before is None and action.kind == "change"):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
-        result.message = "\n".join(decode(line) for line in
-                                   section["before"] + section["action"]).strip()
-    elif after.load == "not-found" and before.load == "not-found":
+        said = section["before"] or section["after"] or []
+        result.message = "\n".join(filter(None, [decode(b" ".join(said)), message]))
+    elif after.load == "not-found" and (before is None or before.load == "not-found"):
         result.outcome = "not-found"
     elif action.kind == "query":
         result.outcome = "ok" if rc == 0 else "negative"

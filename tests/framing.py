@@ -8,10 +8,13 @@ def state(load="loaded", active="inactive", sub="dead", file="disabled"):
 
 
 def frame(unit, before, after, rc=0, output=(), marker=MARKER):
+    """One unit's section; before=None for a query (no state read before)."""
     m = marker.encode() + b" "
-    return ([m + b"unit " + unit.encode(), m + b"before"] + before
-            + [m + b"action"] + [line.encode() for line in output]
-            + [m + b"rc %d" % rc, m + b"after"] + after)
+    head = m + b"unit " + unit.encode()
+    if before is not None:
+        head += b" before " + b" ".join(before)
+    return ([head] + [line.encode() for line in output]
+            + [m + b"rc %d after " % rc + b" ".join(after)])
 
 
 def end(marker=MARKER):

@@ -130,8 +130,8 @@ def test_log_lines_one_per_node_and_unit():
 
 
 def test_status_lines_fold_identical_states():
-    lines = frame("demo.service", ACTIVE, ACTIVE, 0, ["● demo.service - pid 42"]) + end()
-    other = frame("demo.service", ACTIVE, ACTIVE, 0, ["● demo.service - pid 43"]) + end()
+    lines = frame("demo.service", None, ACTIVE, 0, ["● demo.service - pid 42"]) + end()
+    other = frame("demo.service", None, ACTIVE, 0, ["● demo.service - pid 43"]) + end()
     nodes = [svcctl.node_result(n, svcctl.RawResult(stdout=l, rc=0), A["status"],
                                 ["demo.service"], MARKER, 5, False)
              for n, l in (("a1", lines), ("a2", other))]

@@ -44,14 +44,15 @@ import shlex
 import signal
 import sys
 import time
+import yaml
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from string import Template
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Generator, Iterable, List, Optional, Sequence, Tuple
 
 from ClusterShell.Defaults import config_paths
 from ClusterShell.Event import EventHandler
-from ClusterShell.NodeSet import NodeSet, NodeSetException
+from ClusterShell.NodeSet import NodeSet, NodeSetException, std_group_resolver
 from ClusterShell.NodeUtils import GroupResolverError, GroupSourceError
 from ClusterShell.Propagation import RouteResolvingError
 from ClusterShell.Task import task_self
@@ -66,10 +67,11 @@ PROG = "svcctl"
 
 # Outcome of one unit on one node, from best to worst. A node's outcome is the
 # worst of its units'. The exit code follows the worst outcome of the run.
-OUTCOMES = ("ok", "changed", "negative", "skipped", "not-found", "masked",
+OUTCOMES = ("ok", "changed", "negative", "drift", "skipped", "not-found", "masked",
             "denied", "failed", "error", "timeout", "unreachable",
             "interrupted")
 PROBLEMS = frozenset(OUTCOMES[OUTCOMES.index("skipped"):])
+NOTEWORTHY = PROBLEMS | {"negative", "drift"}     # what --quiet still shows
 SEVERITY = {name: rank for rank, name in enumerate(OUTCOMES)}
 
 EXIT_OK = 0
@@ -80,7 +82,7 @@ EXIT_UNREACHABLE = 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 EXIT_FOR_OUTCOME = {
-    "ok": EXIT_OK, "changed": EXIT_OK, "negative": EXIT_NEGATIVE,
+    "ok": EXIT_OK, "changed": EXIT_OK, "negative": EXIT_NEGATIVE, "drift": EXIT_NEGATIVE,
     "skipped": EXIT_FAILED, "not-found": EXIT_FAILED, "masked": EXIT_FAILED,
     "denied": EXIT_FAILED, "failed": EXIT_FAILED, "error": EXIT_FAILED,
     "timeout": EXIT_UNREACHABLE, "unreachable": EXIT_UNREACHABLE,
@@ -108,7 +110,13 @@ def _actions() -> Dict[str, Action]:
     table["status"] = Action("status", "query", ("status", "--no-pager"))
     table["daemon-reload"] = Action("daemon-reload", "node", ("daemon-reload",))
     table["ping"] = Action("ping", "node", ("is-system-running",))
+    # cluster file only: make each unit match its declared state
+    table["apply"] = Action("apply", "change", ())
     return table
+
+
+# Tearing-down actions run a cluster file's services in reverse dependency order.
+REVERSE_ACTIONS = frozenset(("stop", "disable", "mask"))
 
 
 ACTIONS = _actions()
@@ -185,6 +193,8 @@ class Report:
     run_id: str = ""
     interrupted_by: str = ""        # "SIGINT", "SIGTERM" or ""
     notes: List[str] = field(default_factory=list)
+    services: List[dict] = field(default_factory=list)   # cluster file views
+    subject: str = ""               # what the run acted on, when not units
 
     def by_outcome(self) -> Dict[str, NodeSet]:
         groups: Dict[str, List[str]] = {}
@@ -203,6 +213,15 @@ class Report:
             if code in codes:
                 return code
         return EXIT_OK
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit to act on, in a node's remote script."""
+    unit: str
+    requires: Tuple[int, ...] = ()  # earlier steps that must have succeeded here
+    state: Optional[str] = None     # apply: "running" or "stopped"
+    enabled: Optional[bool] = None  # apply: enablement, None to leave alone
 
 
 class UsageError(Exception):
@@ -245,14 +264,15 @@ def parse_units(text: str) -> List[str]:
     return units
 
 
-def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = ()) -> NodeSet:
+def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
+               resolver=None) -> NodeSet:
     """Union of NodeSet patterns minus exclusions; never empty, names checked."""
     try:
-        nodes = NodeSet()
+        nodes = NodeSet(resolver=resolver)
         for pattern in patterns:
-            nodes.update(NodeSet(pattern))
+            nodes.update(NodeSet(pattern, resolver=resolver))
         for pattern in exclude:
-            nodes.difference_update(NodeSet(pattern))
+            nodes.difference_update(NodeSet(pattern, resolver=resolver))
     except (NodeSetException, GroupResolverError, GroupSourceError) as exc:
         raise UsageError("invalid NodeSet: %s" % printable(str(exc)))
     if not nodes:
@@ -373,16 +393,44 @@ _REMOTE_PRELUDE = (
     "q() { u=$1; shift; echo \"$m unit $u\"; "
     "\"$@\" </dev/null 2>&1; r=$?; echo \"$m rc $r after\" $(s \"$u\"); }; "
 )
+# apply (cluster file): read the state, act only where it differs from the
+# declared one (p UNIT running|stopped|- yes|no|-), report as above.
+_REMOTE_APPLY = (
+    "x=%(sudo)s; "
+    "p() { u=$1; b=$(echo $(s \"$u\")); echo \"$m unit $u before $b\"; r=0; "
+    "case \" $b \" in *\" ActiveState=active \"*|*\" ActiveState=reloading \"*|"
+    "*\" ActiveState=activating \"*) on=1;; *) on=0;; esac; "
+    "case \" $b \" in *\" UnitFileState=enabled \"*) en=1;; *) en=0;; esac; "
+    "c() { $x systemctl \"$@\" -- \"$u\" </dev/null 2>&1 || r=$?; }; "
+    "if [ \"$2$on\" = running0 ]; then c start; fi; "
+    "if [ \"$2$on\" = stopped1 ]; then c stop; fi; "
+    "if [ \"$3$en\" = yes0 ]; then c enable; fi; "
+    "if [ \"$3$en\" = no1 ]; then c disable; fi; "
+    "echo \"$m rc $r after\" $(s \"$u\"); }; "
+)
 
 
 def new_marker() -> str:
     return "@@svcctl-" + secrets.token_hex(6)
 
 
-def build_remote_command(action: Action, units: Sequence[str], marker: str,
+def _step_command(action: Action, step: Step, argv: List[str]) -> str:
+    unit = shlex.quote(step.unit)
+    if action.name == "apply":
+        enabled = {True: "yes", False: "no", None: "-"}[step.enabled]
+        return "p %s %s %s" % (unit, step.state or "-", enabled)
+    # A query needs no "before": its answer is the state after.
+    function = "q" if action.kind == "query" else "a"
+    return "%s %s %s -- %s" % (function, unit, " ".join(argv), unit)
+
+
+def build_remote_command(action: Action, steps: Sequence, marker: str,
                          sudo: bool = False, now: bool = False,
                          verbose: bool = False) -> str:
-    """The exact command line sent to every node."""
+    """The exact command line sent to a node: `steps` are unit names or Steps.
+
+    Step i leaves its exit code in $sI; a step whose requirements did not all
+    succeed on this node is not run and says `skipped`."""
     argv = (["sudo", "-n"] if sudo and action.kind != "query" else []) \
         + ["systemctl"] + list(action.systemctl)
     if now and action.name in ("enable", "disable"):
@@ -390,14 +438,20 @@ def build_remote_command(action: Action, units: Sequence[str], marker: str,
     if action.name == "status" and not verbose:
         argv.append("--lines=0")
     script = _REMOTE_PRELUDE % {"marker": marker, "keys": ",".join(STATE_KEYS)}
+    if action.name == "apply":
+        script += _REMOTE_APPLY % {"sudo": "'sudo -n'" if sudo else "''"}
     if action.kind == "node":
         script += "echo \"$m unit %s\"; %s </dev/null 2>&1; echo \"$m rc $?\"; " % (
             action.name, " ".join(argv))
-    # A query needs no "before": its answer is the state after.
-    function = "q" if action.kind == "query" else "a"
-    for unit in units:
-        script += "%s %s %s -- %s; " % (function, shlex.quote(unit), " ".join(argv),
-                                        shlex.quote(unit))
+    for index, step in enumerate(steps):
+        step = Step(step) if isinstance(step, str) else step
+        command = "%s; s%d=$r" % (_step_command(action, step, argv), index)
+        if step.requires:
+            needed = "".join("$s%d" % i for i in step.requires)
+            command = "if [ \"%s\" = %s ]; then %s; else echo \"$m unit\" %s skipped; " \
+                "s%d=1; fi" % (needed, "0" * len(step.requires), command,
+                               shlex.quote(step.unit), index)
+        script += command + "; "
     return script + "echo \"$m end\""
 
 
@@ -514,11 +568,12 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def execute(command: str, nodes: NodeSet, settings: Settings, marker: str,
+def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings, marker: str,
             show_progress: bool = False) -> Tuple[Dict[str, RawResult], str]:
-    """Run `command` on `nodes` through ClusterShell; return the raw results
-    of every node (unfinished ones included) and the interrupting signal."""
-    raw = {node: RawResult() for node in nodes}
+    """Run each (command, nodes) job at once through ClusterShell; return the
+    raw results of every node (unfinished ones included) and the signal that
+    interrupted the run, if any."""
+    raw = {node: RawResult() for _, nodes in jobs for node in nodes}
     raise_fd_limit()
     task = task_self()
     task.set_info("fanout", settings.fanout)
@@ -529,13 +584,14 @@ def execute(command: str, nodes: NodeSet, settings: Settings, marker: str,
     # svcctl keeps its own bounded buffers: no second copy in MsgTrees.
     task.set_default("stdout_msgtree", False)
     task.set_default("stderr_msgtree", False)
-    progress = Progress(len(nodes)) if show_progress else None
+    progress = Progress(len(raw)) if show_progress else None
     collector = _Collector(raw, marker.encode(), progress)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     interrupted = ""
     try:
-        task.shell(command, nodes=str(nodes), handler=collector, stderr=True,
-                   timeout=settings.command_timeout or None)
+        for command, nodes in jobs:
+            task.shell(command, nodes=str(nodes), handler=collector, stderr=True,
+                       timeout=settings.command_timeout or None)
         if progress:
             task.timer(1.0, collector, interval=0.25, autoclose=True)
         task.run()
@@ -585,6 +641,8 @@ def parse_sections(lines: Iterable[bytes], marker: str) -> Tuple[List[dict], boo
         if words[0] == b"unit" and len(words) > 1:
             current = {"unit": words[1].decode("ascii", "replace"), "before": tail,
                        "action": [], "after": None}
+            if words[2:] == [b"skipped"]:
+                current.update(before=None, rc=None, skipped=True)
             sections.append(current)
         elif words[0] == b"rc" and current is not None and len(words) > 1:
             current["rc"] = int(words[1]) if words[1].isdigit() else None
@@ -612,7 +670,10 @@ def classify_unit(action: Action, section: dict) -> UnitResult:
     rc = section.get("rc")
     result = UnitResult(unit, "error", before, after, rc, message,
                         message.split("\n", 1)[0])
-    if "rc" not in section:
+    if section.get("skipped"):
+        result.outcome = "skipped"
+        result.message = "a service it requires failed on this node"
+    elif "rc" not in section:
         result.outcome = "error"     # the section was cut short
     elif action.kind == "node":
         if action.name == "ping":
@@ -693,11 +754,111 @@ def node_result(node: str, raw: RawResult, action: Action, units: Sequence[str],
     return NodeResult(node, results, whole, duration)
 
 
-def skipped_result(node: str, action: Action, units: Sequence[str],
-                   reason: str) -> NodeResult:
-    names = [action.name] if action.kind == "node" else list(units)
+def merge_results(node: str, parts: Sequence[NodeResult]) -> NodeResult:
+    """One node's results from several waves, in the order they ran."""
+    reasons = {part.reason for part in parts}
+    durations = [part.duration for part in parts if part.duration is not None]
+    return NodeResult(node, [unit for part in parts for unit in part.units],
+                      reasons.pop() if len(reasons) == 1 else "",
+                      sum(durations) if durations else None)
+
+
+# =============================================================================
+# Plans: which nodes run which steps, wave after wave
+# =============================================================================
+
+@dataclass
+class Job:
+    """The same steps on a set of nodes: one remote command."""
+    nodes: NodeSet
+    steps: Tuple[Step, ...]
+
+
+@dataclass
+class Wave:
+    """Jobs that run at once, and results decided without contacting a node."""
+    jobs: List[Job]
+    decided: List[NodeResult] = field(default_factory=list)
+    note: str = ""
+    pause: float = 0.0              # seconds to wait before the jobs start
+
+
+# A plan is a generator of waves; after each wave it is sent the wave's
+# results ({node: NodeResult}) and the interrupting signal ("" if none), so
+# that it can stop a rolling run or skip what depends on a failure.
+Plan = Generator[Wave, Tuple[Dict[str, NodeResult], str], None]
+
+
+def unit_names(action: Action, steps: Sequence[Step]) -> List[str]:
+    return [action.name] if action.kind == "node" else [s.unit for s in steps]
+
+
+def skipped(node: str, names: Sequence[str], reason: str) -> NodeResult:
     return NodeResult(node, [UnitResult(n, "skipped", message=reason) for n in names],
                       reason)
+
+
+def batch_plan(action: Action, nodes: NodeSet, steps: Tuple[Step, ...],
+               batch: Optional[int] = None, max_fail: Optional[int] = None,
+               batch_wait: float = 0.0) -> Plan:
+    """Every node at once, or a rolling run: `batch` nodes at a time, stopping
+    before the next batch once more than `max_fail` nodes failed."""
+    names = unit_names(action, steps)
+    ordered = list(nodes)
+    size = batch or len(ordered) or 1
+    failed, interrupted, note = 0, "", ""
+    for start in range(0, len(ordered), size):
+        chunk = ordered[start:start + size]
+        reason = "interrupted before its batch" if interrupted else (
+            "--max-fail reached" if max_fail is not None and failed > max_fail else "")
+        if reason:
+            wave_note = ""
+            if reason.startswith("--max-fail") and not note:
+                note = wave_note = "stopped after %d failed nodes (--max-fail %d)" % (
+                    failed, max_fail)
+            yield Wave([], [skipped(n, names, reason) for n in chunk], wave_note)
+            continue
+        results, interrupted = yield Wave([Job(NodeSet.fromlist(chunk), steps)],
+                                          pause=batch_wait if start else 0.0)
+        failed += sum(r.outcome in PROBLEMS for r in results.values())
+
+
+def run_plan(action: Action, plan: Plan, settings: Settings, marker: str,
+             sudo: bool = False, now: bool = False, verbose: bool = False,
+             show_progress: bool = False) -> Tuple[List[NodeResult], str, List[str]]:
+    """Run a plan wave by wave; return every node's merged result, the
+    interrupting signal and the plan's notes."""
+    parts: Dict[str, List[NodeResult]] = {}
+    interrupted, notes = "", []
+    try:
+        wave = next(plan)
+        while True:
+            results: Dict[str, NodeResult] = {}
+            for result in wave.decided:
+                results[result.node] = result
+            if wave.note:
+                notes.append(wave.note)
+            if wave.jobs:
+                if wave.pause:
+                    time.sleep(wave.pause)
+                jobs = [(build_remote_command(action, job.steps, marker, sudo, now,
+                                              verbose), job.nodes) for job in wave.jobs]
+                raw, signame = execute(jobs, settings, marker, show_progress)
+                interrupted = interrupted or signame
+                for job in wave.jobs:
+                    for node in job.nodes:
+                        result = node_result(
+                            node, raw[node], action, unit_names(action, job.steps),
+                            marker, settings.command_timeout, bool(signame))
+                        results[node] = merge_results(node, [results[node], result]) \
+                            if node in results else result
+            for node, result in results.items():
+                parts.setdefault(node, []).append(result)
+            wave = plan.send((results, interrupted))
+    except StopIteration:
+        pass
+    order = NodeSet.fromlist(parts)
+    return [merge_results(node, parts[node]) for node in order], interrupted, notes
 
 
 # =============================================================================
@@ -705,8 +866,8 @@ def skipped_result(node: str, action: Action, units: Sequence[str],
 # =============================================================================
 
 SEPARATOR = "-" * 15
-COLORS = {"ok": "32", "changed": "33", "negative": "35", "header": "36",
-          "problem": "31"}
+COLORS = {"ok": "32", "changed": "33", "negative": "35", "drift": "35",
+          "header": "36", "problem": "31"}
 
 
 def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
@@ -781,9 +942,15 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False,
         max(SEVERITY[r.outcome] for r in item[1]), NodeSet.fromlist(
             r.node for r in item[1])[0]))
     out: List[str] = []
+    if report.services and report.action == "status":
+        # a cluster file's status: one block per service instead of per node
+        views = [v for v in report.services if v["drift"] or not quiet]
+        out = [paint("drift", line) if line.endswith("<- drift") else line
+               for line in render_services(views)]
+        ordered = []
     for lines, results in ordered:
         worst = max((r.outcome for r in results), key=SEVERITY.__getitem__)
-        if quiet and worst not in PROBLEMS and worst != "negative":
+        if quiet and worst not in NOTEWORTHY:
             continue
         nodes = NodeSet.fromlist(r.node for r in results)
         header = str(nodes) + (" (%d)" % len(nodes) if len(nodes) > 1 else "")
@@ -801,7 +968,8 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False,
 
 
 def summary_line(report: Report) -> str:
-    what = report.action + (" " + ",".join(report.units) if report.units else "")
+    what = report.action + (" " + (report.subject or ",".join(report.units))
+                            if report.subject or report.units else "")
     count = len(report.nodes)
     line = "== %s on %d node%s in %.1f s" % (what, count, "s" * (count != 1),
                                              report.elapsed)
@@ -824,6 +992,7 @@ def report_dict(report: Report) -> dict:
                    "duration": round(r.duration, 3) if r.duration is not None else None,
                    "units": [u.as_dict() for u in r.units]} for r in report.nodes],
         "notes": report.notes,
+        "services": report.services or None,
     }
 
 
@@ -831,14 +1000,13 @@ def iso_time(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
-def render_dry_run(action: Action, nodes: NodeSet, command: str,
-                   settings: Settings) -> str:
+def render_dry_run(action: Action, nodes: NodeSet, settings: Settings) -> str:
     return ("%s: dry run, nothing contacted\nnodes: %s (%d)\n"
             "ssh: user=%s fanout=%d connect_timeout=%g command_timeout=%g "
-            "options=%s\nremote command:\n%s\n") % (
+            "options=%s\n") % (
         action.name, nodes, len(nodes), settings.ssh_user or "(default)",
         settings.fanout, settings.connect_timeout, settings.command_timeout,
-        settings.ssh_options or "(none)", command)
+        settings.ssh_options or "(none)")
 
 
 # =============================================================================
@@ -873,6 +1041,346 @@ def append_log(path: str, data: bytes) -> None:
 
 
 # =============================================================================
+# Cluster file
+# =============================================================================
+# A YAML file (see cluster.example.yaml) declares groups and services:
+#   groups:   {NAME: NODESET, ...}            usable as @NAME in this file
+#   services: {NAME: {unit, nodes, state, enabled, requires, after}, ...}
+
+FILE_KEYS = ("groups", "services")
+SERVICE_KEYS = ("unit", "nodes", "state", "enabled", "requires", "after")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
+
+
+@dataclass
+class Service:
+    """One declared service: its unit, where it runs, what it should be."""
+    name: str
+    unit: str
+    nodes: NodeSet
+    state: str = "running"              # "running" or "stopped"
+    enabled: Optional[bool] = None      # None: enablement not managed
+    requires: Tuple[str, ...] = ()      # strong: skipped where these failed
+    after: Tuple[str, ...] = ()         # ordering only
+    line: int = 0
+
+
+@dataclass
+class ClusterFile:
+    path: str
+    groups: Dict[str, NodeSet]
+    services: List[Service]             # in dependency order
+
+
+class _FileGroups:
+    """NodeSet resolver: the file's own groups first, then ClusterShell's."""
+
+    def __init__(self, groups: Dict[str, NodeSet], fallback):
+        self.groups = groups
+        self.fallback = fallback
+
+    def group_nodes(self, group, namespace=None):
+        if namespace is None and group in self.groups:
+            return list(self.groups[group])
+        return self.fallback.group_nodes(group, namespace)
+
+    def __getattr__(self, name):
+        return getattr(self.fallback, name)
+
+
+class _FileReader:
+    """Walks the composed YAML tree so that every error names its line."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.constructor = yaml.SafeLoader("")
+
+    def error(self, node, where: str, message: str) -> UsageError:
+        return UsageError("%s:%d: %s: %s" % (self.path, node.start_mark.line + 1,
+                                             where, message))
+
+    def mapping(self, node, where: str, allowed: Optional[Sequence[str]] = None) -> dict:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, where, "must be a mapping")
+        out = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+                raise self.error(key, where, "invalid name %s" % printable(repr(name)))
+            if name in out:
+                raise self.error(key, where, "duplicate key %s" % name)
+            if allowed is not None and name not in allowed:
+                raise self.error(key, where, "unknown key %s (known: %s)"
+                                 % (name, ", ".join(allowed)))
+            out[name] = value
+        return out
+
+    def scalar(self, node, where: str, kind, what: str):
+        value = self.constructor.construct_object(node) \
+            if isinstance(node, yaml.ScalarNode) else node
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(node, where, "must be %s" % what)
+        return value
+
+    def names(self, node, where: str) -> Tuple[str, ...]:
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        return tuple(self.scalar(item, where, str, "a service name or a list of them")
+                     for item in items)
+
+    def nodeset(self, node, where: str, resolver) -> NodeSet:
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        patterns = [self.scalar(item, where, str, "a NodeSet") for item in items]
+        try:
+            return parse_nodes(patterns, resolver=resolver)
+        except UsageError as exc:
+            raise self.error(node, where, str(exc))
+
+
+def load_cluster_file(path: str) -> ClusterFile:
+    """Load and validate a cluster file; any error is one UsageError naming
+    the file, the line and the key. Nothing is contacted."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("%s: cannot read: %s" % (path, getattr(exc, "strerror", exc)))
+    reader = _FileReader(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise UsageError("%s:%s: YAML: %s" % (path, mark.line + 1 if mark else "?",
+                                               getattr(exc, "problem", exc)))
+    if root is None:
+        raise UsageError("%s: empty file" % path)
+    top = reader.mapping(root, "top level", FILE_KEYS)
+    groups: Dict[str, NodeSet] = {}
+    resolver = _FileGroups(groups, std_group_resolver())
+    if "groups" in top:
+        for name, value in reader.mapping(top["groups"], "groups").items():
+            # a group may use ClusterShell's groups and those defined above it
+            groups[name] = reader.nodeset(value, "groups.%s" % name, resolver)
+    if "services" not in top:
+        raise reader.error(root, "top level", "no services")
+    services: Dict[str, Service] = {}
+    for name, value in reader.mapping(top["services"], "services").items():
+        where = "services." + name
+        keys = reader.mapping(value, where, SERVICE_KEYS)
+        if "nodes" not in keys:
+            raise reader.error(value, where, "nodes is required")
+        unit_text = reader.scalar(keys["unit"], where + ".unit", str, "a unit name") \
+            if "unit" in keys else name
+        try:
+            unit = normalise_unit(unit_text)
+        except UsageError as exc:
+            raise reader.error(keys.get("unit", value), where + ".unit", str(exc))
+        service = Service(name, unit, reader.nodeset(keys["nodes"], where + ".nodes",
+                                                     resolver),
+                          line=value.start_mark.line + 1)
+        if "state" in keys:
+            service.state = reader.scalar(keys["state"], where + ".state", str,
+                                          "running or stopped")
+            if service.state not in ("running", "stopped"):
+                raise reader.error(keys["state"], where + ".state",
+                                   "must be running or stopped, not %s"
+                                   % printable(service.state))
+        if "enabled" in keys:
+            service.enabled = reader.scalar(keys["enabled"], where + ".enabled", bool,
+                                            "true or false")
+        for key in ("requires", "after"):
+            if key in keys:
+                setattr(service, key, reader.names(keys[key], "%s.%s" % (where, key)))
+        for other in services.values():
+            if other.unit == unit and other.nodes & service.nodes:
+                raise reader.error(value, where, "unit %s is already declared by "
+                                   "service %s on %s" % (unit, other.name,
+                                                         other.nodes & service.nodes))
+        services[name] = service
+    for service in services.values():
+        for dep in service.requires + service.after:
+            if dep not in services or dep == service.name:
+                raise UsageError("%s:%d: services.%s: %s %s" % (
+                    path, service.line, service.name,
+                    "depends on itself" if dep == service.name else "unknown service",
+                    printable(dep)))
+    return ClusterFile(path, groups, dependency_order(path, services))
+
+
+def dependency_order(path: str, services: Dict[str, Service]) -> List[Service]:
+    """Services with each one after what it requires or follows; cycles refused."""
+    order: List[Service] = []
+    state: Dict[str, str] = {}
+
+    def visit(service: Service, chain: List[str]) -> None:
+        if state.get(service.name) == "done":
+            return
+        if state.get(service.name) == "open":
+            cycle = chain[chain.index(service.name):] + [service.name]
+            raise UsageError("%s:%d: services.%s: dependency cycle: %s" % (
+                path, service.line, service.name, " -> ".join(cycle)))
+        state[service.name] = "open"
+        for dep in service.requires + service.after:
+            visit(services[dep], chain + [service.name])
+        state[service.name] = "done"
+        order.append(service)
+
+    for service in services.values():
+        visit(service, [])
+    return order
+
+
+def select_services(cluster: ClusterFile, names: Sequence[str], reverse: bool,
+                    with_deps: bool = True) -> List[Service]:
+    """The named services (all if none) and, unless told not to, what they
+    require (or, tearing down, what requires them), in dependency order."""
+    known = {s.name for s in cluster.services}
+    for name in names:
+        if name not in known:
+            raise UsageError("%s: unknown service %s" % (cluster.path, printable(name)))
+    if not names:
+        return list(cluster.services)
+    chosen = set(names)
+    while with_deps:
+        grown = set(chosen)
+        for service in cluster.services:
+            if reverse and chosen & set(service.requires):
+                grown.add(service.name)
+            if not reverse and service.name in chosen:
+                grown.update(service.requires)
+        if grown == chosen:
+            break
+        chosen = grown
+    return [s for s in cluster.services if s.name in chosen]
+
+
+def file_plan(action: Action, services: Sequence[Service],
+              nodes_of: Dict[str, NodeSet]) -> Plan:
+    """Waves of one remote script per node. A service runs in the same wave
+    as what it depends on when every one of its nodes runs that too (ordered
+    in the node's script, skipped there if a requirement failed there);
+    otherwise in the next wave, and skipped everywhere if a requirement failed
+    anywhere. Tearing-down actions follow the reverse order."""
+    reverse = action.name in REVERSE_ACTIONS
+    ordered = list(reversed(services)) if reverse else list(services)
+    selected = {s.name for s in services}
+    deps: Dict[str, List[Tuple[str, bool]]] = {s.name: [] for s in services}
+    if action.kind == "change":
+        for service in services:
+            for dep, strong in [(d, True) for d in service.requires] + \
+                    [(d, False) for d in service.after]:
+                if dep in selected:
+                    first, then = (service.name, dep) if reverse else (dep, service.name)
+                    deps[then].append((first, strong))
+    wave_of: Dict[str, int] = {}
+    for service in ordered:
+        wave_of[service.name] = max([0] + [
+            wave_of[dep] + (0 if nodes_of[service.name] <= nodes_of[dep] else 1)
+            for dep, _ in deps[service.name]])
+    failed: set = set()
+    interrupted = ""
+    for wave in range(max(wave_of.values(), default=-1) + 1):
+        members = [s for s in ordered if wave_of[s.name] == wave and nodes_of[s.name]]
+        decided: Dict[str, List[UnitResult]] = {}
+        runnable = []
+        for service in members:
+            blocking = [d for d, strong in deps[service.name]
+                        if strong and d in failed and wave_of[d] < wave]
+            if blocking or interrupted:
+                failed.add(service.name)
+                reason = "interrupted" if interrupted else \
+                    "requires %s, which failed" % ", ".join(blocking)
+                for node in nodes_of[service.name]:
+                    decided.setdefault(node, []).append(
+                        UnitResult(service.unit, "skipped", message=reason))
+            else:
+                runnable.append(service)
+        steps_of: Dict[str, List[Step]] = {}
+        for node in NodeSet.fromlist(n for s in runnable for n in nodes_of[s.name]):
+            steps: List[Step] = []
+            index_of: Dict[str, int] = {}
+            for service in runnable:
+                if node in nodes_of[service.name]:
+                    requires = tuple(index_of[d] for d, strong in deps[service.name]
+                                     if strong and d in index_of)
+                    index_of[service.name] = len(steps)
+                    steps.append(Step(service.unit, requires, service.state,
+                                      service.enabled))
+            steps_of[node] = steps
+        by_steps: Dict[Tuple[Step, ...], List[str]] = {}
+        for node, steps in steps_of.items():
+            by_steps.setdefault(tuple(steps), []).append(node)
+        jobs = [Job(NodeSet.fromlist(nodes), steps) for steps, nodes in by_steps.items()]
+        results, interrupted = yield Wave(
+            jobs, [NodeResult(node, units) for node, units in decided.items()])
+        for service in runnable:
+            for node in nodes_of[service.name]:
+                result = results.get(node)
+                if result and any(u.unit == service.unit and u.outcome in PROBLEMS
+                                  for u in result.units):
+                    failed.add(service.name)
+
+
+def drifted(service: Service, state: Optional[UnitState]) -> bool:
+    """Does a unit's actual state differ from what the file declares?"""
+    if state is None or state.load != "loaded":
+        return True
+    running = state.active in ("active", "reloading", "activating")
+    if running != (service.state == "running"):
+        return True
+    return service.enabled is not None and \
+        (state.file in ("enabled", "enabled-runtime")) != service.enabled
+
+
+def service_views(services: Sequence[Service], nodes_of: Dict[str, NodeSet],
+                  results: Sequence[NodeResult], mark_drift: bool) -> List[dict]:
+    """Per service: its states grouped by NodeSet and where it drifted. With
+    mark_drift (status), each unit's outcome becomes ok or drift."""
+    by_node = {r.node: r for r in results}
+    views = []
+    for service in services:
+        states: Dict[str, List[str]] = {}
+        drift: List[str] = []
+        for node in nodes_of[service.name]:
+            unit = next((u for u in by_node[node].units if u.unit == service.unit), None)
+            if unit is None:
+                continue
+            if unit.after is not None:
+                text = unit.after.describe()
+            else:
+                text = unit.outcome + (": " + unit.message.split("\n")[0]
+                                       if unit.message else "")
+            states.setdefault(text, []).append(node)
+            if drifted(service, unit.after):
+                drift.append(node)
+                if mark_drift and unit.outcome in ("ok", "negative"):
+                    unit.outcome = "drift"
+            elif mark_drift and unit.outcome == "negative":
+                unit.outcome = "ok"
+        declared = service.state + ("" if service.enabled is None else
+                                    ", enabled" if service.enabled else ", disabled")
+        views.append({"service": service.name, "unit": service.unit,
+                      "nodes": str(nodes_of[service.name]), "declared": declared,
+                      "states": {k: str(NodeSet.fromlist(v)) for k, v in states.items()},
+                      "drift": str(NodeSet.fromlist(drift))})
+    return views
+
+
+def render_services(views: Sequence[dict]) -> List[str]:
+    """The cluster-file status: each service, its states by NodeSet, drift."""
+    out = []
+    for view in views:
+        out += [SEPARATOR, "%s: %s on %s, declared %s" % (
+            view["service"], view["unit"], view["nodes"], view["declared"]), SEPARATOR]
+        drift = NodeSet(view["drift"])
+        for state, text in view["states"].items():
+            nodes = NodeSet(text)
+            count = " (%d)" % len(nodes) if len(nodes) > 1 else ""
+            flag = "  <- drift" if nodes & drift else ""
+            out.append("%s%s: %s%s" % (nodes, count, state, flag))
+    return out
+
+
+# =============================================================================
 # Command line
 # =============================================================================
 
@@ -902,13 +1410,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="systemctl for a whole cluster: run one systemd "
         "action on every node of a NodeSet over SSH and print one grouped answer.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", metavar="ACTION", choices=sorted(ACTIONS),
+    parser.add_argument("action", metavar="ACTION", choices=sorted(ACTIONS), nargs="?",
                         help="one of: %s" % ", ".join(sorted(ACTIONS)))
     parser.add_argument("targets", metavar="UNIT[,UNIT...] NODESET", nargs="*",
-                        help="units (not for daemon-reload or ping), then NodeSets")
+                        help="units (not for daemon-reload or ping), then NodeSets; "
+                        "with -c: service names")
     add = parser.add_argument
     add("-x", "--exclude", action="append", default=[], metavar="NODESET",
         help="exclude these nodes")
+    add("-c", "--config", metavar="FILE",
+        help="cluster file: act on its services (all, or those named)")
+    add("-n", "--nodes", action="append", default=[], metavar="NODESET",
+        help="with -c: only these nodes")
+    add("--no-deps", action="store_true",
+        help="with -c: only the named services, not what they depend on")
+    add("--check-config", action="store_true",
+        help="with -c: validate the file, contact nothing")
     add("-f", "--fanout", type=int, help="nodes contacted at once (clush.conf, 64)")
     add("-t", "--connect-timeout", type=float, metavar="SECONDS",
         help="ssh connect timeout (clush.conf, 10)")
@@ -976,23 +1493,21 @@ class Request:
     units: List[str]
     nodes: NodeSet
     settings: Settings
-    batch: Optional[int]
-    max_fail: Optional[int]
+    batch: Optional[int] = None
+    max_fail: Optional[int] = None
+    services: List[Service] = field(default_factory=list)   # with -c
+    nodes_of: Dict[str, NodeSet] = field(default_factory=dict)
+
+    def plan(self, batch_wait: float = 0.0) -> Plan:
+        if self.services and self.action.kind != "node":
+            return file_plan(self.action, self.services, self.nodes_of)
+        steps = tuple(Step(unit) for unit in self.units)
+        return batch_plan(self.action, self.nodes, steps, self.batch, self.max_fail,
+                          batch_wait)
 
 
-def make_request(args: argparse.Namespace) -> Request:
-    action = ACTIONS[args.action]
-    targets = list(args.targets)
-    units: List[str] = []
-    if action.kind != "node":
-        if not targets:
-            raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action.name)
-        units = parse_units(targets.pop(0))
-    if not targets:
-        raise UsageError("%s needs a NodeSet" % action.name)
-    if args.now and action.name not in ("enable", "disable"):
-        raise UsageError("--now goes with enable or disable")
-    nodes = parse_nodes(targets, args.exclude)
+def connection_settings(args: argparse.Namespace) -> Settings:
+    """clush.conf's [Main], then the command line."""
     settings = read_clush_conf()
     if args.fanout is not None:
         settings.fanout = check_fanout(args.fanout)
@@ -1009,6 +1524,47 @@ def make_request(args: argparse.Namespace) -> Request:
             raise UsageError("--persist-for takes a number of seconds >= 1")
         settings.ssh_options = " ".join(filter(None, (
             settings.ssh_options, persist_options(args.persist_for))))
+    return settings
+
+
+def file_request(args: argparse.Namespace, action: Action) -> Request:
+    """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
+    cluster = load_cluster_file(args.config)
+    services = select_services(cluster, args.targets, action.name in REVERSE_ACTIONS,
+                               not args.no_deps)
+    restrict = parse_nodes(args.nodes) if args.nodes else None
+    exclude = parse_nodes(args.exclude) if args.exclude else NodeSet()
+    nodes_of = {}
+    for service in services:
+        nodes = service.nodes & restrict if restrict is not None else NodeSet(service.nodes)
+        nodes_of[service.name] = nodes - exclude
+    nodes = NodeSet.fromlist(n for ns in nodes_of.values() for n in ns)
+    if not nodes:
+        raise UsageError("no node to run on")
+    return Request(action, [s.unit for s in services], nodes, connection_settings(args),
+                   services=services, nodes_of=nodes_of)
+
+
+def make_request(args: argparse.Namespace) -> Request:
+    action = ACTIONS[args.action]
+    if args.now and action.name not in ("enable", "disable"):
+        raise UsageError("--now goes with enable or disable")
+    if args.config:
+        if args.batch or args.max_fail:
+            raise UsageError("--batch and --max-fail do not go with -c")
+        return file_request(args, action)
+    if action.name == "apply" or args.nodes or args.no_deps:
+        raise UsageError("apply, -n and --no-deps go with -c FILE")
+    targets = list(args.targets)
+    units: List[str] = []
+    if action.kind != "node":
+        if not targets:
+            raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action.name)
+        units = parse_units(targets.pop(0))
+    if not targets:
+        raise UsageError("%s needs a NodeSet" % action.name)
+    nodes = parse_nodes(targets, args.exclude)
+    settings = connection_settings(args)
     batch = parse_count(args.batch, len(nodes), "--batch")
     if batch is not None:
         batch = max(batch, 1)
@@ -1020,42 +1576,46 @@ def make_request(args: argparse.Namespace) -> Request:
 
 
 def run(request: Request, args: argparse.Namespace, stderr) -> Report:
-    """Run the request batch by batch; classify every node."""
-    action, units = request.action, request.units
+    """Run the request's plan; classify every node."""
     marker = new_marker()
-    command = build_remote_command(action, units, marker, args.sudo, args.now,
-                                   args.verbose)
     started, clock = time.time(), time.monotonic()
-    nodes = list(request.nodes)
-    size = request.batch or len(nodes)
-    batches = [nodes[i:i + size] for i in range(0, len(nodes), size)]
-    results: List[NodeResult] = []
-    interrupted, notes = "", []
     show_progress = hasattr(stderr, "isatty") and stderr.isatty() and not args.json
-    for index, batch in enumerate(batches):
-        if interrupted:
-            results += [skipped_result(n, action, units, "interrupted before its batch")
-                        for n in batch]
-            continue
-        failed = sum(r.outcome in PROBLEMS for r in results)
-        if request.max_fail is not None and failed > request.max_fail:
-            if not notes:
-                notes.append("stopped after %d failed nodes (--max-fail %s)"
-                             % (failed, args.max_fail))
-            results += [skipped_result(n, action, units, "--max-fail reached")
-                        for n in batch]
-            continue
-        if index and args.batch_wait:
-            time.sleep(args.batch_wait)
-        raw, interrupted = execute(command, NodeSet.fromlist(batch),
-                                   request.settings, marker, show_progress)
-        results += [node_result(n, raw[n], action, units, marker,
-                                request.settings.command_timeout, bool(interrupted))
-                    for n in batch]
-    return Report(action.name, units, results, started, time.monotonic() - clock,
-                  command=" ".join(shlex.quote(a) for a in [PROG] + sys.argv[1:]),
-                  user=getpass.getuser(), run_id=marker.rsplit("-", 1)[-1],
-                  interrupted_by=interrupted, notes=notes)
+    results, interrupted, notes = run_plan(
+        request.action, request.plan(args.batch_wait), request.settings, marker,
+        args.sudo, args.now, args.verbose, show_progress)
+    report = Report(request.action.name, request.units, results, started,
+                    time.monotonic() - clock,
+                    command=" ".join(shlex.quote(a) for a in [PROG] + sys.argv[1:]),
+                    user=getpass.getuser(), run_id=marker.rsplit("-", 1)[-1],
+                    interrupted_by=interrupted, notes=notes)
+    if request.services:
+        count = len(request.services)
+        report.subject = "nodes of %s" % args.config if request.action.kind == "node" \
+            else "%d service%s of %s" % (count, "s" * (count != 1), args.config)
+    if request.services and request.action.kind != "node":
+        report.services = service_views(request.services, request.nodes_of, results,
+                                        mark_drift=request.action.name == "status")
+        if request.action.name == "apply" and report.exit_code() == EXIT_OK and \
+                all(r.outcome == "ok" for r in results):
+            report.notes.append("nothing to change: the cluster matches %s" % args.config)
+    return report
+
+
+def dry_run(request: Request, args: argparse.Namespace) -> str:
+    """Every remote command the run would send, wave by wave; nothing contacted."""
+    out = render_dry_run(request.action, request.nodes, request.settings)
+    plan = request.plan()
+    try:
+        wave, number = next(plan), 1
+        while True:
+            for job in wave.jobs:
+                out += "wave %d, %s (%d):\n%s\n" % (
+                    number, job.nodes, len(job.nodes), build_remote_command(
+                        request.action, job.steps, "@@svcctl-DRYRUN", args.sudo,
+                        args.now, args.verbose))
+            wave, number = plan.send(({}, "")), number + 1
+    except StopIteration:
+        return out
 
 
 def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
@@ -1065,13 +1625,18 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_intermixed_args(argv)
+        if args.check_config:
+            if not args.config:
+                raise UsageError("--check-config goes with -c FILE")
+            cluster = load_cluster_file(args.config)
+            stdout.write("%s: ok, %d services, %d groups\n" % (
+                args.config, len(cluster.services), len(cluster.groups)))
+            return EXIT_OK
+        if not args.action:
+            raise UsageError("ACTION is required")
         request = make_request(args)
         if args.dry_run:
-            command = build_remote_command(request.action, request.units,
-                                           "@@svcctl-DRYRUN", args.sudo, args.now,
-                                           args.verbose)
-            stdout.write(render_dry_run(request.action, request.nodes, command,
-                                        request.settings))
+            stdout.write(dry_run(request, args))
             return EXIT_OK
         report = run(request, args, stderr)
     except UsageError as exc:

@@ -54,7 +54,8 @@ UNITS = {
                            "ExecReload=/bin/true\n[Install]\n"
                            "WantedBy=multi-user.target\n",
     "demo@.service": "[Unit]\nDescription=svcctl demo instance %i\n[Service]\n"
-                     "ExecStart=/bin/sleep infinity\n",
+                     "ExecStart=/bin/sleep infinity\n[Install]\n"
+                     "WantedBy=multi-user.target\n",
     "demo-masked.service": "[Unit]\nDescription=svcctl demo, masked\n"
                            "[Service]\nExecStart=/bin/sleep infinity\n",
 }

@@ -141,8 +141,8 @@ def test_status_is_one_normalised_line_per_node(svcctl, on_nodes):
     ("systemctl start demo-fail || true", ["reset-failed", "demo-fail"], 0,
      "demo-fail.service: changed, failed (failed), static -> inactive (dead), static"),
     ("systemctl stop demo@a demo@b", ["start", "demo@a,demo@b"], 0,
-     "demo@a.service: changed, inactive (dead), static -> active (running), static\n"
-     "demo@b.service: changed, inactive (dead), static -> active (running), static"),
+     "demo@a.service: changed, inactive (dead), disabled -> active (running), disabled\n"
+     "demo@b.service: changed, inactive (dead), disabled -> active (running), disabled"),
     ("true", ["daemon-reload"], 0, "daemon-reload: done"),
     ("systemctl start demo-masked || true", ["start", "demo-masked"], 1,
      "demo-masked.service: masked\n"

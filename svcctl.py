@@ -1094,6 +1094,7 @@ class _FileReader:
     def __init__(self, path: str):
         self.path = path
         self.constructor = yaml.SafeLoader("")
+        self.key_line: Dict[int, int] = {}      # id(value node) -> its key's line
 
     def error(self, node, where: str, message: str) -> UsageError:
         return UsageError("%s:%d: %s: %s" % (self.path, node.start_mark.line + 1,
@@ -1113,6 +1114,7 @@ class _FileReader:
                 raise self.error(key, where, "unknown key %s (known: %s)"
                                  % (name, ", ".join(allowed)))
             out[name] = value
+            self.key_line[id(value)] = key.start_mark.line + 1
         return out
 
     def scalar(self, node, where: str, kind, what: str):
@@ -1176,7 +1178,7 @@ def load_cluster_file(path: str) -> ClusterFile:
             raise reader.error(keys.get("unit", value), where + ".unit", str(exc))
         service = Service(name, unit, reader.nodeset(keys["nodes"], where + ".nodes",
                                                      resolver),
-                          line=value.start_mark.line + 1)
+                          line=reader.key_line[id(value)])
         if "state" in keys:
             service.state = reader.scalar(keys["state"], where + ".state", str,
                                           "running or stopped")
@@ -1320,9 +1322,9 @@ def file_plan(action: Action, services: Sequence[Service],
                     failed.add(service.name)
 
 
-def drifted(service: Service, state: Optional[UnitState]) -> bool:
+def drifted(service: Service, state: UnitState) -> bool:
     """Does a unit's actual state differ from what the file declares?"""
-    if state is None or state.load != "loaded":
+    if state.load != "loaded":
         return True
     running = state.active in ("active", "reloading", "activating")
     if running != (service.state == "running"):
@@ -1350,7 +1352,7 @@ def service_views(services: Sequence[Service], nodes_of: Dict[str, NodeSet],
                 text = unit.outcome + (": " + unit.message.split("\n")[0]
                                        if unit.message else "")
             states.setdefault(text, []).append(node)
-            if drifted(service, unit.after):
+            if unit.after is not None and drifted(service, unit.after):
                 drift.append(node)
                 if mark_drift and unit.outcome in ("ok", "negative"):
                     unit.outcome = "drift"

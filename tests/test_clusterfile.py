@@ -1,0 +1,234 @@
+"""The cluster file: loading, validation errors with lines, order, waves, drift."""
+import textwrap
+
+import pytest
+
+import svcctl
+from svcctl import NodeSet, UsageError
+
+A = svcctl.ACTIONS
+
+
+def load(tmp_path, text):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(textwrap.dedent(text))
+    return svcctl.load_cluster_file(str(path))
+
+
+CHAIN = """\
+groups:
+  back: n[1-4]
+  front: "@back!n4"
+services:
+  db:
+    unit: demo@db
+    nodes: "@back"
+    enabled: true
+  app:
+    nodes: "@back"
+    requires: db
+  web:
+    nodes: ["m[1-2]", "@front"]
+    requires: [app]
+  cron:
+    nodes: n[1-4]
+    state: stopped
+    after: web
+"""
+
+
+def test_load_the_example(tmp_path):
+    cluster = load(tmp_path, CHAIN)
+    assert [s.name for s in cluster.services] == ["db", "app", "web", "cron"]
+    db, app, web, cron = cluster.services
+    assert db.unit == "demo@db.service" and db.enabled is True and db.state == "running"
+    assert str(app.nodes) == "n[1-4]" and app.requires == ("db",)
+    assert str(web.nodes) == "m[1-2],n[1-3]"
+    assert cron.state == "stopped" and cron.after == ("web",) and cron.enabled is None
+    assert str(cluster.groups["front"]) == "n[1-3]"
+
+
+def test_dependency_order_is_not_file_order(tmp_path):
+    cluster = load(tmp_path, """\
+        services:
+          c: {nodes: n1, requires: b}
+          b: {nodes: n1, after: [a]}
+          a: {nodes: n1}
+        """)
+    assert [s.name for s in cluster.services] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("text,error", [
+    ("services:\n  a: {nodes: n1, colour: red}\n",
+     "cluster.yaml:2: services.a: unknown key colour"),
+    ("services:\n  a: {unit: 'x;reboot', nodes: n1}\n",
+     "cluster.yaml:2: services.a.unit: invalid unit name: x;reboot"),
+    ("services:\n  a:\n    nodes: 'n[1-'\n", "cluster.yaml:3: services.a.nodes: invalid NodeSet"),
+    ("services:\n  a: {nodes: n1}\n  b:\n    nodes: n1\n    requires: zz\n",
+     "cluster.yaml:3: services.b: unknown service zz"),
+    ("services:\n  a: {nodes: n1, requires: b}\n  b: {nodes: n1, after: a}\n",
+     "cluster.yaml:2: services.a: dependency cycle: a -> b -> a"),
+    ("services:\n  a: {nodes: n1, requires: a}\n", "services.a: depends on itself"),
+    ("services:\n  a: {nodes: 'n[1-2]'}\n  b: {unit: a, nodes: n2}\n",
+     "cluster.yaml:3: services.b: unit a.service is already declared by service a on n2"),
+    ("services:\n  a: {nodes: n1, state: up}\n",
+     "cluster.yaml:2: services.a.state: must be running or stopped, not up"),
+    ("services:\n  a: {nodes: n1, enabled: 'yes please'}\n",
+     "cluster.yaml:2: services.a.enabled: must be true or false"),
+    ("services:\n  a: {nodes: 3}\n", "cluster.yaml:2: services.a.nodes: must be a NodeSet"),
+    ("services:\n  a: {unit: demo}\n", "cluster.yaml:2: services.a: nodes is required"),
+    ("services:\n  a: {nodes: n1}\n  a: {nodes: n2}\n", "cluster.yaml:3: services: duplicate key a"),
+    ("groups: {g: n1}\n", "cluster.yaml:1: top level: no services"),
+    ("service:\n  a: {nodes: n1}\n", "cluster.yaml:1: top level: unknown key service"),
+    ("services: [a, b]\n", "cluster.yaml:1: services: must be a mapping"),
+    ("services:\n  a: {nodes: n1\n", "cluster.yaml:3: YAML: "),
+    ("", "cluster.yaml: empty file"),
+    ("services:\n  'a b': {nodes: n1}\n", "cluster.yaml:2: services: invalid name 'a b'"),
+    ("services:\n  a: {nodes: '@nosuchsource:g'}\n", "services.a.nodes: invalid NodeSet"),
+    ("services:\n  a: {nodes: 'x!x'}\n", "services.a.nodes: no node to run on"),
+])
+def test_validation_errors_name_file_line_and_key(tmp_path, text, error):
+    with pytest.raises(UsageError) as err:
+        load(tmp_path, text)
+    assert error in str(err.value)
+    assert str(err.value).startswith(str(tmp_path))
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(UsageError) as err:
+        svcctl.load_cluster_file(str(tmp_path / "none.yaml"))
+    assert "cannot read" in str(err.value)
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    with pytest.raises(UsageError):
+        load(tmp_path, "services: !!python/object/apply:os.system ['id']\n")
+
+
+def test_select_services_with_and_without_deps(tmp_path):
+    cluster = load(tmp_path, CHAIN)
+    names = lambda *a: [s.name for s in svcctl.select_services(cluster, *a)]
+    assert names(["web"], False) == ["db", "app", "web"]
+    assert names(["web"], False, False) == ["web"]
+    assert names(["db"], True) == ["db", "app", "web"]      # stop db: its dependents first
+    assert names([], False) == ["db", "app", "web", "cron"]
+    with pytest.raises(UsageError):
+        names(["nope"], False)
+
+
+def waves(action, services, nodes_of=None, fail=()):
+    """Drive a file plan, failing (node, unit) pairs listed in `fail`."""
+    nodes_of = nodes_of or {s.name: s.nodes for s in services}
+    plan = svcctl.file_plan(A[action], services, nodes_of)
+    out, results = [], None
+    try:
+        wave = next(plan)
+        while True:
+            out.append(wave)
+            results = {}
+            for job in wave.jobs:
+                for node in job.nodes:
+                    results[node] = svcctl.NodeResult(node, [
+                        svcctl.UnitResult(step.unit, "failed" if (node, step.unit) in fail
+                                          else "changed") for step in job.steps])
+            wave = plan.send((results, ""))
+    except StopIteration:
+        return out
+
+
+def test_same_nodes_chain_is_one_wave_one_script(tmp_path):
+    cluster = load(tmp_path, """\
+        services:
+          a: {nodes: 'n[1-32]'}
+          b: {nodes: 'n[1-32]', requires: a}
+          c: {nodes: 'n[1-32]', requires: b}
+        """)
+    plan = waves("start", cluster.services)
+    assert len(plan) == 1 and len(plan[0].jobs) == 1
+    job = plan[0].jobs[0]
+    assert str(job.nodes) == "n[1-32]"
+    assert [(s.unit, s.requires) for s in job.steps] == [
+        ("a.service", ()), ("b.service", (0,)), ("c.service", (1,))]
+
+
+def test_stop_runs_in_reverse(tmp_path):
+    cluster = load(tmp_path, """\
+        services:
+          a: {nodes: 'n[1-2]'}
+          b: {nodes: 'n[1-2]', requires: a}
+        """)
+    steps = waves("stop", cluster.services)[0].jobs[0].steps
+    assert [(s.unit, s.requires) for s in steps] == [("b.service", ()), ("a.service", (0,))]
+
+
+def test_cross_node_dependency_takes_another_wave_and_skips_on_failure(tmp_path):
+    cluster = load(tmp_path, CHAIN)
+    plan = waves("start", cluster.services, fail={("n2", "app.service")})
+    assert len(plan) == 3
+    assert [(str(j.nodes), [s.unit for s in j.steps]) for j in plan[0].jobs] == [
+        ("n[1-4]", ["demo@db.service", "app.service"])]
+    # web runs on m[1-2] which have no app: it waits for the next wave, and
+    # app failed on n2, so web is skipped everywhere
+    assert plan[1].jobs == []
+    skipped = {r.node: r.units[0].message for r in plan[1].decided}
+    assert skipped == {n: "requires app, which failed" for n in ("m1", "m2", "n1", "n2", "n3")}
+    # cron only follows web (after): it still runs, in the wave after web's
+    assert [(str(j.nodes), [s.unit for s in j.steps]) for j in plan[2].jobs] == [
+        ("n[1-4]", ["cron.service"])]
+
+
+def test_restricted_nodes(tmp_path):
+    cluster = load(tmp_path, CHAIN)
+    nodes_of = {s.name: s.nodes & NodeSet("n[1-2]") for s in cluster.services}
+    plan = waves("start", cluster.services, nodes_of)
+    assert {str(j.nodes) for w in plan for j in w.jobs} == {"n[1-2]"}
+
+
+def test_queries_ignore_dependencies(tmp_path):
+    cluster = load(tmp_path, CHAIN)
+    plan = waves("status", cluster.services)
+    assert len(plan) == 1
+    assert all(s.requires == () for j in plan[0].jobs for s in j.steps)
+
+
+def test_apply_steps_carry_the_declared_state(tmp_path):
+    cluster = load(tmp_path, CHAIN)
+    steps = waves("apply", cluster.services)[0].jobs[0].steps
+    assert steps[0] == svcctl.Step("demo@db.service", (), "running", True)
+    command = svcctl.build_remote_command(A["apply"], steps, "@@svcctl-x")
+    assert "p demo@db.service running yes; s0=$r" in command
+    assert 'if [ "$s0" = 0 ]; then p app.service running -; s1=$r; else echo ' \
+           '"$m unit" app.service skipped; s1=1; fi' in command
+
+
+@pytest.mark.parametrize("declared,state,drift", [
+    ({"state": "running"}, ("loaded", "active", "running", "disabled"), False),
+    ({"state": "running"}, ("loaded", "inactive", "dead", "disabled"), True),
+    ({"state": "stopped"}, ("loaded", "inactive", "dead", "enabled"), False),
+    ({"state": "stopped"}, ("loaded", "failed", "failed", "disabled"), False),
+    ({"state": "running", "enabled": True}, ("loaded", "active", "running", "disabled"), True),
+    ({"state": "running", "enabled": False}, ("loaded", "active", "running", "disabled"), False),
+    ({"state": "running"}, ("not-found", "inactive", "dead", ""), True),
+])
+def test_drift(declared, state, drift):
+    service = svcctl.Service("s", "s.service", NodeSet("n1"), **declared)
+    assert svcctl.drifted(service, svcctl.UnitState(*state)) is drift
+
+
+def test_service_views_group_states_and_mark_drift():
+    service = svcctl.Service("db", "db.service", NodeSet("n[1-3]"), enabled=True)
+    up = svcctl.UnitState("loaded", "active", "running", "enabled")
+    down = svcctl.UnitState("loaded", "inactive", "dead", "enabled")
+    results = [svcctl.NodeResult(n, [svcctl.UnitResult("db.service", o, after=st)])
+               for n, o, st in (("n1", "ok", up), ("n2", "ok", up), ("n3", "negative", down))]
+    views = svcctl.service_views([service], {"db": service.nodes}, results, True)
+    assert views == [{"service": "db", "unit": "db.service", "nodes": "n[1-3]",
+                      "declared": "running, enabled",
+                      "states": {"active (running), enabled": "n[1-2]",
+                                 "inactive (dead), enabled": "n3"},
+                      "drift": "n3"}]
+    assert [r.outcome for r in results] == ["ok", "ok", "drift"]
+    assert svcctl.render_services(views) == [
+        "---------------", "db: db.service on n[1-3], declared running, enabled",
+        "---------------", "n[1-2] (2): active (running), enabled",
+        "n3: inactive (dead), enabled  <- drift"]

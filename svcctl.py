@@ -35,6 +35,7 @@ import argparse
 import configparser
 import fcntl
 import getpass
+import html
 import json
 import os
 import re
@@ -1009,6 +1010,113 @@ def render_dry_run(action: Action, nodes: NodeSet, settings: Settings) -> str:
         settings.ssh_options or "(none)")
 
 
+# Outcome colours from the Okabe-Ito palette (readable with colour-blindness),
+# and a symbol for each, so that colour is never the only cue.
+HTML_STYLE = {
+    "ok": ("#009E73", "\u2713"), "changed": ("#56B4E9", "\u25b2"),
+    "negative": ("#F0E442", "\u2212"), "drift": ("#E69F00", "\u2248"),
+    "skipped": ("#BBBBBB", "\u2013"), "not-found": ("#CC79A7", "?"),
+    "masked": ("#CC79A7", "\u2298"), "denied": ("#D55E00", "!"),
+    "failed": ("#D55E00", "\u2717"), "error": ("#D55E00", "\u203c"),
+    "timeout": ("#0072B2", "\u231b"), "unreachable": ("#000000", "\u00d7"),
+    "interrupted": ("#777777", "\u2026"),
+}
+_HTML_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; \
+style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>%(title)s</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fdfdfb}
+h1{font-size:1.3em;margin:0 0 .3em}
+.meta{color:#555;margin-bottom:1em} .meta code{background:#eee;padding:0 .3em}
+table{border-collapse:collapse;margin:.5em 0 1em} td,th{padding:.2em .6em;
+text-align:left;border-bottom:1px solid #ddd;vertical-align:top}
+.grid{display:flex;flex-wrap:wrap;gap:2px;margin:.5em 0 1em}
+.grid b{width:15px;height:15px;font:bold 11px/15px sans-serif;text-align:center;
+cursor:pointer;border-radius:2px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.sw{display:inline-block;width:15px;height:15px;text-align:center;font:bold 11px/15px \
+sans-serif;border-radius:2px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+%(classes)s
+pre{background:#f4f4f0;padding:.8em;overflow:auto;max-height:40em}
+#detail{min-height:3em;white-space:pre-wrap}
+.drift{background:#fbe3c0}
+@media print{pre{max-height:none}}
+</style></head><body>
+<h1>%(title)s</h1>
+<div class="meta">%(meta)s</div>
+<table><tr><th></th><th>outcome</th><th>nodes</th><th>NodeSet</th></tr>%(summary)s</table>
+%(services)s
+<h2>Nodes</h2>
+<div class="grid" id="grid">%(cells)s</div>
+<pre id="detail">Click or hover a node to see its result.</pre>
+<h2>Grouped results</h2>
+<pre>%(text)s</pre>
+<script>
+document.getElementById("grid").addEventListener("click", function (e) {
+  if (e.target.title) document.getElementById("detail").textContent = e.target.title;
+});
+</script>
+</body></html>
+"""
+
+
+def render_html(report: Report) -> str:
+    """One self-contained page: no external script, font or request."""
+    action = ACTIONS[report.action]
+    index = {name: n for n, name in enumerate(OUTCOMES)}
+    classes = "".join(".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
+        index[name], colour, "#fff" if name in ("unreachable", "timeout", "failed",
+                                                "denied", "error") else "#000",
+        index[name], symbol) for name, (colour, symbol) in HTML_STYLE.items())
+    classes += "".join(".s%d{background:%s;color:%s}\n" % (
+        index[name], colour, "#fff" if colour in ("#000000", "#0072B2", "#D55E00")
+        else "#000") for name, (colour, _) in HTML_STYLE.items())
+    cells = "".join('<b class="o%d" title="%s"></b>' % (
+        index[r.outcome], html.escape("%s: %s\n%s" % (
+            r.node, r.outcome, "\n".join(node_lines(action, r, True))), quote=True))
+        for r in report.nodes)
+    summary = "".join(
+        '<tr><td><span class="sw s%d">%s</span></td><td>%s</td><td>%d</td>'
+        "<td><code>%s</code></td></tr>" % (index[name], HTML_STYLE[name][1], name,
+                                           len(nodes), html.escape(str(nodes)))
+        for name, nodes in report.by_outcome().items())
+    services = ""
+    if report.services:
+        rows = "".join(
+            "<tr%s><td>%s</td><td><code>%s</code></td><td>%s</td><td>%s</td><td>%s</td></tr>"
+            % (' class="drift"' if view["drift"] else "", html.escape(view["service"]),
+               html.escape(view["unit"]), html.escape(view["declared"]),
+               "<br>".join("%s: <code>%s</code>" % (html.escape(state), html.escape(nodes))
+                           for state, nodes in view["states"].items()),
+               html.escape(view["drift"]) or "none")
+            for view in report.services)
+        services = ("<h2>Services</h2><table><tr><th>service</th><th>unit</th>"
+                    "<th>declared</th><th>states</th><th>drift</th></tr>%s</table>" % rows)
+    title = "svcctl %s: %d node%s, exit %d" % (
+        report.action + (" " + (report.subject or ",".join(report.units))
+                         if report.subject or report.units else ""),
+        len(report.nodes), "s" * (len(report.nodes) != 1), report.exit_code())
+    meta = "%s by <b>%s</b>, %.1f s, run %s<br><code>%s</code>" % (
+        iso_time(report.started), html.escape(report.user or "?"), report.elapsed,
+        html.escape(report.run_id), html.escape(report.command))
+    return _HTML_PAGE % {"title": html.escape(title), "meta": meta, "classes": classes,
+                         "summary": summary, "services": services, "cells": cells,
+                         "text": html.escape(render_text(report))}
+
+
+def write_file(path: str, text: str) -> None:
+    """Replace a file whole (a reader never sees half a report)."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 # =============================================================================
 # Result log
 # =============================================================================
@@ -1020,10 +1128,10 @@ def log_lines(report: Report) -> bytes:
         for unit in result.units:
             record = {"time": iso_time(report.started), "run_id": report.run_id,
                       "user": report.user, "action": report.action,
-                      "node": result.node, "duration": result.duration}
+                      "node": result.node, "duration": result.duration,
+                      "reason": result.reason, "command": report.command,
+                      "elapsed": round(report.elapsed, 3)}
             record.update(unit.as_dict())
-            if result.reason and not record["message"]:
-                record["message"] = result.reason
             out.append(json.dumps(record, sort_keys=True) + "\n")
     return "".join(out).encode()
 
@@ -1038,6 +1146,58 @@ def append_log(path: str, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+def _logged_state(record: dict, key: str) -> Optional[UnitState]:
+    value = record.get(key)
+    return UnitState.from_properties(value) if isinstance(value, dict) else None
+
+
+def report_from_log(path: str, run_id: Optional[str] = None) -> Report:
+    """Rebuild a run's report from its log lines (the last run by default)."""
+    runs: Dict[str, List[dict]] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                    runs.setdefault(str(record["run_id"]), []).append(record)
+                except (ValueError, KeyError, TypeError):
+                    continue        # a foreign or damaged line is not ours to judge
+    except OSError as exc:
+        raise UsageError("%s: cannot read: %s" % (path, exc.strerror))
+    if not runs:
+        raise UsageError("%s: no svcctl run in this log" % path)
+    if run_id is None:
+        run_id = list(runs)[-1]
+    if run_id not in runs:
+        raise UsageError("%s: no run %s in this log" % (path, printable(run_id)))
+    records = runs[run_id]
+    first = records[0]
+    if first.get("action") not in ACTIONS:
+        raise UsageError("%s: unknown action in run %s" % (path, run_id))
+    nodes: Dict[str, NodeResult] = {}
+    units: List[str] = []
+    for record in records:
+        message = str(record.get("message") or "")
+        outcome = record.get("outcome") if record.get("outcome") in SEVERITY else "error"
+        unit = UnitResult(str(record.get("unit")), outcome, _logged_state(record, "before"),
+                          _logged_state(record, "after"), record.get("rc"), message,
+                          message.split("\n", 1)[0])
+        if unit.unit not in units and first["action"] not in ("ping", "daemon-reload"):
+            units.append(unit.unit)
+        node = str(record.get("node"))
+        result = nodes.setdefault(node, NodeResult(node, [], str(record.get("reason") or ""),
+                                                   record.get("duration")))
+        result.units.append(unit)
+    try:
+        started = datetime.fromisoformat(first["time"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        started = 0.0
+    return Report(first["action"], units, [nodes[n] for n in NodeSet.fromlist(nodes)],
+                  started, float(first.get("elapsed") or 0), command=str(
+                      first.get("command") or ""), user=str(first.get("user") or ""),
+                  run_id=run_id)
 
 
 # =============================================================================
@@ -1412,8 +1572,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="systemctl for a whole cluster: run one systemd "
         "action on every node of a NodeSet over SSH and print one grouped answer.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", metavar="ACTION", choices=sorted(ACTIONS), nargs="?",
-                        help="one of: %s" % ", ".join(sorted(ACTIONS)))
+    parser.add_argument("action", metavar="ACTION", nargs="?",
+                        choices=sorted(ACTIONS) + ["report"],
+                        help="one of: %s; or `report LOGFILE` to show a logged run"
+                        % ", ".join(sorted(ACTIONS)))
     parser.add_argument("targets", metavar="UNIT[,UNIT...] NODESET", nargs="*",
                         help="units (not for daemon-reload or ping), then NodeSets; "
                         "with -c: service names")
@@ -1452,6 +1614,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("-v", "--verbose", action="store_true", help="show systemctl's own output")
     add("--json", action="store_true", help="print one JSON document")
     add("--log", metavar="FILE", help="append one JSON line per node and unit")
+    add("--html", metavar="FILE", help="write a self-contained HTML report")
+    add("--run", metavar="ID", help="with report: which logged run (default: the last)")
     add("--color", choices=("auto", "always", "never"), default="auto")
     add("--dry-run", action="store_true",
         help="show the nodes and the remote command, contact nothing")
@@ -1636,25 +1800,33 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
             return EXIT_OK
         if not args.action:
             raise UsageError("ACTION is required")
-        request = make_request(args)
-        if args.dry_run:
-            stdout.write(dry_run(request, args))
-            return EXIT_OK
-        report = run(request, args, stderr)
+        if args.action == "report":
+            if len(args.targets) != 1:
+                raise UsageError("report needs one LOGFILE")
+            report = report_from_log(args.targets[0], args.run)
+        else:
+            request = make_request(args)
+            if args.dry_run:
+                stdout.write(dry_run(request, args))
+                return EXIT_OK
+            report = run(request, args, stderr)
     except UsageError as exc:
         stderr.write("%s: %s\n" % (PROG, exc))
         return EXIT_USAGE
     except (RouteResolvingError, TopologyError) as exc:
         stderr.write("%s: topology: %s\n" % (PROG, printable(str(exc))))
         return EXIT_FAILED
-    code = report.exit_code()
-    if args.log:
-        try:
-            append_log(args.log, log_lines(report))
-        except OSError as exc:
-            stderr.write("%s: cannot write log %s: %s\n" % (
-                PROG, printable(args.log), exc.strerror or exc))
-            code = code or EXIT_FAILED
+    code = EXIT_OK if args.action == "report" else report.exit_code()
+    outputs = [(args.log, lambda path: append_log(path, log_lines(report))),
+               (args.html, lambda path: write_file(path, render_html(report)))]
+    for path, write in outputs:
+        if path and not (path == args.log and args.action == "report"):
+            try:
+                write(path)
+            except OSError as exc:
+                stderr.write("%s: cannot write %s: %s\n" % (
+                    PROG, printable(path), exc.strerror or exc))
+                code = code or EXIT_FAILED
     if args.json:
         stdout.write(json.dumps(report_dict(report), indent=1) + "\n")
     else:

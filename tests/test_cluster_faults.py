@@ -168,7 +168,7 @@ def test_unwritable_log_is_an_error_but_results_are_printed(svcctl, on_nodes):
     run = svcctl("is-active", "demo", "@all", "--log", "/proc/no/such.log")
     assert run.rc == 1
     assert "ok (8): node[1-8]" in run.out
-    assert run.err.startswith("svcctl: cannot write log /proc/no/such.log: ")
+    assert run.err.startswith("svcctl: cannot write /proc/no/such.log: ")
 
 
 def test_persist_keeps_one_master_per_node(svcctl, cluster):

@@ -139,3 +139,44 @@ def test_status_lines_fold_identical_states():
     assert svcctl.render_text(report).startswith(
         "---------------\na[1-2] (2)\n---------------\n"
         "demo.service: active (running), disabled\n")
+
+
+def test_html_report_is_self_contained_and_complete():
+    page = svcctl.render_html(sample_report())
+    assert page.count('<b class="o') == 8
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert "http://" not in page and "https://" not in page and "src=" not in page
+    assert 'title="node5: unreachable\nunreachable: Connection refused"' in page
+    assert "svcctl start demo.service: 8 nodes, exit 4" in page
+    assert "<code>node[1-2,6-7]</code>" in page
+    # the same grouped text as the terminal, escaped
+    assert svcctl.html.escape(svcctl.render_text(sample_report())) in page
+
+
+def test_html_escapes_what_nodes_print():
+    hostile = frame("demo.service", INACTIVE, FAILED, 1,
+                    ['<img src="http://127.0.0.1:9/x"><script>alert(1)</script>']) + end()
+    report = svcctl.Report("start", ["demo.service"], [node("n1", hostile)], 0, 0)
+    page = svcctl.render_html(report)
+    assert "<img" not in page and "<script>alert" not in page
+    assert "&lt;img src=&quot;http://127.0.0.1:9/x&quot;&gt;" in page
+
+
+def test_html_for_10000_nodes_is_small():
+    lines = frame("demo.service", INACTIVE, ACTIVE) + end()
+    nodes = [node("node%d" % i, lines) for i in range(10000)]
+    report = svcctl.Report("start", ["demo.service"], nodes, 0, 1.0)
+    page = svcctl.render_html(report)
+    assert page.count('<b class="o') == 10000
+    assert len(page.encode()) < 2 * 1024 * 1024
+
+
+def test_report_rebuilt_from_the_log(tmp_path):
+    report = sample_report()
+    path = tmp_path / "svcctl.log"
+    svcctl.append_log(str(path), svcctl.log_lines(report))
+    svcctl.append_log(str(path), b"not json\n")
+    rebuilt = svcctl.report_from_log(str(path))
+    assert svcctl.render_text(rebuilt) == svcctl.render_text(report)
+    assert svcctl.report_dict(rebuilt)["summary"] == svcctl.report_dict(report)["summary"]
+    assert rebuilt.command == report.command and rebuilt.run_id == report.run_id

@@ -7,14 +7,25 @@ def state(load="loaded", active="inactive", sub="dead", file="disabled"):
             b"SubState=" + sub.encode(), b"UnitFileState=" + file.encode()]
 
 
-def frame(unit, before, after, rc=0, output=(), marker=MARKER):
-    """One unit's section; before=None for a query (no state read before)."""
+def framed(*units, marker=MARKER):
+    """A node's output for units given as (name, before, after, rc, output);
+    before=None for a query, which runs nothing and reads the state once."""
     m = marker.encode() + b" "
-    head = m + b"unit " + unit.encode()
-    if before is not None:
-        head += b" before " + b" ".join(before)
-    return ([head] + [line.encode() for line in output]
-            + [m + b"rc %d after " % rc + b" ".join(after)])
+    out = []
+    if units[0][1] is not None:
+        out.append(m + b"state before " + b" ".join(t for u in units for t in u[1]))
+        for name, _, _, rc, output in units:
+            out += [m + b"unit " + name.encode()] + [line.encode() for line in output]
+            out.append(m + b"rc %d" % rc)
+    else:
+        out += [line.encode() for u in units for line in u[4]]
+    out.append(m + b"state after " + b" ".join(t for u in units for t in u[2]))
+    return out
+
+
+def frame(unit, before, after, rc=0, output=(), marker=MARKER):
+    """One unit's whole output but the end marker."""
+    return framed((unit, before, after, rc, output), marker=marker)
 
 
 def end(marker=MARKER):

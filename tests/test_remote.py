@@ -19,8 +19,9 @@ def test_units_are_quoted_after_double_dash():
 
 
 def test_backslash_names_stay_one_quoted_word():
-    cmd = command("status", ["a\\x2db.service"])
+    cmd = command("start", ["a\\x2db.service"])
     assert "-- 'a\\x2db.service'" in cmd
+    assert "$(s 'a\\x2db.service')" in cmd
 
 
 def test_sudo_wraps_the_action_not_the_reads():
@@ -31,34 +32,50 @@ def test_sudo_wraps_the_action_not_the_reads():
     assert "sudo" not in command("is-active", sudo=True)
 
 
-def test_now_and_status_flags():
+def test_now_flag():
     assert "systemctl enable --now -- demo.service" in command("enable", now=True)
-    assert "systemctl status --no-pager --lines=0 -- demo.service" in command("status")
-    assert "--lines=0" not in command("status", verbose=True)
+
+
+def test_queries_read_the_state_once_and_run_nothing_else():
+    cmd = command("is-active", ["a.service", "b.service"])
+    assert cmd.endswith('echo "$m state after" $(s a.service b.service); echo "$m end"')
+    assert "systemctl is-active" not in cmd and "state before" not in cmd
+    assert "systemctl status" not in command("status")
+    assert "a demo.service systemctl status --no-pager -- demo.service; s0=$r; " in \
+        command("status", verbose=True)
+
+
+def test_change_reads_all_states_before_and_after():
+    cmd = command("stop", ["a.service", "b.service"])
+    assert cmd.count("$(s a.service b.service)") == 2
+    assert cmd.index("state before") < cmd.index("a a.service systemctl stop") < \
+        cmd.index("a b.service systemctl stop") < cmd.index("state after")
 
 
 def test_node_actions_take_no_unit():
     cmd = command("daemon-reload", units=())
-    assert "systemctl daemon-reload </dev/null" in cmd
-    assert "--" not in cmd.split("daemon-reload", 1)[1]
+    assert cmd.endswith('a daemon-reload systemctl daemon-reload; echo "$m end"')
     assert "systemctl is-system-running" in command("ping", units=())
 
 
 def test_script_runs_in_posix_sh_and_frames_output(tmp_path):
     """Run the real script with a fake systemctl: the framing parses back."""
     fake = tmp_path / "systemctl"
-    fake.write_text('#!/bin/sh\ncase "$1" in show) echo LoadState=loaded; '
-                    'echo ActiveState=active; echo SubState=running; '
-                    'echo UnitFileState=enabled;; *) echo "did $*"; exit 3;; esac\n')
+    fake.write_text('#!/bin/sh\nif [ "$1" = show ]; then shift 4; for u; do '
+                    'echo LoadState=loaded; echo ActiveState=active; '
+                    'echo SubState=running; echo UnitFileState=enabled; echo; done; '
+                    'else echo "did $*"; exit 3; fi\n')
     fake.chmod(0o755)
     proc = subprocess.run(["sh", "-c", command("start", ["a.service", "b.service"])],
                           capture_output=True, env={"PATH": "%s:/usr/bin:/bin" % tmp_path})
-    sections, complete = svcctl.parse_sections(proc.stdout.splitlines(), MARKER)
-    assert complete
-    assert [s["unit"] for s in sections] == ["a.service", "b.service"]
-    assert sections[0]["rc"] == 3
-    assert sections[0]["action"] == [b"did start -- a.service"]
-    assert b"ActiveState=active" in sections[1]["after"]
+    framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
+    assert framed.complete
+    assert list(framed.sections) == ["a.service", "b.service"]
+    assert framed.sections["a.service"]["rc"] == 3
+    assert framed.sections["a.service"]["output"] == [b"did start -- a.service"]
+    states, other = svcctl.state_blocks(framed.after)
+    assert other == "" and len(states) == 2
+    assert states[1] == svcctl.UnitState("loaded", "active", "running", "enabled")
 
 
 def test_marker_is_random_per_run_and_needs_no_quoting():

@@ -3,7 +3,7 @@ import pytest
 
 import svcctl
 from framing import (ACTIVE, FAILED, INACTIVE, MARKER, MASKED, MISSING, end,
-                     frame, state)
+                     frame, framed, state)
 
 A = svcctl.ACTIONS
 
@@ -44,7 +44,7 @@ def classify(action, lines, **kw):
 def test_classification(action, before, after, rc, output, outcome):
     result = classify(action, frame("demo.service", before, after, rc, output) + end())
     assert result.outcome == outcome
-    assert result.units[0].rc == rc
+    assert result.units[0].rc == (rc if before is not None else None)
     assert result.reason == ""
 
 
@@ -72,10 +72,17 @@ def test_unknown_host_reason():
 
 
 def test_timeout_keeps_finished_units():
-    lines = frame("demo.service", INACTIVE, ACTIVE)
+    """Cut short in the 3rd unit: the state after is never read, the first two
+    are judged from their state before and their exit code."""
+    lines = framed(("demo.service", INACTIVE, ACTIVE, 0, []),
+                   ("up.service", ACTIVE, ACTIVE, 0, []),
+                   ("slow.service", INACTIVE, ACTIVE, 0, []))[:6]
+    assert lines[-1].endswith(b"unit slow.service")
     result = svcctl.node_result("n1", raw(lines, rc=None, timed_out=True), A["start"],
-                                ["demo.service", "slow.service"], MARKER, 5, False)
-    assert [u.outcome for u in result.units] == ["changed", "timeout"]
+                                ["demo.service", "up.service", "slow.service"], MARKER,
+                                5, False)
+    assert [u.outcome for u in result.units] == ["changed", "ok", "timeout"]
+    assert result.units[0].message == "state after not read: the node did not finish"
     assert result.outcome == "timeout"
     assert result.reason == ""          # partly done: per-unit lines are shown
 
@@ -122,7 +129,7 @@ def test_login_banner_before_framing_is_ignored():
 
 def test_escape_sequences_and_bad_utf8_are_neutralised():
     lines = frame("demo.service", INACTIVE, FAILED, 1, []) + end()
-    lines.insert(1, b"\x1b]0;pwned\x07\xff\xfeboom")
+    lines.insert(2, b"\x1b]0;pwned\x07\xff\xfeboom")  # after the unit marker
     unit = classify("start", lines).units[0]
     assert "\x1b" not in unit.message and "\x07" not in unit.message
     assert "\\x1b]0;pwned\\x07" in unit.message and "\ufffd" in unit.message

@@ -34,6 +34,7 @@ rendering, result log, command line.
 import argparse
 import configparser
 import fcntl
+import functools
 import getpass
 import html
 import json
@@ -198,7 +199,9 @@ class Report:
     services: List[dict] = field(default_factory=list)   # cluster file views
     subject: str = ""               # what the run acted on, when not units
 
-    def by_outcome(self) -> Dict[str, NodeSet]:
+    @functools.cached_property
+    def outcomes(self) -> Dict[str, NodeSet]:
+        """Each outcome's NodeSet, folded once, when the report is final."""
         groups: Dict[str, List[str]] = {}
         for result in self.nodes:
             groups.setdefault(result.outcome, []).append(result.node)
@@ -696,10 +699,10 @@ def state_blocks(tokens: Optional[List[bytes]]) -> Tuple[List[Optional[UnitState
     is not Key=Value (systemctl's own error, e.g. no D-Bus)."""
     blocks: List[Dict[str, str]] = []
     other: List[str] = []
-    for token in tokens or ():
-        key, sep, value = decode(token).partition("=")
+    for token in decode(b" ".join(tokens or ())).split(" ") if tokens else ():
+        key, sep, value = token.partition("=")
         if not sep or key not in STATE_KEYS:
-            other.append(decode(token))
+            other.append(token)
             continue
         if not blocks or key in blocks[-1]:
             blocks.append({})
@@ -1067,7 +1070,7 @@ def render_text(report: Report, verbose: bool = False, quiet: bool = False,
                 paint("header", SEPARATOR)]
         out += [paint(tone, line) if tone else line for line in lines]
     out.append(summary_line(report))
-    for name, nodes in report.by_outcome().items():
+    for name, nodes in report.outcomes.items():
         text = "%s (%d): %s" % (name, len(nodes), nodes)
         tone = "problem" if name in PROBLEMS else name
         out.append(paint(tone, text) if tone in COLORS else text)
@@ -1088,7 +1091,7 @@ def summary_line(report: Report) -> str:
 
 def report_dict(report: Report) -> dict:
     """The JSON document: every node's result and the summary."""
-    by_outcome = report.by_outcome()
+    by_outcome = report.outcomes
     return {
         "svcctl": __version__, "run_id": report.run_id, "action": report.action,
         "units": report.units, "command": report.command, "user": report.user,
@@ -1188,7 +1191,7 @@ def render_html(report: Report) -> str:
         '<tr><td><span class="sw s%d">%s</span></td><td>%s</td><td>%d</td>'
         "<td><code>%s</code></td></tr>" % (index[name], HTML_STYLE[name][1], name,
                                            len(nodes), html.escape(str(nodes)))
-        for name, nodes in report.by_outcome().items())
+        for name, nodes in report.outcomes.items())
     services = ""
     if report.services:
         rows = "".join(

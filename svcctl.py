@@ -44,9 +44,9 @@ import resource
 import secrets
 import shlex
 import signal
+import socket
 import sys
 import time
-import yaml
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from string import Template
@@ -450,6 +450,12 @@ def runs_per_unit(action: Action, verbose: bool) -> bool:
     return action.kind == "change" or (action.name == "status" and verbose)
 
 
+def needs_before(action: Action) -> bool:
+    """Restart & co. change whatever the state was: no need to read it first
+    (each `systemctl show` costs a few ms per unit on every node)."""
+    return action.kind == "change" and not action.always_changes
+
+
 def build_remote_command(action: Action, steps: Sequence, marker: str,
                          sudo: bool = False, now: bool = False,
                          verbose: bool = False) -> str:
@@ -468,7 +474,7 @@ def build_remote_command(action: Action, steps: Sequence, marker: str,
     units = " ".join(shlex.quote(step.unit) for step in steps)
     if action.name == "apply":
         script += _REMOTE_APPLY % {"sudo": "'sudo -n'" if sudo else "''"}
-    elif action.kind == "change":
+    elif needs_before(action):
         script += "echo \"$m state before\" $(s %s); " % units
     if runs_per_unit(action, verbose) or action.name == "apply":
         for index, step in enumerate(steps):
@@ -504,6 +510,7 @@ class RawResult:
     stderr: List[bytes] = field(default_factory=list)
     rc: Optional[int] = None        # None: timed out, interrupted or not run
     timed_out: bool = False
+    error: str = ""                 # why it could not be reached (routing)
     kept: int = 0
     dropped: int = 0
     started: Optional[float] = None
@@ -622,7 +629,7 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings, marker: str
     progress = Progress(len(raw)) if show_progress else None
     collector = _Collector(raw, marker.encode(), progress)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    interrupted = ""
+    interrupted, unroutable = "", ""
     try:
         for command, nodes in jobs:
             task.shell(command, nodes=str(nodes), handler=collector, stderr=True,
@@ -634,12 +641,18 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings, marker: str
         interrupted = "SIGINT"
     except Interrupted as exc:
         interrupted = exc.signame
+    except RouteResolvingError as exc:
+        # tree mode: a gateway failed and no other route is left
+        unroutable = "no route (gateway unreachable?): %s" % printable(str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if interrupted:
+        if interrupted or unroutable:
             task.abort(kill=True)   # kills the ssh processes still running
         if progress:
             progress.clear()
+    for result in raw.values():
+        if unroutable and result.rc is None and not result.timed_out:
+            result.error = unroutable
     return raw, interrupted
 
 
@@ -749,14 +762,14 @@ def classify_unit(action: Action, unit: str, before: Optional[UnitState],
     if action.kind == "node":
         result.outcome = "ok" if rc == 0 else (
             "negative" if action.name == "ping" and result.answer else "failed")
-    elif after is None and before is not None and problem == "cut short":
+    elif after is None and problem == "cut short":
         if rc == 0:
             there = _ALREADY_THERE.get(action.name)
-            result.outcome = "ok" if there and there(before) else "changed"
+            result.outcome = "ok" if there and before and there(before) else "changed"
             result.message = "state after not read: the node did not finish"
         else:
-            result.outcome = _failure(before, before, message)
-    elif after is None or (before is None and action.kind == "change"):
+            result.outcome = _failure(before, after, message)
+    elif after is None or (before is None and needs_before(action)):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
         result.message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
@@ -766,6 +779,8 @@ def classify_unit(action: Action, unit: str, before: Optional[UnitState],
         result.outcome = "ok" if yes else "negative"
     elif rc != 0:
         result.outcome = _failure(before, after, message)
+    elif action.always_changes:
+        result.outcome = "changed"
     else:
         moved = (before.load, before.active, before.file) != \
                 (after.load, after.active, after.file)
@@ -779,8 +794,9 @@ def classify_unit(action: Action, unit: str, before: Optional[UnitState],
     return result
 
 
-def _failure(before: UnitState, after: UnitState, message: str) -> str:
-    if "masked" in (before.load, after.load) and "masked" in message:
+def _failure(before: Optional[UnitState], after: Optional[UnitState],
+             message: str) -> str:
+    if any(s and s.load == "masked" for s in (before, after)) and "masked" in message:
         return "masked"
     return "denied" if _DENIED_RE.search(message) else "failed"
 
@@ -828,6 +844,8 @@ def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
     reason = re.sub(r"^ssh: connect to host \S+ port \d+: ", "", reason)
     reason = re.sub(r"^ssh: Could not resolve hostname \S+: ", "name unknown: ", reason)
     reason = re.sub(r"^\S+@\S+: ", "", reason)      # user@host: Permission denied
+    reason = re.sub(r"^Connection (to \S+ closed by remote host|closed by \S+ port \d+)"
+                    r"\.?$", "Connection closed by remote host", reason)
     return reason
 
 
@@ -841,6 +859,10 @@ def node_result(node: str, raw: RawResult, action: Action, units: Sequence[str],
     duration = (raw.ended - raw.started) if raw.started and raw.ended else None
     if raw.timed_out:
         missing, reason = "timeout", "timed out after %g s" % timeout
+    elif raw.error:
+        missing, reason = "unreachable", raw.error
+        if raw.stderr:
+            reason += "; " + _ssh_reason(raw.stderr, raw.rc)
     elif raw.rc is None:
         missing, reason = ("interrupted", "not finished") if interrupted \
             else ("skipped", "not run")
@@ -997,9 +1019,9 @@ def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
         head = "%s: %s" % (name, result.answer)
     elif outcome in ("ok", "changed") and result.after is None:
         head = "%s: %s, was %s (state after not read)" % (
-            name, outcome, result.before.describe())
+            name, outcome, result.before.describe() if result.before else "not read")
     elif outcome == "changed":
-        before = result.before.describe()
+        before = result.before.describe() if result.before else after
         head = "%s: changed, %s" % (name, after) if before == after else \
             "%s: changed, %s -> %s" % (name, before, after)
     elif outcome == "ok":
@@ -1259,6 +1281,27 @@ def append_log(path: str, data: bytes) -> None:
         os.close(fd)
 
 
+SYSLOG_ADDRESS = "/dev/log"
+
+
+def syslog_line(report: Report) -> str:
+    """One line a run: what, where, each outcome's NodeSet, exit code."""
+    outcomes = ", ".join("%s %s (%d)" % (name, nodes, len(nodes))
+                         for name, nodes in report.outcomes.items())
+    return "%s: %s; exit %d; run %s by %s" % (
+        summary_line(report).strip("= "), outcomes, report.exit_code(),
+        report.run_id, report.user)
+
+
+def send_syslog(line: str, failed: bool) -> None:
+    """To the local syslog socket, user facility: info, or err on failure."""
+    severity = 3 if failed else 6
+    packet = "<%d>%s[%d]: %s" % (8 + severity, PROG, os.getpid(), line)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(SYSLOG_ADDRESS)
+        sock.send(packet.encode("utf-8", "replace")[:8192])
+
+
 def _logged_state(record: dict, key: str) -> Optional[UnitState]:
     value = record.get(key)
     return UnitState.from_properties(value) if isinstance(value, dict) else None
@@ -1362,8 +1405,9 @@ class _FileGroups:
 class _FileReader:
     """Walks the composed YAML tree so that every error names its line."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, yaml):
         self.path = path
+        self.yaml = yaml
         self.constructor = yaml.SafeLoader("")
         self.key_line: Dict[int, int] = {}      # id(value node) -> its key's line
 
@@ -1372,11 +1416,11 @@ class _FileReader:
                                              where, message))
 
     def mapping(self, node, where: str, allowed: Optional[Sequence[str]] = None) -> dict:
-        if not isinstance(node, yaml.MappingNode):
+        if not isinstance(node, self.yaml.MappingNode):
             raise self.error(node, where, "must be a mapping")
         out = {}
         for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            name = key.value if isinstance(key, self.yaml.ScalarNode) else None
             if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
                 raise self.error(key, where, "invalid name %s" % printable(repr(name)))
             if name in out:
@@ -1390,18 +1434,18 @@ class _FileReader:
 
     def scalar(self, node, where: str, kind, what: str):
         value = self.constructor.construct_object(node) \
-            if isinstance(node, yaml.ScalarNode) else node
+            if isinstance(node, self.yaml.ScalarNode) else node
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.error(node, where, "must be %s" % what)
         return value
 
     def names(self, node, where: str) -> Tuple[str, ...]:
-        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        items = node.value if isinstance(node, self.yaml.SequenceNode) else [node]
         return tuple(self.scalar(item, where, str, "a service name or a list of them")
                      for item in items)
 
     def nodeset(self, node, where: str, resolver) -> NodeSet:
-        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        items = node.value if isinstance(node, self.yaml.SequenceNode) else [node]
         patterns = [self.scalar(item, where, str, "a NodeSet") for item in items]
         try:
             return parse_nodes(patterns, resolver=resolver)
@@ -1417,7 +1461,8 @@ def load_cluster_file(path: str) -> ClusterFile:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError("%s: cannot read: %s" % (path, getattr(exc, "strerror", exc)))
-    reader = _FileReader(path)
+    import yaml     # here, not at the top: only cluster files need it (start-up time)
+    reader = _FileReader(path, yaml)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -1726,6 +1771,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", action="store_true", help="print one JSON document")
     add("--log", metavar="FILE", help="append one JSON line per node and unit")
     add("--html", metavar="FILE", help="write a self-contained HTML report")
+    add("--syslog", action="store_true", help="send a one-line summary to syslog")
     add("--run", metavar="ID", help="with report: which logged run (default: the last)")
     add("--color", choices=("auto", "always", "never"), default="auto")
     add("--dry-run", action="store_true",
@@ -1914,6 +1960,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
         if args.action == "report":
             if len(args.targets) != 1:
                 raise UsageError("report needs one LOGFILE")
+            if args.log or args.syslog:
+                raise UsageError("report reads a log: --log and --syslog do not go with it")
             report = report_from_log(args.targets[0], args.run)
         else:
             request = make_request(args)
@@ -1925,13 +1973,16 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
         stderr.write("%s: %s\n" % (PROG, exc))
         return EXIT_USAGE
     except (RouteResolvingError, TopologyError) as exc:
+        # a topology.conf that cannot route: a configuration error, nothing run
         stderr.write("%s: topology: %s\n" % (PROG, printable(str(exc))))
-        return EXIT_FAILED
+        return EXIT_USAGE
     code = EXIT_OK if args.action == "report" else report.exit_code()
     outputs = [(args.log, lambda path: append_log(path, log_lines(report))),
-               (args.html, lambda path: write_file(path, render_html(report)))]
+               (args.html, lambda path: write_file(path, render_html(report))),
+               (SYSLOG_ADDRESS if args.syslog else None,
+                lambda path: send_syslog(syslog_line(report), code != EXIT_OK))]
     for path, write in outputs:
-        if path and not (path == args.log and args.action == "report"):
+        if path:
             try:
                 write(path)
             except OSError as exc:

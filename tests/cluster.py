@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A real test cluster: systemd nodes in systemd-nspawn containers, over SSH.
 
-    python3 tests/cluster.py up [-n N]     boot node1..nodeN (default 8)
+    python3 tests/cluster.py up [-n N]     boot node1..nodeN (default 8, or as
+                                           many as are already up)
     python3 tests/cluster.py down          stop every node, clean up
     python3 tests/cluster.py status        list nodes and their state
     python3 tests/cluster.py freeze|thaw|kill NODE   fault injection
@@ -281,12 +282,28 @@ def boot_node(index):
            "--bind-ro=%s/hosts:/etc/hosts" % directory,
            "--bind-ro=%s/sshd.conf:/etc/ssh/sshd_config.d/20-listen.conf" % directory,
            "--bind-ro=%s:/usr/local/lib/systemd/system" % units]
+    # Any node can serve as a ClusterShell gateway (tree mode): it needs the
+    # library (pure Python: the host's copy) and, at the same paths as on the
+    # host, the ssh settings and key that the root passes on to it.
+    cmd += ["--bind-ro=%s:%s" % (path, path) for path in (
+        os.path.join(STATE, "ssh_config"), KEY)]
+    library = clustershell_dir()
+    if library:
+        cmd.append("--bind-ro=%s:/usr/lib/python3/dist-packages/ClusterShell" % library)
     with open(os.path.join(directory, "console.log"), "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=lambda: join_cgroups(name))
     write(os.path.join(directory, "pid"), str(proc.pid))
     return True
+
+
+def clustershell_dir():
+    try:
+        import ClusterShell
+    except ImportError:
+        return None
+    return os.path.dirname(os.path.abspath(ClusterShell.__file__))
 
 
 def prepare_host():
@@ -444,10 +461,12 @@ def main():
     parser.add_argument("command", choices=("up", "down", "status", "freeze",
                                             "thaw", "kill", "hang-server"))
     parser.add_argument("node", nargs="?")
-    parser.add_argument("-n", type=int, default=8, help="number of nodes")
+    parser.add_argument("-n", type=int, help="number of nodes (default: as many as "
+                        "are up, at least 8)")
     args = parser.parse_args()
     if args.command == "up":
-        up(args.n)
+        up(args.n or max([8] + [int(n[4:]) for n in node_names() if n[4:].isdigit()
+                                and alive(read_pid(os.path.join(node_dir(n), "pid")))]))
     elif args.command == "down":
         down()
     elif args.command == "status":

@@ -30,7 +30,7 @@ def cluster():
         if IN_CI:
             pytest.fail(reason)
         pytest.skip(reason)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "cluster.py"), "up"],
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "cluster.py"), "up", "-n", "8"],
                           capture_output=True, text=True)
     match = re.search(r"export CLUSTERSHELL_CFGDIR=(\S+)", proc.stdout)
     if proc.returncode or not match:

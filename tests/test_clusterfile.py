@@ -2,6 +2,7 @@
 import textwrap
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import svcctl
 from svcctl import NodeSet, UsageError
@@ -232,3 +233,31 @@ def test_service_views_group_states_and_mark_drift():
         "---------------", "db: db.service on n[1-3], declared running, enabled",
         "---------------", "n[1-2] (2): active (running), enabled",
         "n3: inactive (dead), enabled  <- drift"]
+
+
+VALUES = st.one_of(st.text(max_size=40), st.integers(), st.booleans(), st.none(),
+                   st.lists(st.text(max_size=10), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(unit=VALUES, nodes=VALUES, state=VALUES, enabled=VALUES, requires=VALUES)
+def test_any_file_values_are_refused_or_safe(tmp_path_factory, unit, nodes, state,
+                                             enabled, requires):
+    """Whatever a cluster file holds: a clean UsageError, or services whose
+    unit names are systemd-valid ASCII and whose nodes are host names."""
+    import yaml
+    doc = {"services": {"a": {"unit": unit, "nodes": nodes, "state": state,
+                              "enabled": enabled, "requires": requires},
+                        "b": {"nodes": "n1"}}}
+    path = tmp_path_factory.mktemp("f") / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        cluster = svcctl.load_cluster_file(str(path))
+    except UsageError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(path))
+        return
+    for service in cluster.services:
+        assert svcctl.normalise_unit(service.unit) == service.unit
+        assert all(not n.startswith("-") for n in service.nodes)
+        assert service.state in ("running", "stopped")
+        assert service.enabled in (True, False, None)

@@ -94,12 +94,14 @@ def test_whole_node_timeout():
 
 
 def test_connection_lost_mid_run():
-    lines = frame("demo.service", INACTIVE, ACTIVE)
+    lines = framed(("demo.service", INACTIVE, ACTIVE, 0, []),
+                   ("web.service", INACTIVE, ACTIVE, 0, []))[:4]
     result = svcctl.node_result("n1", raw(lines, rc=255, stderr=[
         b"Connection to 127.0.0.11 closed by remote host."]), A["start"],
         ["demo.service", "web.service"], MARKER, 5, False)
     assert [u.outcome for u in result.units] == ["changed", "unreachable"]
-    assert result.units[1].message.startswith("connection lost: ")
+    assert result.units[1].message == \
+        "connection lost: Connection closed by remote host"
 
 
 def test_interrupted_node():
@@ -165,3 +167,19 @@ def test_exit_code_precedence():
     assert report("unreachable", "ok").exit_code() == 4
     assert report("ok", interrupted="SIGINT").exit_code() == 130
     assert report("ok", interrupted="SIGTERM").exit_code() == 143
+
+
+def test_restart_reads_no_state_before():
+    assert "state before" not in svcctl.build_remote_command(
+        A["restart"], ["demo.service"], MARKER)
+    m = MARKER.encode() + b" "
+    lines = [m + b"unit demo.service", m + b"rc 0",
+             m + b"state after " + b" ".join(ACTIVE)] + end()
+    unit = classify("restart", lines).units[0]
+    assert unit.outcome == "changed" and unit.before is None
+    assert svcctl.unit_lines(A["restart"], unit, False) == [
+        "demo.service: changed, active (running), disabled"]
+    masked = [m + b"unit demo.service", b"Failed to restart demo.service: Unit "
+              b"demo.service is masked.", m + b"rc 1",
+              m + b"state after " + b" ".join(MASKED)] + end()
+    assert classify("restart", masked).outcome == "masked"

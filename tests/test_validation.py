@@ -155,3 +155,22 @@ def test_clush_conf_errors(tmp_path, body):
 
 def test_clush_conf_missing_file_gives_defaults(tmp_path):
     assert svcctl.read_clush_conf([str(tmp_path / "none.conf")]) == svcctl.Settings()
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(["fanout", "connect_timeout", "command_timeout", "ssh_user",
+                            "ssh_path", "ssh_options"]),
+       value=st.text(max_size=40).filter(lambda v: "\n" not in v and "\r" not in v))
+def test_any_clush_conf_value_is_refused_or_checked(tmp_path_factory, key, value):
+    path = tmp_path_factory.mktemp("c") / "clush.conf"
+    path.write_text("[Main]\n%s: %s\n" % (key, value), encoding="utf-8")
+    try:
+        settings = svcctl.read_clush_conf([str(path)])
+    except UsageError as exc:
+        assert str(exc).startswith("clush.conf: ") and "\n" not in str(exc)
+        return
+    assert settings.fanout >= 1 and settings.connect_timeout >= 0
+    if settings.ssh_user is not None:
+        assert svcctl.check_user(settings.ssh_user) == settings.ssh_user
+    if settings.ssh_options is not None:
+        shlex.split(settings.ssh_options)

@@ -4,6 +4,8 @@
     svcctl [options] ACTION UNIT[,UNIT...] NODESET [NODESET...]
     svcctl [options] daemon-reload NODESET [NODESET...]
     svcctl [options] ping NODESET [NODESET...]
+    svcctl [options] -c FILE ACTION|apply [SERVICE...]
+    svcctl report LOGFILE [--run ID] [--html FILE]
 
 Runs one systemd action on every node of a ClusterShell NodeSet over SSH, one
 SSH connection per node, and prints one grouped answer in which every targeted
@@ -24,11 +26,13 @@ Exit codes (the most severe condition met wins, in this order):
       3  a query (status, is-active, is-enabled, is-failed, ping) answered
          "no" on some node, like systemctl's own LSB code 3
       0  success on every node
-      2  usage error: bad option, unit name, NodeSet or config; nothing was run
+      2  usage error: bad option, unit name, NodeSet, clush.conf, cluster file
+         or topology; nothing was run
 
 The file reads top to bottom: model, input validation, remote command,
 execution (the only code that talks to the ClusterShell Task), results,
-rendering, result log, command line.
+plans (which nodes run which steps, wave after wave), rendering, result log,
+cluster file, command line.
 """
 
 import argparse
@@ -1710,6 +1714,9 @@ examples:
   svcctl is-active sshd @all -q           only the nodes where it is not active
   svcctl ping @all                        which nodes answer
   svcctl --dry-run stop demo node[1-4]    show the remote command, run nothing
+  svcctl -c cluster.yaml status           a cluster file: states and drift
+  svcctl -c cluster.yaml apply            make the cluster match the file
+  svcctl report run.log --html page.html  a logged run as an HTML page
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 query answered no, 4 unreachable or
 timed out, 130 interrupted, 143 terminated.

@@ -37,19 +37,27 @@ def sh(argv, env, check=False, **kw):
     return proc
 
 
-def timed(argv, env, reps, before=None):
-    """Median wall time of `argv` over `reps` runs, `before` run untimed first."""
-    times = []
+def compare(commands, reps, before=None):
+    """Median wall time of each (argv, env) over `reps` rounds. The commands
+    take turns within each round, so that a slower moment of the machine
+    weighs on all of them alike; `before` runs, untimed, before each one."""
+    times = [[] for _ in commands]
     for _ in range(reps):
-        if before:
-            before()
-        start = time.perf_counter()
-        proc = sh(argv, env)
-        times.append(time.perf_counter() - start)
-        if proc.returncode not in (0, 3):
-            sys.exit("bench: %s exited %d:\n%s%s" % (" ".join(argv), proc.returncode,
-                                                     proc.stdout[-2000:], proc.stderr[-2000:]))
-    return statistics.median(times)
+        for index, (argv, env) in enumerate(commands):
+            if before:
+                before()
+            start = time.perf_counter()
+            proc = sh(argv, env)
+            times[index].append(time.perf_counter() - start)
+            if proc.returncode not in (0, 3):
+                sys.exit("bench: %s exited %d:\n%s%s" % (
+                    " ".join(argv), proc.returncode, proc.stdout[-2000:],
+                    proc.stderr[-2000:]))
+    return [statistics.median(t) for t in times]
+
+
+def timed(argv, env, reps, before=None):
+    return compare([(argv, env)], reps, before)[0]
 
 
 def boot(count):
@@ -122,9 +130,8 @@ def cluster_runs(count, reps, with_ansible):
     ]
     rows = []
     for name, before, ours, clush, pdsh_cmd in work:
-        t_ours = timed(ours, env, reps, before)
-        t_clush = timed(clush, env, reps, before)
-        t_pdsh = timed(pdsh_cmd, pdsh_env, reps, before)
+        t_ours, t_clush, t_pdsh = compare(
+            [(ours, env), (clush, env), (pdsh_cmd, pdsh_env)], reps, before)
         rows.append([name, "%.2f s" % t_ours, "%.2f s" % t_clush, "%.2f s" % t_pdsh,
                      "**%.2f**" % (t_ours / t_clush), "%.2f" % (t_ours / t_pdsh)])
     table("%d nodes: svcctl vs clush -b -S vs pdsh | dshbak -c (median of %d)"
@@ -140,9 +147,10 @@ def cluster_runs(count, reps, with_ansible):
         inventory.close()
         ans_env = dict(env, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_STDOUT_CALLBACK="minimal",
                        ANSIBLE_LOCALHOST_WARNING="False")
-        t_ans = timed(["ansible", "all", "-i", inventory.name, "-f", "64", "-m", "systemd",
-                       "-a", "name=demo state=started"], ans_env, max(1, reps // 2), stop_demo)
-        t_ours = timed([svcctl, "start", "demo", nodes] + fan, env, reps, stop_demo)
+        t_ans, t_ours = compare(
+            [(["ansible", "all", "-i", inventory.name, "-f", "64", "-m", "systemd",
+               "-a", "name=demo state=started"], ans_env),
+             ([svcctl, "start", "demo", nodes] + fan, env)], max(3, reps // 2), stop_demo)
         table("%d nodes: svcctl vs Ansible ad-hoc `-m systemd state=started`" % count,
               ["svcctl", "ansible", "ansible/svcctl (target >= 5)"],
               [["%.2f s" % t_ours, "%.2f s" % t_ans, "**%.1f**" % (t_ans / t_ours)]])
@@ -153,8 +161,8 @@ def cluster_runs(count, reps, with_ansible):
     penv = dict(env, XDG_RUNTIME_DIR=runtime)
     persist = [svcctl, "is-active", "demo", nodes, "--persist", "--persist-for", "120"] + fan
     sh(persist, penv)
-    t_warm = timed(persist, penv, reps)
-    t_cold = timed([svcctl, "is-active", "demo", nodes] + fan, env, reps)
+    t_warm, t_cold = compare([(persist, penv),
+                              ([svcctl, "is-active", "demo", nodes] + fan, env)], reps)
     sh(["sh", "-c", "for s in %s/svcctl-*/*; do ssh -o ControlPath=$s -O exit x "
         "2>/dev/null; done" % runtime], env)
     table("%d nodes: connection reuse (--persist), is-active" % count,
@@ -182,8 +190,9 @@ def cluster_runs(count, reps, with_ansible):
              ("status", "systemctl is-active demo@a demo@b demo@c")]
     rows = []
     for name, command in steps:
-        t_ours = timed([svcctl, "-c", chain.name, name] + fan, env, reps)
-        t_clush = timed(["clush", "-b", "-f", "64", "-w", nodes, command], env, reps)
+        t_ours, t_clush = compare([([svcctl, "-c", chain.name, name] + fan, env),
+                                   (["clush", "-b", "-f", "64", "-w", nodes, command], env)],
+                                  reps)
         rows.append([name, "%.2f s" % t_ours, "%.2f s" % t_clush,
                      "**%.2f**" % (t_ours / t_clush)])
     os.unlink(chain.name)
@@ -268,13 +277,13 @@ print("%%.3f %%.2f" %% (time.perf_counter() - start, len(page.encode()) / 2**20)
 
     svcctl = shutil.which("svcctl") or "svcctl"
     env = dict(os.environ)
-    rows = []
-    for name, argv in (("svcctl --version", [svcctl, "--version"]),
-                       ("svcctl --dry-run start demo node[1-10000]",
-                        [svcctl, "--dry-run", "start", "demo", "node[1-10000]"]),
-                       ("clush --version", ["clush", "--version"])):
-        rows.append([name, "%.3f s" % timed(argv, env, 7)])
-    table("start-up (median of 7)", ["command", "time"], rows)
+    names = ["svcctl --version", "svcctl --dry-run start demo node[1-10000]",
+             "clush --version"]
+    times = compare([([svcctl, "--version"], env),
+                     ([svcctl, "--dry-run", "start", "demo", "node[1-10000]"], env),
+                     (["clush", "--version"], env)], 9)
+    rows = [[name, "%.3f s" % t] for name, t in zip(names, times)]
+    table("start-up (median of 9)", ["command", "time"], rows)
 
 
 def main():

@@ -103,7 +103,9 @@ def cluster_runs(count, reps, with_ansible):
         sh(["clush", "-w", nodes, "systemctl stop demo"], env)
 
     def start_demo():
-        sh(["clush", "-w", nodes, "systemctl start demo"], env)
+        # reset-failed also resets systemd's start rate limit, which dozens of
+        # restarts in a row would hit (StartLimitBurst)
+        sh(["clush", "-w", nodes, "systemctl reset-failed demo; systemctl start demo"], env)
 
     pdsh_env = dict(env, PDSH_RCMD_TYPE="ssh",
                     PDSH_SSH_ARGS="-F %s -oBatchMode=yes -oConnectTimeout=5 %%h" % ssh_config)

@@ -974,9 +974,17 @@ def run_plan(action: Action, plan: Plan, settings: Settings, marker: str,
                 results[result.node] = result
             if wave.note:
                 notes.append(wave.note)
-            if wave.jobs:
-                if wave.pause:
+            if wave.jobs and wave.pause:
+                try:
                     time.sleep(wave.pause)
+                except KeyboardInterrupt:       # Ctrl-C between two batches
+                    interrupted = "SIGINT"
+            if wave.jobs and interrupted:
+                for job in wave.jobs:
+                    for node in job.nodes:
+                        results[node] = skipped(node, unit_names(action, job.steps),
+                                                "interrupted before its batch")
+            elif wave.jobs:
                 jobs = [(build_remote_command(action, job.steps, marker, sudo, now,
                                               verbose), job.nodes) for job in wave.jobs]
                 raw, signame = execute(jobs, settings, marker, show_progress)

@@ -186,3 +186,18 @@ def test_persist_keeps_one_master_per_node(svcctl, cluster):
     assert run1.returncode == run2.returncode == 0
     assert len(sockets) == 8
     assert run1.stdout.split("==")[0] == run2.stdout.split("==")[0]
+
+
+def test_ctrl_c_between_batches(cluster, on_nodes):
+    on_nodes("@all", "systemctl start demo-reload")
+    proc = subprocess.Popen(svcctl_argv() + ["restart", "demo-reload", "@all", "--batch", "4",
+                                             "--batch-wait", "30"],
+                            env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(4)               # the first batch is done, the pause has begun
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    on_nodes("@all", "systemctl stop demo-reload; systemctl reset-failed")
+    assert proc.returncode == 130, out + err
+    assert "changed (4): node[1-4]\nskipped (4): node[5-8]\n" in out
+    assert "skipped: interrupted before its batch" in out and "Traceback" not in err

@@ -716,7 +716,7 @@ def state_blocks(tokens: Optional[List[bytes]]) -> Tuple[List[Optional[UnitState
     is not Key=Value (systemctl's own error, e.g. no D-Bus)."""
     blocks: List[Dict[str, str]] = []
     other: List[str] = []
-    for token in decode(b" ".join(tokens or ())).split(" ") if tokens else ():
+    for token in decode(b" ".join(tokens)).split(" ") if tokens else ():
         key, sep, value = token.partition("=")
         if not sep or key not in STATE_KEYS:
             other.append(token)
@@ -805,6 +805,10 @@ def _failure(before: Optional[UnitState], after: Optional[UnitState],
     return "denied" if _DENIED_RE.search(message) else "failed"
 
 
+def _nth(states: List[Optional[UnitState]], index: int) -> Optional[UnitState]:
+    return states[index] if index < len(states) else None
+
+
 def classify_units(action: Action, names: Sequence[str], framed: Framed,
                    verbose: bool) -> Dict[str, UnitResult]:
     """The units whose result came back whole, classified."""
@@ -822,19 +826,15 @@ def classify_units(action: Action, names: Sequence[str], framed: Framed,
                 before, problem = state_blocks(section["before"])
                 after, problem2 = state_blocks(section["after"])
                 done[name] = classify_unit(
-                    action, name, before[0] if before else None,
-                    after[0] if after else None, section["rc"], output,
-                    problem or problem2)
-        elif framed.after is not None and (
-                "rc" in section or not runs_per_unit(action, verbose)):
+                    action, name, _nth(before, 0), _nth(after, 0), section["rc"],
+                    output, problem or problem2)
+        elif "rc" in section or (framed.after is not None
+                                 and not runs_per_unit(action, verbose)):
+            # no state after: the unit acted, then the node was cut short
+            cut = framed.after is None
             done[name] = classify_unit(
-                action, name, befores[index] if index < len(befores) else None,
-                afters[index] if index < len(afters) else None, section.get("rc"),
-                output, before_text or after_text)
-        elif "rc" in section:           # acted, then the node was cut short
-            done[name] = classify_unit(
-                action, name, befores[index] if index < len(befores) else None,
-                None, section["rc"], output, "cut short")
+                action, name, _nth(befores, index), None if cut else _nth(afters, index),
+                section.get("rc"), output, "cut short" if cut else before_text or after_text)
     return done
 
 

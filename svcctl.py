@@ -334,12 +334,16 @@ def check_ssh_options(options: Optional[str]) -> Optional[str]:
     return options
 
 
-_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_TAB_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def printable(text: str) -> str:
-    """Neutralise terminal control characters (escape sequences, NUL, ...)."""
-    return _CONTROL_RE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+def printable(text: str, keep_tabs: bool = False) -> str:
+    """Neutralise control characters (escape sequences, NUL, newlines...), so
+    that what a user typed or a node printed stays on its one line."""
+    pattern = _CONTROL_BUT_TAB_RE if keep_tabs else _CONTROL_RE
+    return pattern.sub(lambda m: "\\x%02x" % ord(m.group())
+                       if ord(m.group()) < 256 else "\\u%04x" % ord(m.group()), text)
 
 
 @dataclass
@@ -670,7 +674,7 @@ _DENIED_RE = re.compile(r"Access denied|Interactive authentication required|"
 
 def decode(line: bytes) -> str:
     """Bytes from a node -> safe text: invalid UTF-8 replaced, controls escaped."""
-    return printable(line.decode("utf-8", "replace"))
+    return printable(line.decode("utf-8", "replace"), keep_tabs=True)
 
 
 @dataclass

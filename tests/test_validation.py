@@ -174,3 +174,11 @@ def test_any_clush_conf_value_is_refused_or_checked(tmp_path_factory, key, value
         assert svcctl.check_user(settings.ssh_user) == settings.ssh_user
     if settings.ssh_options is not None:
         shlex.split(settings.ssh_options)
+
+
+def test_errors_about_typed_text_stay_on_one_line():
+    for text in ("demo\n", "a\tb", "x\u2028y", "\x1b[2J"):
+        with pytest.raises(UsageError) as err:
+            svcctl.normalise_unit(text)
+        assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
+        assert "\u2028" not in str(err.value) and "\t" not in str(err.value)

@@ -12,122 +12,149 @@ SSH connection per node, and prints one grouped answer in which every targeted
 node is accounted for: ok, changed, failed, not found, masked, denied,
 timed out or unreachable.
 
-Each node runs a short POSIX sh script that reads the unit's state with
-`systemctl show`, performs the action, and reads the state again, so svcctl
+Each node runs a short POSIX sh script that reads the units' states with
+`systemctl show`, performs the action, and reads the states again, so svcctl
 knows what changed (Ansible's CHANGED/ok) in a single round trip. Nodes need
 only sshd and systemctl.
 
 Exit codes (the most severe condition met wins, in this order):
 
-    130  interrupted (SIGINT); 143 terminated (SIGTERM); partial results printed
+    130  interrupted (SIGINT); 143 terminated (SIGTERM); 129 hung up (SIGHUP):
+         the finished nodes are reported, the others listed
       4  some node unreachable or timed out
       1  the action failed on some node (failed, not found, masked, denied,
-         error, skipped), or the result log could not be written
+         error, skipped), or a result log or report could not be written
       3  a query (status, is-active, is-enabled, is-failed, ping) answered
-         "no" on some node, like systemctl's own LSB code 3
+         "no" on some node, like systemctl's own LSB code 3; or a cluster
+         file's status found drift
       0  success on every node
       2  usage error: bad option, unit name, NodeSet, clush.conf, cluster file
          or topology; nothing was run
 
-The file reads top to bottom: model, input validation, remote command,
-execution (the only code that talks to the ClusterShell Task), results,
-plans (which nodes run which steps, wave after wave), rendering, result log,
-cluster file, command line.
+The file reads top to bottom: model (the outcome and action tables), input
+validation, remote command, execution (the only code that talks to the
+ClusterShell Task), results, plans (which nodes run which steps, wave after
+wave), rendering, result log, cluster file, command line, and the HTML page's
+template at the end.
 """
 
 import argparse
+import base64
 import configparser
+import errno
 import fcntl
-import functools
-import getpass
+import hashlib
 import html
 import json
+import math
 import os
+import pwd
 import re
 import resource
 import secrets
 import shlex
 import signal
-import socket
+import stat
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from string import Template
-from typing import Dict, Generator, Iterable, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Generator, Iterable, List, Optional, Sequence,
+                    Tuple)
 
 from ClusterShell.Defaults import config_paths
 from ClusterShell.Event import EventHandler
-from ClusterShell.NodeSet import NodeSet, NodeSetException, std_group_resolver
+from ClusterShell.NodeSet import (RESOLVER_NOGROUP, NodeSet, NodeSetException,
+                                  std_group_resolver)
 from ClusterShell.NodeUtils import GroupResolverError, GroupSourceError
 from ClusterShell.Propagation import RouteResolvingError
 from ClusterShell.RangeSet import RangeSet
+from ClusterShell.Task import TimeoutError as TaskTimeoutError
 from ClusterShell.Task import task_self
 from ClusterShell.Topology import TopologyError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 PROG = "svcctl"
+SCHEMA = 1          # version of the JSON document and of the log lines
 
 # =============================================================================
-# Model
+# Model: what outcomes and actions mean, unit states, results
 # =============================================================================
 
-# Outcome of one unit on one node, from best to worst. A node's outcome is the
-# worst of its units'. The exit code follows the worst outcome of the run.
-OUTCOMES = ("ok", "changed", "negative", "drift", "skipped", "not-found", "masked",
-            "denied", "failed", "error", "timeout", "unreachable",
-            "interrupted")
-PROBLEMS = frozenset(OUTCOMES[OUTCOMES.index("skipped"):])
-NOTEWORTHY = PROBLEMS | {"negative", "drift"}     # what --quiet still shows
-SEVERITY = {name: rank for rank, name in enumerate(OUTCOMES)}
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one outcome means. Adding an outcome is one row below."""
+    name: str
+    exit_code: int          # the run's exit code when it is the worst outcome
+    problem: bool           # a failure: counts for --max-fail, skips dependents
+    label: str              # how a node that has it as a whole reads
+    tty: str                # ANSI colour
+    html: str               # Okabe-Ito colour: readable with colour-blindness
+    ink: str                # text colour on it
+    symbol: str             # so that colour is never the only cue
+    meaning: str
+    shows_state: bool = True    # the unit's state is shown beside the label
+    arrow: bool = False         # shown as `before -> after`
+    quiet_message: bool = False  # its message only repeats the label
+
+
+# From best to worst: a node's outcome is the worst of its units', and the
+# run's exit code that of its worst outcome (hence 4 > 1 > 3 > 0).
+OUTCOME_TABLE = (
+    Outcome("ok", 0, False, "ok", "32", "#009E73", "#000", "\u2713",
+            "nothing to do (the state was already right), or a query answered yes"),
+    Outcome("changed", 0, False, "changed", "33", "#56B4E9", "#000", "\u25b2",
+            "the action changed the unit's state (restart and reload always do)",
+            arrow=True),
+    Outcome("negative", 3, False, "negative", "35", "#F0E442", "#000", "\u2212",
+            "a query (status, is-*, ping) answered no: inactive, disabled, degraded..."),
+    Outcome("drift", 3, False, "drift", "35", "#E69F00", "#000", "\u2248",
+            "a cluster file's status: the unit is not as the file declares"),
+    Outcome("skipped", 1, True, "skipped", "31", "#BBBBBB", "#000", "\u2013",
+            "not run: --max-fail reached, a requirement failed, or a signal came first"),
+    Outcome("not-found", 1, True, "not found", "31", "#CC79A7", "#000", "?",
+            "no such unit on that node", shows_state=False, quiet_message=True),
+    Outcome("masked", 1, True, "masked", "31", "#CC79A7", "#000", "\u2298",
+            "the unit is masked, the action was refused", shows_state=False),
+    Outcome("denied", 1, True, "denied", "31", "#D55E00", "#fff", "!",
+            "permission denied (not root, sudo refused or asked for a password)"),
+    Outcome("failed", 1, True, "failed", "31", "#D55E00", "#fff", "\u2717",
+            "the action failed, or the unit failed once started; systemd's reason is shown"),
+    Outcome("error", 1, True, "error", "31", "#D55E00", "#fff", "\u203c",
+            "anything else (no systemd, remote shell died, unreadable or too large reply)"),
+    Outcome("timeout", 4, True, "timed out", "31", "#0072B2", "#fff", "\u231b",
+            "the node did not finish within --command-timeout"),
+    Outcome("unreachable", 4, True, "unreachable", "31", "#000000", "#fff", "\u00d7",
+            "ssh could not connect or lost the connection; ssh's own reason is shown"),
+    Outcome("interrupted", 130, True, "not finished", "31", "#777777", "#000", "\u2026",
+            "a signal (Ctrl-C, SIGTERM, SIGHUP) came first: the node was not finished"),
+)
+OUTCOMES = {outcome.name: outcome for outcome in OUTCOME_TABLE}
+SEVERITY = {outcome.name: rank for rank, outcome in enumerate(OUTCOME_TABLE)}
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NEGATIVE = 3
 EXIT_UNREACHABLE = 4
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-EXIT_FOR_OUTCOME = {
-    "ok": EXIT_OK, "changed": EXIT_OK, "negative": EXIT_NEGATIVE, "drift": EXIT_NEGATIVE,
-    "skipped": EXIT_FAILED, "not-found": EXIT_FAILED, "masked": EXIT_FAILED,
-    "denied": EXIT_FAILED, "failed": EXIT_FAILED, "error": EXIT_FAILED,
-    "timeout": EXIT_UNREACHABLE, "unreachable": EXIT_UNREACHABLE,
-    "interrupted": EXIT_INTERRUPTED,
-}
+EXIT_FOR_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 
-@dataclass(frozen=True)
-class Action:
-    """What a svcctl action runs and how its result is judged."""
-    name: str
-    kind: str                       # "change", "query" or "node" (no unit)
-    systemctl: Tuple[str, ...]      # systemctl arguments before "--"
-    always_changes: bool = False    # restart & co. change even when states match
+def worst(outcomes: Iterable[str]) -> str:
+    return max(outcomes, key=SEVERITY.__getitem__, default="ok")
 
 
-def _actions() -> Dict[str, Action]:
-    change = ("start", "stop", "try-restart", "enable", "disable", "mask",
-              "unmask", "reset-failed")
-    table = {name: Action(name, "change", (name,)) for name in change}
-    for name in ("restart", "reload", "reload-or-restart"):
-        table[name] = Action(name, "change", (name,), always_changes=True)
-    for name in ("is-active", "is-enabled", "is-failed"):
-        table[name] = Action(name, "query", (name,))
-    table["status"] = Action("status", "query", ("status", "--no-pager"))
-    table["daemon-reload"] = Action("daemon-reload", "node", ("daemon-reload",))
-    table["ping"] = Action("ping", "node", ("is-system-running",))
-    # cluster file only: make each unit match its declared state
-    table["apply"] = Action("apply", "change", ())
-    return table
-
-
-# Tearing-down actions run a cluster file's services in reverse dependency order.
-REVERSE_ACTIONS = frozenset(("stop", "disable", "mask"))
-
-
-ACTIONS = _actions()
-STATE_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState")
+# What `systemctl show` is asked for each unit. It prints a unit's
+# type-specific properties (Result...) first and the Unit ones after, ending
+# with UnitFileState: that key closes a unit's block.
+STATE_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
+              "ExecMainCode", "ExecMainStatus", "NRestarts")
+LAST_STATE_KEY = "UnitFileState"
+_MAIN_CODES = {"1": "exited with status", "2": "killed by signal",
+               "3": "dumped core, signal"}
 
 
 @dataclass(frozen=True)
@@ -137,13 +164,40 @@ class UnitState:
     active: str = ""
     sub: str = ""
     file: str = ""
+    result: str = ""
+    main_code: str = ""
+    main_status: str = ""
+    restarts: str = ""
 
     @classmethod
     def from_properties(cls, props: Dict[str, str]) -> Optional["UnitState"]:
         if "LoadState" not in props:
             return None
-        return cls(props.get("LoadState", ""), props.get("ActiveState", ""),
-                   props.get("SubState", ""), props.get("UnitFileState", ""))
+        return cls(*(str(props.get(key, "")) for key in STATE_KEYS))
+
+    def as_dict(self) -> Dict[str, str]:
+        return dict(zip(STATE_KEYS, (self.load, self.active, self.sub, self.file,
+                                     self.result, self.main_code, self.main_status,
+                                     self.restarts)))
+
+    # One definition each, as systemctl's is-active and is-enabled answer yes.
+    @property
+    def is_running(self) -> bool:
+        return self.active in RUNNING_STATES
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.file in ENABLED_STATES
+
+    @property
+    def crashed(self) -> bool:
+        """Failed, or waiting to be started again after a failure."""
+        return self.active == "failed" or self.sub == "auto-restart"
+
+    @property
+    def restarted(self) -> bool:
+        """Restarted by systemd since the last manual start (which resets it)."""
+        return self.restarts.isdigit() and int(self.restarts[:6]) > 0
 
     def describe(self) -> str:
         """One normalised line: `active (running), enabled`."""
@@ -152,8 +206,166 @@ class UnitState:
         text = "%s (%s)" % (self.active, self.sub) if self.sub else self.active
         return "%s, %s" % (text, self.file) if self.file else text
 
-    def as_dict(self) -> Dict[str, str]:
-        return dict(zip(STATE_KEYS, (self.load, self.active, self.sub, self.file)))
+    def why(self) -> str:
+        """systemd's reason for a failure: `result exit-code, main process
+        exited with status 1, restarted 3 times`."""
+        parts = ["result " + self.result] if self.result not in ("", "success") else []
+        if self.main_code in _MAIN_CODES and self.main_status not in ("", "0"):
+            parts.append("main process %s %s" % (_MAIN_CODES[self.main_code],
+                                                 self.main_status))
+        if self.restarted:      # (not how many times: nodes would not fold)
+            parts.append("restarted by systemd after failing")
+        return ", ".join(parts) or self.describe()
+
+
+RUNNING_STATES = ("active", "reloading")
+ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "indirect",
+                  "generated", "transient")
+
+
+def _answer_is_active(state: UnitState) -> Tuple[str, bool]:
+    return state.active, state.is_running
+
+
+def _answer_is_enabled(state: UnitState) -> Tuple[str, bool]:
+    return state.file or state.load, state.is_enabled
+
+
+def _answer_is_failed(state: UnitState) -> Tuple[str, bool]:
+    return state.active, state.active == "failed"
+
+
+def _answer_status(state: UnitState) -> Tuple[str, bool]:
+    return state.describe(), state.is_running
+
+
+@dataclass(frozen=True)
+class Action:
+    """Everything one action means. Adding an action is one row below.
+
+    kind: "change" runs systemctl on each unit between two state reads;
+    "query" only reads the states and answers from them; "node" runs one
+    command per node, no unit; "apply" makes each unit match a cluster file."""
+    name: str
+    kind: str
+    help: str
+    systemctl: Tuple[str, ...] = ()     # arguments after `systemctl`, before `--`
+    reads_before: bool = False          # read the state first: changed or ok?
+    always_changes: bool = False        # restart & co. change whatever the state
+    goal: Optional[Callable[[UnitState], bool]] = None      # nothing left to do
+    changes_from: Optional[Callable[[UnitState], bool]] = None  # a success from
+    # this state is a change even if the state reads the same after (a oneshot)
+    must_run: str = ""                  # "always" or "if it ran": running after a
+    # success, or the unit failed once started (it died, or restarts in a loop)
+    answer: Optional[Callable[[UnitState], Tuple[str, bool]]] = None  # query: the
+    # text systemctl would print, and whether it means yes
+    verbose_runs: bool = False          # query: with -v, run it for systemctl's text
+    drift_outcome: bool = False         # with -c: outcomes are ok or drift
+    no_when_failed: bool = False        # node: non-zero exit with an answer is "no"
+    reverse: bool = False               # cluster file: in reverse dependency order
+    takes_now: bool = False             # --now: start or stop as well
+    now_starts: bool = False            # with --now, the unit must run after
+    privileged: bool = False            # through `sudo -n` with --sudo
+    file_only: bool = False             # only with -c FILE
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def runs_per_unit(self) -> bool:
+        return self.kind in ("change", "apply")
+
+    def expects_running(self, before: Optional[UnitState], now: bool) -> bool:
+        """Must the unit be running after this action succeeded?"""
+        if self.must_run == "if it ran":
+            return before is None or before.is_running
+        return self.must_run == "always" or (now and self.now_starts)
+
+
+def _running(state: UnitState) -> bool:
+    return state.is_running
+
+
+def _not_running(state: UnitState) -> bool:
+    return not state.is_running
+
+
+ACTION_TABLE = (
+    Action("start", "change", "start units", ("start",), reads_before=True,
+           goal=_running, changes_from=_not_running, must_run="always",
+           privileged=True),
+    Action("stop", "change", "stop units", ("stop",), reads_before=True,
+           goal=_not_running, reverse=True, privileged=True),
+    Action("restart", "change", "restart units", ("restart",), always_changes=True,
+           must_run="always", privileged=True),
+    Action("reload", "change", "reload units' configuration", ("reload",),
+           always_changes=True, must_run="always", privileged=True),
+    Action("try-restart", "change", "restart units that are running",
+           ("try-restart",), reads_before=True, goal=_not_running,
+           changes_from=_running, must_run="if it ran", privileged=True),
+    Action("reload-or-restart", "change", "reload, or restart units that cannot",
+           ("reload-or-restart",), always_changes=True, must_run="always",
+           privileged=True),
+    Action("enable", "change", "enable units (--now: and start them)", ("enable",),
+           reads_before=True, goal=lambda s: s.is_enabled, takes_now=True,
+           now_starts=True, privileged=True),
+    Action("disable", "change", "disable units (--now: and stop them)", ("disable",),
+           reads_before=True, goal=lambda s: not s.is_enabled, reverse=True,
+           takes_now=True, privileged=True),
+    Action("mask", "change", "mask units (--now: and stop them)", ("mask",),
+           reads_before=True, goal=lambda s: s.load == "masked", reverse=True,
+           takes_now=True, privileged=True),
+    Action("unmask", "change", "unmask units", ("unmask",), reads_before=True,
+           goal=lambda s: s.load != "masked", privileged=True),
+    Action("reset-failed", "change", "reset units' failed state", ("reset-failed",),
+           reads_before=True, goal=lambda s: s.active != "failed", privileged=True),
+    Action("status", "query", "one line per unit: its state (-v: systemctl's text)",
+           ("status", "--no-pager", "--full"), answer=_answer_status,
+           verbose_runs=True, drift_outcome=True),
+    Action("is-active", "query", "is each unit running?", answer=_answer_is_active),
+    Action("is-enabled", "query", "is each unit enabled?", answer=_answer_is_enabled),
+    Action("is-failed", "query", "has each unit failed?", answer=_answer_is_failed),
+    Action("daemon-reload", "node", "reload systemd's configuration",
+           ("daemon-reload",), privileged=True),
+    Action("ping", "node", "does the node answer, is systemd running?",
+           ("is-system-running",), no_when_failed=True),
+    Action("apply", "apply", "with -c: make each unit match the cluster file",
+           privileged=True, file_only=True),
+)
+ACTIONS = {action.name: action for action in ACTION_TABLE}
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a cluster file declares for one service's unit."""
+    service: str
+    state: str = "running"              # "running" or "stopped"
+    enabled: Optional[bool] = None      # None: enablement not managed
+
+    def text(self) -> str:
+        return self.state + ("" if self.enabled is None else
+                             ", enabled" if self.enabled else ", disabled")
+
+    def drifted(self, state: UnitState) -> bool:
+        """Does the unit's actual state differ from the declared one?"""
+        if state.load != "loaded":
+            return True
+        if state.is_running != (self.state == "running"):
+            return True
+        return self.enabled is not None and state.is_enabled != self.enabled
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit to act on, in a node's remote script."""
+    unit: str
+    requires: Tuple[int, ...] = ()      # earlier steps that must succeed here
+    declared: Optional[Declared] = None  # with -c: the service's declaration
+
+
+def node_steps(action: Action, steps: Sequence[Step]) -> List[Step]:
+    """What a node reports on: its steps, or the action itself (no unit)."""
+    return [Step(action.name)] if action.kind == "node" else list(steps)
 
 
 @dataclass
@@ -164,14 +376,19 @@ class UnitResult:
     before: Optional[UnitState] = None
     after: Optional[UnitState] = None
     rc: Optional[int] = None
-    message: str = ""               # the action's own output, sanitised
-    answer: str = ""                # first line of a query's answer
+    message: str = ""               # the action's own output or reason, printable
+    answer: str = ""                # a query's answer, as systemctl would say it
+    service: str = ""               # with -c: the service and its declaration
+    declared: str = ""
+    drift: bool = False
 
     def as_dict(self) -> dict:
         return {"unit": self.unit, "outcome": self.outcome,
                 "before": self.before.as_dict() if self.before else None,
                 "after": self.after.as_dict() if self.after else None,
-                "rc": self.rc, "message": self.message}
+                "rc": self.rc, "message": self.message, "answer": self.answer,
+                "service": self.service or None, "declared": self.declared or None,
+                "drift": self.drift}
 
 
 @dataclass
@@ -184,7 +401,23 @@ class NodeResult:
 
     @property
     def outcome(self) -> str:
-        return max((u.outcome for u in self.units), key=SEVERITY.__getitem__)
+        return worst(unit.outcome for unit in self.units)
+
+
+@dataclass
+class ServiceView:
+    """A cluster file's service across its nodes: states by NodeSet, drift."""
+    service: str
+    unit: str
+    nodes: NodeSet
+    declared: str
+    states: List[Tuple[str, NodeSet]]
+    drift: NodeSet
+
+    def as_dict(self) -> dict:
+        return {"service": self.service, "unit": self.unit, "nodes": str(self.nodes),
+                "declared": self.declared, "drift": str(self.drift),
+                "states": {text: str(nodes) for text, nodes in self.states}}
 
 
 @dataclass
@@ -198,39 +431,31 @@ class Report:
     command: str = ""
     user: str = ""
     run_id: str = ""
-    interrupted_by: str = ""        # "SIGINT", "SIGTERM" or ""
+    interrupted_by: str = ""        # "SIGINT", "SIGTERM", "SIGHUP" or ""
     notes: List[str] = field(default_factory=list)
-    services: List[dict] = field(default_factory=list)   # cluster file views
     subject: str = ""               # what the run acted on, when not units
+    services: List[str] = field(default_factory=list)   # with -c, in order
 
-    @functools.cached_property
+    @property
     def outcomes(self) -> Dict[str, NodeSet]:
-        """Each outcome's NodeSet, folded once, when the report is final."""
-        groups: Dict[str, List[str]] = {}
-        for result in self.nodes:
-            groups.setdefault(result.outcome, []).append(result.node)
-        return {name: fold(groups[name])
-                for name in OUTCOMES if name in groups}
+        """Each outcome's NodeSet, in the outcome table's order."""
+        if getattr(self, "_outcomes", None) is None:
+            groups: Dict[str, List[str]] = {}
+            for result in self.nodes:
+                groups.setdefault(result.outcome, []).append(result.node)
+            self._outcomes = {name: fold(groups[name]) for name in OUTCOMES
+                              if name in groups}
+        return self._outcomes
 
     def exit_code(self) -> int:
-        if self.interrupted_by == "SIGTERM":
-            return EXIT_TERMINATED
         if self.interrupted_by:
-            return EXIT_INTERRUPTED
-        codes = {EXIT_FOR_OUTCOME[r.outcome] for r in self.nodes}
-        for code in (EXIT_UNREACHABLE, EXIT_FAILED, EXIT_NEGATIVE):
-            if code in codes:
-                return code
-        return EXIT_OK
+            return EXIT_FOR_SIGNAL.get(self.interrupted_by, 130)
+        return OUTCOMES[worst(r.outcome for r in self.nodes)].exit_code
 
-
-@dataclass(frozen=True)
-class Step:
-    """One unit to act on, in a node's remote script."""
-    unit: str
-    requires: Tuple[int, ...] = ()  # earlier steps that must have succeeded here
-    state: Optional[str] = None     # apply: "running" or "stopped"
-    enabled: Optional[bool] = None  # apply: enablement, None to leave alone
+    def title(self) -> str:
+        """`start demo.service`, `status 3 services of cluster.yaml`."""
+        what = self.subject or ",".join(self.units)
+        return self.action + (" " + what if what else "")
 
 
 _NUMBERED_RE = re.compile(r"([A-Za-z0-9._:-]*?)(\d+)([A-Za-z._:-]*)", re.ASCII)
@@ -239,7 +464,8 @@ _NUMBERED_RE = re.compile(r"([A-Za-z0-9._:-]*?)(\d+)([A-Za-z._:-]*)", re.ASCII)
 def fold(names: Iterable[str]) -> NodeSet:
     """NodeSet.fromlist, ten times faster on thousands of names: names are
     grouped by their last number into one pattern per prefix and suffix, so
-    ClusterShell parses a few patterns instead of every name."""
+    ClusterShell parses a few patterns instead of every name. Names are never
+    read as groups (a name from a log or a node is data, not a pattern)."""
     ranges: Dict[Tuple[str, str], RangeSet] = {}
     others: List[str] = []
     for name in names:
@@ -249,9 +475,10 @@ def fold(names: Iterable[str]) -> NodeSet:
                 match.group(2))
         else:
             others.append(name)
-    nodes = NodeSet.fromlist(others)
+    nodes = NodeSet.fromlist(others, resolver=RESOLVER_NOGROUP)
     for (prefix, suffix), numbers in ranges.items():
-        nodes.update(NodeSet("%s[%s]%s" % (prefix, numbers, suffix)))
+        nodes.update(NodeSet("%s[%s]%s" % (prefix, numbers, suffix),
+                             resolver=RESOLVER_NOGROUP))
     return nodes
 
 
@@ -260,17 +487,24 @@ class UsageError(Exception):
 
 
 # =============================================================================
-# Input validation
+# Input validation: nothing typed, configured or read back reaches a shell
+# unchecked
 # =============================================================================
 
 UNIT_SUFFIXES = ("service", "socket", "device", "mount", "automount", "swap",
                  "target", "path", "timer", "slice", "scope")
-# systemd's unit-name rules, ASCII only (look-alike letters are refused).
-_UNIT_RE = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(%s)"
-                      % "|".join(UNIT_SUFFIXES), re.ASCII)
+# systemd's unit-name rules (unit_name_is_valid), ASCII only: look-alike
+# letters are refused. An instance may hold '@' (mbsync@me@example.com).
+_UNIT_CHARS = r"A-Za-z0-9:_.\\-"
+_UNIT_RE = re.compile(r"[%s]+(@[@%s]*)?\.(%s)" % (_UNIT_CHARS, _UNIT_CHARS,
+                                                  "|".join(UNIT_SUFFIXES)), re.ASCII)
 _NODE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]*", re.ASCII)
 _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*", re.ASCII)
+_PATH_RE = re.compile(r"[A-Za-z0-9_./+-]+", re.ASCII)
 UNIT_NAME_MAX = 255
+NODE_NAME_MAX = 253
+MAX_NODES = 100000          # per run, unless --max-nodes says otherwise
+TIME_MAX = 7 * 86400        # the longest timeout or pause accepted, in seconds
 
 
 def normalise_unit(name: str) -> str:
@@ -278,7 +512,7 @@ def normalise_unit(name: str) -> str:
     if not name:
         raise UsageError("empty unit name")
     full = name
-    if name.rsplit(".", 1)[-1] not in UNIT_SUFFIXES or "." not in name:
+    if "." not in name or name.rsplit(".", 1)[-1] not in UNIT_SUFFIXES:
         full = name + ".service"
     if len(full) > UNIT_NAME_MAX or not _UNIT_RE.fullmatch(full):
         raise UsageError("invalid unit name: %s" % printable(name))
@@ -295,9 +529,59 @@ def parse_units(text: str) -> List[str]:
     return units
 
 
+# The NodeSet grammar svcctl accepts, checked before ClusterShell reads a
+# pattern: ClusterShell pastes group names unquoted into the shell commands
+# of its group sources (groups.conf `map`), and expands ranges into memory.
+#   PATTERN = TOKEN ([,!&^] TOKEN)*       (blanks around tokens allowed)
+#   TOKEN   = NAME | @[SOURCE:]NAME | @[SOURCE:]* | @@[SOURCE]
+#   NAME    = ([A-Za-z0-9_] | RANGES) ([A-Za-z0-9_.+-] | RANGES)*
+#   RANGES  = [N[-N[/N]](,N[-N[/N]])*]
+_RNG = r"\d{1,18}(?:-\d{1,18}(?:/\d{1,18})?)?"
+_RANGES = r"\[%s(?:,%s)*\]" % (_RNG, _RNG)
+_NAME = r"(?:[A-Za-z0-9_]|%s)(?:[A-Za-z0-9_.+-]|%s)*" % (_RANGES, _RANGES)
+_SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
+_TOKEN = r"(?:%s|@(?:%s:)?(?:%s|\*)|@@(?:%s)?)" % (_NAME, _SOURCE, _NAME, _SOURCE)
+_PATTERN_RE = re.compile(r"[ \t]*%s[ \t]*(?:[,!&^][ \t]*%s[ \t]*)*" % (_TOKEN, _TOKEN),
+                         re.ASCII)
+_OPERAND_RE = re.compile(r"([,!&^]?)[ \t]*((?:[^,!&^\[]|\[[^\]]*\])+)")
+_RANGE_RE = re.compile(r"(\d+)(?:-(\d+)(?:/(\d+))?)?", re.ASCII)
+
+
+def pattern_size(pattern: str) -> int:
+    """Check a NodeSet pattern against the grammar above, and count how many
+    nodes it can name at most, without expanding it (groups are counted once
+    resolved). Exact without overlaps, an upper bound otherwise."""
+    if not _PATTERN_RE.fullmatch(pattern):
+        raise UsageError("invalid NodeSet: %s" % printable(pattern[:200]))
+    bound = 0
+    for operator, operand in _OPERAND_RE.findall(pattern):
+        if operand.strip().startswith("@"):
+            continue
+        size = 1
+        for ranges in re.findall(r"\[([^\]]*)\]", operand):
+            size *= sum(range_size(item) for item in ranges.split(","))
+        bound = min(bound, size) if operator == "&" else \
+            bound if operator == "!" else bound + size
+    return bound
+
+
+def range_size(item: str) -> int:
+    first, last, step = _RANGE_RE.fullmatch(item).groups()
+    if last is None:
+        return 1
+    if int(last) < int(first) or (step is not None and int(step) < 1):
+        raise UsageError("invalid range: %s" % printable(item))
+    return (int(last) - int(first)) // int(step or 1) + 1
+
+
 def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
-               resolver=None) -> NodeSet:
-    """Union of NodeSet patterns minus exclusions; never empty, names checked."""
+                resolver=None, limit: int = MAX_NODES) -> NodeSet:
+    """Union of NodeSet patterns minus exclusions; never empty, at most
+    `limit` nodes, every name a host name."""
+    for pattern in list(patterns) + list(exclude):
+        if pattern_size(pattern) > limit:
+            raise UsageError("%s names more than %d nodes (see --max-nodes)"
+                             % (printable(pattern[:80]), limit))
     try:
         nodes = NodeSet(resolver=resolver)
         for pattern in patterns:
@@ -308,12 +592,20 @@ def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
         raise UsageError("invalid NodeSet: %s" % printable(str(exc)))
     if not nodes:
         raise UsageError("no node to run on: %s" % printable(" ".join(patterns)))
+    if len(nodes) > limit:
+        raise UsageError("%d nodes is more than %d (see --max-nodes)"
+                         % (len(nodes), limit))
     for node in nodes:
-        # A node name becomes an ssh argument: one starting with '-' would be
-        # read as an option (-oProxyCommand=...).
-        if len(node) > 253 or not _NODE_RE.fullmatch(node):
-            raise UsageError("invalid node name: %s" % printable(node))
+        check_node(node)
     return nodes
+
+
+def check_node(node: str) -> str:
+    # A node name becomes an ssh argument: one starting with '-' would be read
+    # as an option (-oProxyCommand=...).
+    if len(node) > NODE_NAME_MAX or not _NODE_RE.fullmatch(node):
+        raise UsageError("invalid node name: %s" % printable(node))
+    return node
 
 
 def check_user(user: Optional[str]) -> Optional[str]:
@@ -323,27 +615,64 @@ def check_user(user: Optional[str]) -> Optional[str]:
 
 
 def check_ssh_options(options: Optional[str]) -> Optional[str]:
+    """ssh options are passed to ssh as they are (a site may need
+    ProxyCommand): they must parse, and start with an option, so that a word
+    meant for something else (systemctl's `-o json`) is not read as a host."""
     if options is None:
         return None
     try:
-        shlex.split(options)
+        words = shlex.split(options)
     except ValueError as exc:
         raise UsageError("invalid ssh options %s: %s" % (printable(options), exc))
-    if "\x00" in options:
-        raise UsageError("invalid ssh options: NUL byte")
+    if "\x00" in options or "\n" in options or (words and not words[0].startswith("-")):
+        raise UsageError("invalid ssh options %s: they start with an ssh flag such "
+                         "as -F FILE or -oKey=Value" % printable(options))
     return options
 
 
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROL_BUT_TAB_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+def check_ssh_path(path: Optional[str]) -> Optional[str]:
+    """One program path: ClusterShell splits it into words and runs them."""
+    if path is not None and not _PATH_RE.fullmatch(path):
+        raise UsageError("invalid ssh_path %s: one program path, no arguments "
+                         "(put options in ssh_options)" % printable(path))
+    return path
+
+
+def check_fanout(value: int) -> int:
+    if not 1 <= value <= 100000:
+        raise UsageError("fanout must be from 1 to 100000, not %d" % value)
+    return value
+
+
+def check_seconds(value: float, what: str = "a timeout") -> float:
+    if not 0 <= value <= TIME_MAX:      # NaN fails too
+        raise UsageError("%s must be a number of seconds from 0 to %d"
+                         % (what, TIME_MAX))
+    return value
+
+
+# Made printable: C0 and C1 controls, DEL, line and paragraph separators, and
+# the invisible format characters that reorder or hide text (bidirectional
+# overrides and isolates, zero-width characters, BOM, tags).
+_INVISIBLE = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f"
+              "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+              "\U000e0001\U000e0020-\U000e007f")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f%s]" % _INVISIBLE)
+_CONTROL_BUT_TAB_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f%s]" % _INVISIBLE)
+
+
+def _escape(match) -> str:
+    code = ord(match.group())
+    return "\\x%02x" % code if code < 256 else "\\u%04x" % code if code < 0x10000 \
+        else "\\U%08x" % code
 
 
 def printable(text: str, keep_tabs: bool = False) -> str:
-    """Neutralise control characters (escape sequences, NUL, newlines...), so
-    that what a user typed or a node printed stays on its one line."""
+    """Neutralise control and invisible characters (escape sequences, NUL,
+    newlines, bidi overrides...), so that what a user typed, a node printed
+    or a log holds stays on its one line and reads as it is."""
     pattern = _CONTROL_BUT_TAB_RE if keep_tabs else _CONTROL_RE
-    return pattern.sub(lambda m: "\\x%02x" % ord(m.group())
-                       if ord(m.group()) < 256 else "\\u%04x" % ord(m.group()), text)
+    return pattern.sub(_escape, text)
 
 
 @dataclass
@@ -382,133 +711,174 @@ def read_clush_conf(paths: Optional[Sequence[str]] = None) -> Settings:
         if "fanout" in main:
             settings.fanout = check_fanout(main.getint("fanout"))
         if "connect_timeout" in main:
-            settings.connect_timeout = check_timeout(main.getfloat("connect_timeout"))
-        if main.getfloat("command_timeout", fallback=0) > 0:
-            settings.command_timeout = main.getfloat("command_timeout")
+            settings.connect_timeout = check_seconds(main.getfloat("connect_timeout"))
+        if "command_timeout" in main:
+            value = check_seconds(main.getfloat("command_timeout"))
+            settings.command_timeout = value or settings.command_timeout
         settings.ssh_user = check_user(main.get("ssh_user") or None)
-        settings.ssh_path = main.get("ssh_path") or None
+        settings.ssh_path = check_ssh_path(main.get("ssh_path") or None)
         settings.ssh_options = check_ssh_options(main.get("ssh_options") or None)
         return settings
     except (configparser.Error, ValueError, UsageError) as exc:
         raise UsageError("clush.conf: %s" % printable(str(exc)))
 
 
-def check_fanout(value: int) -> int:
-    if value < 1:
-        raise UsageError("fanout must be at least 1, not %d" % value)
-    return value
-
-
-def check_timeout(value: float) -> float:
-    if not value >= 0 or value == float("inf"):
-        raise UsageError("a timeout must be a number of seconds >= 0")
-    return value
+def current_user() -> str:
+    """Who runs svcctl, for the log: the real user's name, whatever the
+    environment says; a UID with no passwd entry is `uid N`."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return "uid %d" % os.getuid()
 
 
 # =============================================================================
-# Remote command
+# Remote command: one line of POSIX sh per node
 # =============================================================================
 
-# The remote side is one line of POSIX sh. Every line svcctl itself prints
-# starts with a marker carrying a random per-run nonce, so nothing a unit
-# prints can be mistaken for svcctl's framing. The units' states are read in
-# one `systemctl show` before and one after, folded onto a marker line
-# (unquoted $(...) joins the Key=Value lines; none of these values has a
-# space; `set -f` stops globbing):
-#   MARK state before LoadState=loaded ActiveState=inactive ... LoadState=...
-#   MARK unit demo.service
-#   ...the action's own output, stdout and stderr...
-#   MARK rc 0
-#   MARK state after LoadState=loaded ActiveState=active ...
-#   MARK end
-# A query needs no action at all: its answer is read from the state after.
-# Few systemctl calls and few lines per node keep the run as fast as clush.
-_REMOTE_PRELUDE = (
-    "set -f; LC_ALL=C; SYSTEMD_PAGER=cat; SYSTEMD_COLORS=0; "
-    "export LC_ALL SYSTEMD_PAGER SYSTEMD_COLORS; m=%(marker)s; "
-    "s() { systemctl show -p %(keys)s -- \"$@\" 2>&1; }; "
-    "a() { u=$1; shift; echo \"$m unit $u\"; \"$@\" </dev/null 2>&1; r=$?; "
-    "echo \"$m rc $r\"; }; "
-)
-# apply (cluster file): read one unit's state, act only where it differs from
-# the declared one (p UNIT running|stopped|- yes|no|-), state on the markers:
-#   MARK unit UNIT before K=V...   ...output...   MARK rc N after K=V...
-_REMOTE_APPLY = (
-    "x=%(sudo)s; "
-    "p() { u=$1; b=$(echo $(s \"$u\")); echo \"$m unit $u before $b\"; r=0; "
-    "case \" $b \" in *\" ActiveState=active \"*|*\" ActiveState=reloading \"*|"
-    "*\" ActiveState=activating \"*) on=1;; *) on=0;; esac; "
-    "case \" $b \" in *\" UnitFileState=enabled \"*) en=1;; *) en=0;; esac; "
-    "c() { $x systemctl \"$@\" -- \"$u\" </dev/null 2>&1 || r=$?; }; "
-    "if [ \"$2$on\" = running0 ]; then c start; fi; "
-    "if [ \"$2$on\" = stopped1 ]; then c stop; fi; "
-    "if [ \"$3$en\" = yes0 ]; then c enable; fi; "
-    "if [ \"$3$en\" = no1 ]; then c disable; fi; "
-    "echo \"$m rc $r after\" $(s \"$u\"); }; "
-)
+@dataclass(frozen=True)
+class Protocol:
+    """How one run talks to its nodes: the script it sends (this section) and
+    how a reply is read back (Results). The marker carries a random per-run
+    nonce, so that nothing a unit prints can be mistaken for the framing."""
+    action: Action
+    marker: str = "@@svcctl-DRYRUN"
+    sudo: bool = False
+    now: bool = False
+    verbose: bool = False
+    settle: float = 0.0             # seconds to watch started units
+    timeout: float = 300.0          # the node's bound, named when it is hit
 
 
 def new_marker() -> str:
     return "@@svcctl-" + secrets.token_hex(6)
 
 
-def runs_per_unit(action: Action, verbose: bool) -> bool:
-    """Does the action run a command per unit? Queries are answered from the
-    state read once, except `status -v`, which shows systemctl's own text."""
-    return action.kind == "change" or (action.name == "status" and verbose)
+# Every line svcctl itself prints starts with the marker, on a line of its own
+# (a newline first, in case the output before it did not end one); the states
+# are read in one `systemctl show` and folded onto a marker line (unquoted
+# $(...) splits the Key=Value lines into words; none holds a space; `set -f`
+# stops globbing; printf, never echo, prints what came from outside):
+#   MARK state before LoadState=loaded ActiveState=inactive ... LoadState=...
+#   MARK unit demo.service
+#   ...the action's own output, stdout and stderr...
+#   MARK rc 0
+#   MARK state after LoadState=loaded ActiveState=active ...
+#   MARK end
+# A query runs no action: its answer is read from the state after.
+_PRELUDE = (
+    "set -f; LC_ALL=C; SYSTEMD_PAGER=cat; SYSTEMD_COLORS=0; "
+    "export LC_ALL SYSTEMD_PAGER SYSTEMD_COLORS; m=%(marker)s; "
+    "k() { printf '\\n%%s' \"$m\"; for w; do printf ' %%s' \"$w\"; done; echo; }; "
+    "s() { systemctl show -p %(keys)s -- \"$@\" 2>&1; }; "
+    "a() { u=$1; shift; k unit \"$u\"; \"$@\" </dev/null 2>&1; r=$?; k rc $r; }; "
+)
+# --settle: watch the units for a while; stop early once one has died (failed,
+# waiting to restart, or restarted: a manual start resets NRestarts to 0).
+_SETTLE = (
+    "w() { i=0; while [ $i -lt %(polls)d ]; do sleep 0.5; for v in $(systemctl "
+    "show -p ActiveState,SubState,NRestarts --value -- \"$@\" 2>/dev/null); do case $v in "
+    "failed|auto-restart|[1-9]*) return;; esac; done; i=$((i+1)); done; }; "
+)
+# apply (cluster file): read one unit's state, act only where it differs from
+# the declared one (p UNIT running|stopped|- yes|no|-), states on the markers:
+#   MARK unit UNIT before K=V...   ...output...   MARK rc N after K=V...
+_APPLY = (
+    "x=%(sudo)s; "
+    "p() { u=$1; b=$(printf ' %%s' $(s \"$u\")); k unit \"$u\" before $b; r=0; "
+    "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
+    "case \"$b \" in %(enabled)s) en=1;; *) en=0;; esac; "
+    "c() { $x systemctl \"$@\" -- \"$u\" </dev/null 2>&1 || r=$?; }; "
+    "if [ \"$2$on\" = running0 ]; then c start;%(settle)s fi; "
+    "if [ \"$2$on\" = stopped1 ]; then c stop; fi; "
+    "if [ \"$3$en\" = yes0 ]; then c enable; fi; "
+    "if [ \"$3$en\" = no1 ]; then c disable; fi; "
+    "k rc $r after $(s \"$u\"); }; "
+)
 
 
-def needs_before(action: Action) -> bool:
-    """Restart & co. change whatever the state was: no need to read it first
-    (each `systemctl show` costs a few ms per unit on every node)."""
-    return action.kind == "change" and not action.always_changes
+def _case_pattern(key: str, values: Sequence[str]) -> str:
+    """A `case` pattern matching ` Key=Value ` for any of the values."""
+    return "|".join('*" %s=%s "*' % (key, value) for value in values)
 
 
-def build_remote_command(action: Action, steps: Sequence, marker: str,
-                         sudo: bool = False, now: bool = False,
-                         verbose: bool = False) -> str:
-    """The exact command line sent to a node: `steps` are unit names or Steps.
+def remote_command(protocol: Protocol, steps: Sequence[Step]) -> str:
+    """The exact command line sent to a node. The node user's login shell
+    (bash, zsh, dash...) only runs `exec /bin/sh -c '...'`: the script itself
+    always runs in POSIX sh."""
+    return "exec /bin/sh -c " + shlex.quote(remote_script(protocol, steps))
 
-    Step i leaves its exit code in $sI; a step whose requirements did not all
-    succeed on this node is not run and says `skipped`."""
-    steps = [Step(step) if isinstance(step, str) else step for step in steps]
-    argv = (["sudo", "-n"] if sudo and action.kind == "change" else []) \
-        + ["systemctl"] + list(action.systemctl)
-    if now and action.name in ("enable", "disable"):
-        argv.append("--now")
-    script = _REMOTE_PRELUDE % {"marker": marker, "keys": ",".join(STATE_KEYS)}
+
+def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
+    """The POSIX sh script: step i leaves its exit code in $sI; a step whose
+    requirements did not all succeed on this node is not run, and says so."""
+    action = protocol.action
+    steps = node_steps(action, steps)
+    script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(STATE_KEYS)}
+    polls = int(-(-protocol.settle // 0.5))
+    settles = polls > 0 and action.expects_running(None, protocol.now)
+    if settles:
+        script += _SETTLE % {"polls": polls}
     if action.kind == "node":
-        return script + "a %s %s; echo \"$m end\"" % (action.name, " ".join(argv))
+        return script + "a %s %s; k end" % (steps[0].unit, " ".join(_argv(protocol)))
     units = " ".join(shlex.quote(step.unit) for step in steps)
-    if action.name == "apply":
-        script += _REMOTE_APPLY % {"sudo": "'sudo -n'" if sudo else "''"}
-    elif needs_before(action):
-        script += "echo \"$m state before\" $(s %s); " % units
-    if runs_per_unit(action, verbose) or action.name == "apply":
-        for index, step in enumerate(steps):
-            unit = shlex.quote(step.unit)
-            if action.name == "apply":
-                command = "p %s %s %s" % (unit, step.state or "-", {
-                    True: "yes", False: "no", None: "-"}[step.enabled])
-            else:
-                command = "a %s %s -- %s" % (unit, " ".join(argv), unit)
-            command += "; s%d=$r" % index
-            if step.requires:
-                needed = "".join("$s%d" % i for i in step.requires)
-                command = "if [ \"%s\" = %s ]; then %s; else echo \"$m unit\" %s " \
-                    "skipped; s%d=1; fi" % (needed, "0" * len(step.requires), command,
-                                            unit, index)
-            script += command + "; "
-    if action.name != "apply":
-        script += "echo \"$m state after\" $(s %s); " % units
-    return script + "echo \"$m end\""
+    if action.kind == "apply":
+        script += _APPLY % {
+            "sudo": "'sudo -n'" if protocol.sudo else "''",
+            "running": _case_pattern("ActiveState", RUNNING_STATES),
+            "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
+            "settle": " w \"$u\";" if settles else ""}
+    elif action.reads_before:
+        script += "k state before $(s %s); " % units
+    if action.runs_per_unit or (protocol.verbose and action.verbose_runs):
+        script += "".join(_step_command(protocol, index, step) + "; "
+                          for index, step in enumerate(steps))
+    if action.kind != "apply":
+        if settles and action.kind == "change":
+            script += "w %s; " % units
+        script += "k state after $(s %s); " % units
+    return script + "k end"
+
+
+def _argv(protocol: Protocol) -> List[str]:
+    action = protocol.action
+    argv = (["sudo", "-n"] if protocol.sudo and action.privileged else []) \
+        + ["systemctl"] + list(action.systemctl)
+    return argv + (["--now"] if protocol.now and action.takes_now else [])
+
+
+def _step_command(protocol: Protocol, index: int, step: Step) -> str:
+    unit = shlex.quote(step.unit)
+    if protocol.action.kind == "apply":
+        declared = step.declared or Declared("")
+        command = "p %s %s %s" % (unit, declared.state, {
+            True: "yes", False: "no", None: "-"}[declared.enabled])
+    else:
+        command = "a %s %s -- %s" % (unit, " ".join(_argv(protocol)), unit)
+    command += "; s%d=$r" % index
+    if not step.requires:
+        return command
+    needed = "".join("$s%d" % i for i in step.requires)
+    return "if [ \"%s\" = %s ]; then %s; else k unit %s skipped; s%d=1; fi" % (
+        needed, "0" * len(step.requires), command, unit, index)
 
 
 # =============================================================================
 # Execution: the only code that talks to the ClusterShell Task
 # =============================================================================
 
-OUTPUT_CAP = 1 << 20    # bytes kept per node; framing lines are always kept
+OUTPUT_CAP = 1 << 20        # bytes of the units' own output, per node
+LINE_CAP = 20000            # lines of it: ClusterShell spends ~14 us a line
+FRAMING_BASE = 1 << 16      # bytes of svcctl's own framing lines, per node
+FRAMING_PER_UNIT = 4096     # and per unit (its states, folded onto them)
+
+
+def reply_cap(steps: Sequence[Step]) -> Tuple[int, int]:
+    """The most a node's whole reply may hold, in bytes and lines: the
+    output cap, plus the framing svcctl's script prints for these steps. A
+    node that sends more is cut off: `error: reply too large`."""
+    return (OUTPUT_CAP + FRAMING_BASE + FRAMING_PER_UNIT * len(steps),
+            LINE_CAP + 4 * len(steps) + 8)
 
 
 @dataclass
@@ -519,92 +889,149 @@ class RawResult:
     rc: Optional[int] = None        # None: timed out, interrupted or not run
     timed_out: bool = False
     error: str = ""                 # why it could not be reached (routing)
-    kept: int = 0
-    dropped: int = 0
+    received: int = 0               # bytes so far, stdout and stderr
+    lines: int = 0                  # lines so far
+    too_large: str = ""             # the cap it exceeded, when cut off
     started: Optional[float] = None
     ended: Optional[float] = None
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived while nodes were running."""
+    """A signal arrived while the run could be interrupted."""
 
     def __init__(self, signame: str):
         super().__init__(signame)
         self.signame = signame
 
 
-class _Collector(EventHandler):
-    """Keeps each node's output (bounded) and exit code as they arrive."""
+class Signals:
+    """SIGINT, SIGTERM and SIGHUP for a whole run. The first one is recorded
+    wherever it lands, and interrupts only what is safe to interrupt (the
+    ClusterShell task and the pauses between batches), so that what already
+    ran is always read, reported and logged."""
 
-    def __init__(self, raw: Dict[str, RawResult], marker: bytes,
-                 progress: Optional["Progress"]):
+    CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.caught = ""
+        self.raising = False
+        self.previous: Dict[int, object] = {}
+
+    def __enter__(self) -> "Signals":
+        try:
+            for signum in self.CAUGHT:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:          # not the main thread: leave signals alone
+            pass
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.caught = self.caught or signal.Signals(signum).name
+        if self.raising:
+            self.raising = False
+            raise Interrupted(self.caught)
+
+    def pause(self, seconds: float, progress: Optional["Progress"] = None) -> None:
+        """Sleep between batches; a signal ends the pause."""
+        end = time.monotonic() + seconds
+        try:
+            while not self.caught and time.monotonic() < end:
+                if progress:
+                    progress.draw(pause_left=end - time.monotonic())
+                self.raising = True
+                time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+                self.raising = False
+        except Interrupted:
+            pass
+        finally:
+            self.raising = False
+
+
+class _Collector(EventHandler):
+    """Keeps each node's output (bounded) and exit code as they arrive, and
+    hands every finished node to `node_done` at once. Events for keys it did
+    not ask for (a gateway's own, in tree mode) are ignored."""
+
+    def __init__(self, raw: Dict[str, RawResult], caps: Dict[str, Tuple[int, int]],
+                 node_done: Callable[[str, RawResult], None], progress):
         super().__init__()
         self.raw = raw
-        self.marker = marker
+        self.caps = caps
+        self.node_done = node_done
         self.progress = progress
+        self.workers: List = []
 
     def ev_pickup(self, worker, node):
-        self.raw[node].started = time.monotonic()
+        result = self.raw.get(node)
+        if result is not None:
+            result.started = time.monotonic()
 
     def ev_read(self, worker, node, sname, msg):
-        result = self.raw[node]
-        if sname == worker.SNAME_STDERR:
-            if len(result.stderr) < 20:
-                result.stderr.append(bytes(msg)[:4096])
+        result = self.raw.get(node)
+        if result is None or result.too_large:
             return
         msg = bytes(msg)
-        # A node printing megabytes must not exhaust memory; framing survives.
-        if result.kept + len(msg) > OUTPUT_CAP and not msg.startswith(self.marker):
-            result.dropped += 1
-            return
-        result.kept += len(msg)
-        result.stdout.append(msg)
+        result.received += len(msg) + 1
+        result.lines += 1
+        max_bytes, max_lines = self.caps[node]
+        if result.received > max_bytes or result.lines > max_lines:
+            self.cut_off(node, result, "more than %d bytes or %d lines"
+                         % (max_bytes, max_lines))
+        elif sname == worker.SNAME_STDERR:
+            if len(result.stderr) < 20:
+                result.stderr.append(msg[:4096])
+        else:
+            result.stdout.append(msg)
+
+    def cut_off(self, node: str, result: RawResult, why: str) -> None:
+        """Stop reading a node that sends too much: kill its ssh (in tree
+        mode a node behind a gateway cannot be stopped alone: its data is
+        dropped here instead)."""
+        result.too_large = why
+        result.stdout = result.stdout[:100]
+        for client in self.clients():
+            if client.key == node:
+                client.abort()
+
+    def clients(self) -> List:
+        """The running ssh clients (direct mode; ClusterShell's engine API)."""
+        return [client for worker in self.workers
+                for client in getattr(worker, "_engine_clients", list)()
+                if getattr(client, "registered", False) and hasattr(client, "key")]
 
     def ev_hup(self, worker, node, rc):
-        result = self.raw[node]
+        result = self.raw.get(node)
+        if result is None or result.rc is not None:
+            return
         result.rc = rc
         result.ended = time.monotonic()
-        if self.progress:
-            self.progress.node_done(rc != 0)
+        if not result.too_large:
+            self.node_done(node, result)
 
     def ev_close(self, worker, timedout):
         if timedout:
             for node in worker.iter_keys_timeout():
-                self.raw[node].timed_out = True
+                if node in self.raw:
+                    self.raw[node].timed_out = True
 
     def ev_timer(self, timer):
+        # A line without end stays whole in ClusterShell's read buffer (and
+        # is copied on every read), beyond ev_read's reach: look at it here.
+        for client in self.clients():
+            result = self.raw.get(client.key)
+            if result is None or result.too_large:
+                continue
+            pending = sum(len(getattr(stream, "rbuf", b"") or b"")
+                          for stream in client.streams.values() if stream.readable())
+            if result.received + pending > self.caps[client.key][0]:
+                self.cut_off(client.key, result, "a line of more than %d bytes"
+                             % self.caps[client.key][0])
         if self.progress:
             self.progress.draw()
-
-
-class Progress:
-    """A live `done/total` line on stderr, only on a terminal."""
-
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total = total
-        self.done = 0
-        self.errors = 0
-        self.stream = stream
-        self.shown = False
-
-    def node_done(self, error: bool) -> None:
-        self.done += 1
-        self.errors += error
-
-    def draw(self) -> None:
-        self.shown = True
-        self.stream.write("\r%s: %d/%d nodes done, %d with errors \x1b[K"
-                          % (PROG, self.done, self.total, self.errors))
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signal.Signals(signum).name)
 
 
 FD_WANTED = 8192     # like clush's fd_max: each running ssh holds ~3 fds
@@ -618,58 +1045,85 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings, marker: str,
-            show_progress: bool = False) -> Tuple[Dict[str, RawResult], str]:
+def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
+            signals: Signals, node_done: Callable[[str, RawResult], None],
+            caps: Sequence[Tuple[int, int]], progress=None
+            ) -> Tuple[Dict[str, RawResult], str]:
     """Run each (command, nodes) job at once through ClusterShell; return the
     raw results of every node (unfinished ones included) and the signal that
     interrupted the run, if any."""
     raw = {node: RawResult() for _, nodes in jobs for node in nodes}
+    if signals.caught:
+        return raw, signals.caught
+    cap_of = {node: cap for (_, nodes), cap in zip(jobs, caps) for node in nodes}
     raise_fd_limit()
     task = task_self()
-    task.set_info("fanout", settings.fanout)
-    task.set_info("connect_timeout", settings.connect_timeout)
-    task.set_info("ssh_user", settings.ssh_user)
-    task.set_info("ssh_path", settings.ssh_path)
-    task.set_info("ssh_options", settings.ssh_options)
+    for key in ("fanout", "ssh_user", "ssh_path", "ssh_options"):
+        task.set_info(key, getattr(settings, key))
+    # ssh takes whole seconds: 0.5 would become 0, which means no timeout.
+    task.set_info("connect_timeout", math.ceil(settings.connect_timeout))
     # svcctl keeps its own bounded buffers: no second copy in MsgTrees.
     task.set_default("stdout_msgtree", False)
     task.set_default("stderr_msgtree", False)
-    progress = Progress(len(raw)) if show_progress else None
-    collector = _Collector(raw, marker.encode(), progress)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    interrupted, unroutable = "", ""
+    collector = _Collector(raw, cap_of, node_done, progress)
+    interrupted, unreached = "", ""
     try:
         for command, nodes in jobs:
-            task.shell(command, nodes=str(nodes), handler=collector, stderr=True,
-                       timeout=settings.command_timeout or None)
-        if progress:
-            task.timer(1.0, collector, interval=0.25, autoclose=True)
-        task.run()
-    except KeyboardInterrupt:
-        interrupted = "SIGINT"
+            # a NodeSet, not its text: the names are not parsed (resolved) again
+            collector.workers.append(task.shell(
+                command, nodes=nodes, handler=collector, stderr=True,
+                timeout=settings.command_timeout or None))
+        task.timer(0.2, collector, interval=0.2, autoclose=True)
+        signals.raising = True
+        task.run(timeout=run_bound(settings))
     except Interrupted as exc:
         interrupted = exc.signame
     except RouteResolvingError as exc:
         # tree mode: a gateway failed and no other route is left
-        unroutable = "no route (gateway unreachable?): %s" % printable(str(exc))
+        unreached = "no route (gateway unreachable?): %s" % printable(str(exc))
+    except TopologyError as exc:
+        if not any(result.started for result in raw.values()):
+            raise                   # a topology.conf that cannot route: nothing ran
+        unreached = "gateway error: %s" % printable(str(exc))
+    except TaskTimeoutError:
+        # a backstop for a gateway that hangs: shell()'s timeout does not
+        # reach the nodes behind it
+        for result in raw.values():
+            result.timed_out = result.timed_out or result.rc is None
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if interrupted or unroutable:
+        signals.raising = False
+        if interrupted or unreached or not task_done(raw):
             task.abort(kill=True)   # kills the ssh processes still running
-        if progress:
-            progress.clear()
     for result in raw.values():
-        if unroutable and result.rc is None and not result.timed_out:
-            result.error = unroutable
-    return raw, interrupted
+        if unreached and result.rc is None and not result.timed_out:
+            result.error = unreached
+    return raw, interrupted or signals.caught
+
+
+def run_bound(settings: Settings) -> Optional[float]:
+    """How long a whole wave may take: the command timeout, plus time to
+    connect through gateways; None when the command timeout is lifted."""
+    if not settings.command_timeout:
+        return None
+    return settings.command_timeout + 2 * settings.connect_timeout + 30
+
+
+def task_done(raw: Dict[str, RawResult]) -> bool:
+    return all(result.rc is not None or result.timed_out or result.too_large
+               for result in raw.values())
 
 
 # =============================================================================
-# Results: parse each node's output and classify it
+# Results: read each node's reply and decide every unit's outcome, once
 # =============================================================================
 
 _DENIED_RE = re.compile(r"Access denied|Interactive authentication required|"
                         r"^sudo: |not in the sudoers|Permission denied", re.M)
+CUT_SHORT = "cut short"
+
+
+class ReplyError(Exception):
+    """A node's reply that is not svcctl's framing: that node is an error."""
 
 
 def decode(line: bytes) -> str:
@@ -681,125 +1135,142 @@ def decode(line: bytes) -> str:
 class Framed:
     """A node's output, split along svcctl's markers."""
     sections: Dict[str, dict]       # unit -> before/after tokens, output, rc
-    before: Optional[List[bytes]] = None    # `state before` tokens, all units
-    after: Optional[List[bytes]] = None     # `state after` tokens, all units
+    states: Dict[bytes, List[bytes]]    # b"before"/b"after": tokens of all units
     complete: bool = False
 
 
 def parse_output(lines: Iterable[bytes], marker: str) -> Framed:
-    """Split a node's framed output; anything before the first marker (a
-    login banner) and anything not framed by this run's marker is output."""
+    """Split a node's framed output; anything before the first marker (a login
+    banner) and anything not framed by this run's marker is output. A line
+    that carries the marker but does not parse makes the reply unreadable."""
     prefix = marker.encode() + b" "
-    framed = Framed({})
+    framed = Framed({}, {})
     current: Optional[dict] = None
     for line in lines:
         if not line.startswith(prefix):
             if current is not None and "rc" not in current:
                 current["output"].append(line)
             continue
-        words = line[len(prefix):].split(b" ")
-        tail = words[3:] if len(words) > 2 else None
+        if current is not None and current["output"][-1:] == [b""]:
+            current["output"].pop()     # the newline printed before the marker
+        words = line[len(prefix):].rstrip(b"\r\n").split(b" ")
         if words[0] == b"unit" and len(words) > 1:
-            current = {"before": tail, "after": None, "output": []}
+            current = {"before": words[3:] if words[2:3] == [b"before"] else None,
+                       "after": None, "output": []}
             if words[2:] == [b"skipped"]:
-                current.update(before=None, rc=None, skipped=True)
-            framed.sections[words[1].decode("ascii", "replace")] = current
+                current.update(rc=None, skipped=True)
+            framed.sections[_ascii(words[1])] = current
         elif words[0] == b"rc" and current is not None and len(words) > 1:
-            current["rc"] = int(words[1]) if words[1].isdigit() else None
-            current["after"] = tail
+            current["rc"] = exit_status(words[1])
+            current["after"] = words[3:] if words[2:3] == [b"after"] else None
         elif words[0] == b"state" and len(words) > 1:
-            setattr(framed, "before" if words[1] == b"before" else "after", words[2:])
-        elif words[0] == b"end":
+            framed.states[words[1]] = words[2:]
+        elif words == [b"end"]:
             framed.complete = True
+        else:
+            raise ReplyError("unexpected framing line %s" % decode(line[:60]))
     return framed
+
+
+def _ascii(word: bytes) -> str:
+    try:
+        return word.decode("ascii")
+    except UnicodeDecodeError:
+        raise ReplyError("a unit name that is not ASCII")
+
+
+def exit_status(word: bytes) -> int:
+    if not (word.isdigit() and len(word) <= 3):
+        raise ReplyError("exit code %s" % decode(word[:20]))
+    return int(word)
 
 
 def state_blocks(tokens: Optional[List[bytes]]) -> Tuple[List[Optional[UnitState]], str]:
     """`systemctl show` of several units, folded onto one line, back into one
-    state per unit (a block ends where a key comes again); and any text that
-    is not Key=Value (systemctl's own error, e.g. no D-Bus)."""
-    blocks: List[Dict[str, str]] = []
+    state per unit (a unit's block ends with its UnitFileState); and any text
+    that is not Key=Value (systemctl's own error, e.g. no D-Bus)."""
+    blocks: List[Dict[str, str]] = [{}]
     other: List[str] = []
     for token in decode(b" ".join(tokens)).split(" ") if tokens else ():
         key, sep, value = token.partition("=")
         if not sep or key not in STATE_KEYS:
             other.append(token)
             continue
-        if not blocks or key in blocks[-1]:
+        if key in blocks[-1]:
             blocks.append({})
         blocks[-1][key] = value
-    return [UnitState.from_properties(block) for block in blocks], " ".join(other)
+        if key == LAST_STATE_KEY:
+            blocks.append({})
+    if not blocks[-1]:
+        blocks.pop()
+    return [UnitState.from_properties(b) for b in blocks], " ".join(filter(None, other))
 
 
-# A query's answer, read from the state: (what systemctl would print, yes?)
-ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "indirect",
-                  "generated", "transient")
-
-
-def query_answer(action: Action, state: UnitState) -> Tuple[str, bool]:
-    if action.name == "is-enabled":
-        return state.file or state.load, state.file in ENABLED_STATES
-    if action.name == "is-failed":
-        return state.active, state.active == "failed"
-    answer = state.describe() if action.name == "status" else state.active
-    return answer, state.active in ("active", "reloading")
-
-
-# Where a successful action leaves a unit, to judge a change when the node
-# did not live to read the state after (it timed out on a later unit).
-_ALREADY_THERE = {
-    "start": lambda s: s.active in ("active", "reloading"),
-    "stop": lambda s: s.active in ("inactive", "failed"),
-    "try-restart": lambda s: s.active not in ("active", "reloading"),
-    "enable": lambda s: s.file == "enabled",
-    "disable": lambda s: s.file != "enabled",
-    "mask": lambda s: s.load == "masked",
-    "unmask": lambda s: s.load != "masked",
-    "reset-failed": lambda s: s.active != "failed",
-}
-
-
-def classify_unit(action: Action, unit: str, before: Optional[UnitState],
-                  after: Optional[UnitState], rc: Optional[int], message: str,
-                  problem: str = "") -> UnitResult:
+def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
+               after: Optional[UnitState], rc: Optional[int], message: str,
+               problem: str = "") -> UnitResult:
     """One unit's outcome, from its states around the action (read -> act ->
-    read) and the action's exit code and output. `problem`: text where a
-    state should have been (systemctl show failed)."""
-    result = UnitResult(unit, "error", before, after, rc, message,
+    read), the action's exit code and its output. `problem`: text where a
+    state should have been (systemctl show failed), or CUT_SHORT."""
+    action = protocol.action
+    result = UnitResult(step.unit, "error", before, after, rc, message,
                         message.split("\n", 1)[0])
+    if step.declared:
+        result.service, result.declared = step.declared.service, step.declared.text()
+        result.drift = after is not None and step.declared.drifted(after)
     if action.kind == "node":
         result.outcome = "ok" if rc == 0 else (
-            "negative" if action.name == "ping" and result.answer else "failed")
-    elif after is None and problem == "cut short":
-        if rc == 0:
-            there = _ALREADY_THERE.get(action.name)
-            result.outcome = "ok" if there and before and there(before) else "changed"
-            result.message = "state after not read: the node did not finish"
-        else:
-            result.outcome = _failure(before, after, message)
-    elif after is None or (before is None and needs_before(action)):
+            "negative" if action.no_when_failed and result.answer else "failed")
+    elif after is None and problem == CUT_SHORT:
+        _judge_cut_short(protocol, result)
+    elif after is None or (before is None and action.reads_before):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
         result.message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
         result.outcome = "not-found"
     elif action.kind == "query":
-        result.answer, yes = query_answer(action, after)
+        result.answer, yes = action.answer(after)
         result.outcome = "ok" if yes else "negative"
+        if step.declared and action.drift_outcome:
+            result.outcome = "drift" if result.drift else "ok"
     elif rc != 0:
         result.outcome = _failure(before, after, message)
-    elif action.always_changes:
-        result.outcome = "changed"
+    else:
+        _judge_success(protocol, step, result)
+    return result
+
+
+def _judge_cut_short(protocol: Protocol, result: UnitResult) -> None:
+    """The node did not live to read the states after (it timed out later):
+    judge from the state before and the exit code."""
+    if result.rc != 0:
+        result.outcome = _failure(result.before, None, result.message)
+        return
+    goal = protocol.action.goal
+    there = goal is not None and result.before is not None and goal(result.before)
+    result.outcome = "ok" if there else "changed"
+    result.message = "state after not read: the node did not finish"
+
+
+def _judge_success(protocol: Protocol, step: Step, result: UnitResult) -> None:
+    """systemctl said yes: changed or ok, unless the unit died once started."""
+    action, before, after = protocol.action, result.before, result.after
+    if action.always_changes or before is None:
+        changed = True
     else:
         moved = (before.load, before.active, before.file) != \
                 (after.load, after.active, after.file)
-        was_active = before.active in ("active", "reloading")
         # A start that succeeds on an inactive unit ran it, even a oneshot
         # that is inactive again by the time the state is read back.
-        always = action.always_changes or (
-            action.name == "try-restart" and was_active) or (
-            action.name == "start" and not was_active)
-        result.outcome = "changed" if moved or always else "ok"
-    return result
+        changed = moved or bool(action.changes_from and action.changes_from(before))
+    result.outcome = "changed" if changed else "ok"
+    declared_run = action.kind == "apply" and step.declared is not None \
+        and step.declared.state == "running"
+    if (declared_run or action.expects_running(before, protocol.now)) and \
+            (after.crashed or (changed and after.restarted)):
+        result.outcome = "failed"
+        result.message = "\n".join(filter(None, [
+            "the unit failed once started: " + after.why(), result.message]))
 
 
 def _failure(before: Optional[UnitState], after: Optional[UnitState],
@@ -813,33 +1284,43 @@ def _nth(states: List[Optional[UnitState]], index: int) -> Optional[UnitState]:
     return states[index] if index < len(states) else None
 
 
-def classify_units(action: Action, names: Sequence[str], framed: Framed,
-                   verbose: bool) -> Dict[str, UnitResult]:
-    """The units whose result came back whole, classified."""
-    befores, before_text = state_blocks(framed.before)
-    afters, after_text = state_blocks(framed.after)
+def judge_units(protocol: Protocol, steps: Sequence[Step],
+                framed: Framed) -> Dict[str, UnitResult]:
+    """The units whose result came back whole, judged."""
+    action = protocol.action
+    befores, before_text = state_blocks(framed.states.get(b"before"))
+    after_tokens = framed.states.get(b"after")
+    afters, after_text = state_blocks(after_tokens)
+    runs = action.runs_per_unit or (protocol.verbose and action.verbose_runs)
     done: Dict[str, UnitResult] = {}
-    for index, name in enumerate(names):
-        section = framed.sections.get(name, {})
+    for index, step in enumerate(steps):
+        section = framed.sections.get(step.unit, {})
         output = "\n".join(decode(line) for line in section.get("output", [])).strip()
         if section.get("skipped"):
-            done[name] = UnitResult(name, "skipped",
-                                    message="a service it requires failed on this node")
-        elif action.kind == "node" or action.name == "apply":
+            done[step.unit] = judge_skipped(step, "a service it requires failed "
+                                                  "on this node")
+        elif action.kind in ("node", "apply"):
             if "rc" in section:
                 before, problem = state_blocks(section["before"])
                 after, problem2 = state_blocks(section["after"])
-                done[name] = classify_unit(
-                    action, name, _nth(before, 0), _nth(after, 0), section["rc"],
+                done[step.unit] = judge_unit(
+                    protocol, step, _nth(before, 0), _nth(after, 0), section["rc"],
                     output, problem or problem2)
-        elif "rc" in section or (framed.after is not None
-                                 and not runs_per_unit(action, verbose)):
-            # no state after: the unit acted, then the node was cut short
-            cut = framed.after is None
-            done[name] = classify_unit(
-                action, name, _nth(befores, index), None if cut else _nth(afters, index),
-                section.get("rc"), output, "cut short" if cut else before_text or after_text)
+        elif "rc" in section or (after_tokens is not None and not runs):
+            cut = after_tokens is None      # acted, then the node was cut short
+            done[step.unit] = judge_unit(
+                protocol, step, _nth(befores, index),
+                None if cut else _nth(afters, index), section.get("rc"), output,
+                CUT_SHORT if cut else before_text or after_text)
     return done
+
+
+def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResult:
+    """A unit that was not run (or not finished), with its service tags."""
+    result = UnitResult(step.unit, outcome, message=reason)
+    if step.declared:
+        result.service, result.declared = step.declared.service, step.declared.text()
+    return result
 
 
 def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
@@ -857,41 +1338,58 @@ def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
     return reason
 
 
-def node_result(node: str, raw: RawResult, action: Action, units: Sequence[str],
-                marker: str, timeout: float, interrupted: bool,
-                verbose: bool = False) -> NodeResult:
-    """Classify one node: every requested unit gets an outcome, always."""
-    names = [action.name] if action.kind == "node" else list(units)
-    framed = parse_output(raw.stdout, marker)
-    done = classify_units(action, names, framed, verbose)
+def read_reply(protocol: Protocol, node: str, raw: "RawResult", steps: Sequence[Step],
+               interrupted: bool = False) -> NodeResult:
+    """One node's result, every step accounted for. Whatever the node sent,
+    this never raises: a reply that cannot be read makes that node an error,
+    never the run."""
+    steps = node_steps(protocol.action, steps)
     duration = (raw.ended - raw.started) if raw.started and raw.ended else None
-    if raw.timed_out:
-        missing, reason = "timeout", "timed out after %g s" % timeout
-    elif raw.error:
-        missing, reason = "unreachable", raw.error
-        if raw.stderr:
-            reason += "; " + _ssh_reason(raw.stderr, raw.rc)
-    elif raw.rc is None:
-        missing, reason = ("interrupted", "not finished") if interrupted \
-            else ("skipped", "not run")
-    elif raw.rc == 255:
-        missing = "unreachable"
-        reason = _ssh_reason(raw.stderr, raw.rc)
-        if framed.sections or framed.before is not None:
-            reason = "connection lost: " + reason
-    elif not framed.complete:
-        missing = "error"
-        reason = "remote command ended early (exit code %d): %s" % (
-            raw.rc, _ssh_reason(raw.stderr + raw.stdout[-3:], raw.rc))
+    if raw.too_large:           # nothing of a node that was cut off is trusted
+        reason = "reply too large (%s): stopped reading it" % raw.too_large
     else:
-        missing, reason = "error", ""
-    results = [done.get(name) or UnitResult(name, missing, message=reason)
-               for name in names]
-    if raw.dropped:
-        for result in results:
-            result.message += "\n[%s: %d output lines dropped]" % (PROG, raw.dropped)
-    whole = reason if all(name not in done for name in names) else ""
+        try:
+            return _read_reply(protocol, node, raw, steps, interrupted, duration)
+        except Exception as exc:    # noqa: BLE001 -- one node, never the run
+            reason = "unreadable reply: %s" % printable(
+                str(exc) or type(exc).__name__)[:300]
+    return NodeResult(node, [judge_skipped(step, reason, "error") for step in steps],
+                      reason, duration)
+
+
+def _read_reply(protocol: Protocol, node: str, raw: "RawResult", steps: List[Step],
+                interrupted: bool, duration: Optional[float]) -> NodeResult:
+    framed = parse_output(raw.stdout, protocol.marker)
+    done = judge_units(protocol, steps, framed)
+    missing, reason = _missing_reason(protocol, raw, framed, interrupted)
+    results = [done.get(step.unit) or judge_skipped(step, reason, missing)
+               for step in steps]
+    whole = reason if all(step.unit not in done for step in steps) else ""
     return NodeResult(node, results, whole, duration)
+
+
+def _missing_reason(protocol: Protocol, raw: "RawResult", framed: Framed,
+                    interrupted: bool) -> Tuple[str, str]:
+    """The outcome and reason of the units that did not come back whole."""
+    if raw.timed_out:
+        return "timeout", "timed out after %g s" % protocol.timeout
+    if raw.error:
+        return "unreachable", raw.error + (
+            "; " + _ssh_reason(raw.stderr, raw.rc) if raw.stderr else "")
+    if raw.rc is None:
+        return ("interrupted", "not finished") if interrupted else ("skipped", "not run")
+    if raw.rc == 76 and not raw.stdout and not framed.sections:
+        # ClusterShell's own code when a gateway failed before the node replied
+        return "unreachable", "no reply through the gateway (%s)" % _ssh_reason(
+            raw.stderr, raw.rc)
+    if raw.rc == 255:
+        reason = _ssh_reason(raw.stderr, raw.rc)
+        started = framed.sections or b"before" in framed.states
+        return "unreachable", ("connection lost: " if started else "") + reason
+    if not framed.complete:
+        return "error", "remote command ended early (exit code %d): %s" % (
+            raw.rc, _ssh_reason(raw.stderr + raw.stdout[-3:], raw.rc))
+    return "error", "no result for this unit in the node's reply"
 
 
 def merge_results(node: str, parts: Sequence[NodeResult]) -> NodeResult:
@@ -903,8 +1401,34 @@ def merge_results(node: str, parts: Sequence[NodeResult]) -> NodeResult:
                       sum(durations) if durations else None)
 
 
+def service_views(report: Report) -> List[ServiceView]:
+    """A cluster-file run seen by service: each one's states grouped by
+    NodeSet, and where it drifted (decided when the units were judged)."""
+    views = []
+    for service in report.services:
+        states: Dict[str, List[str]] = {}
+        drift: List[str] = []
+        unit, declared = "", ""
+        for result in report.nodes:
+            for item in result.units:
+                if item.service != service:
+                    continue
+                unit, declared = item.unit, item.declared
+                text = item.after.describe() if item.after is not None else \
+                    item.outcome + (": " + item.message.split("\n")[0]
+                                    if item.message else "")
+                states.setdefault(text, []).append(result.node)
+                if item.drift:
+                    drift.append(result.node)
+        nodes = fold(n for names in states.values() for n in names)
+        views.append(ServiceView(service, unit, nodes, declared,
+                                 [(text, fold(names)) for text, names in states.items()],
+                                 fold(drift)))
+    return views
+
+
 # =============================================================================
-# Plans: which nodes run which steps, wave after wave
+# Plans: which nodes run which steps, wave after wave, and the run itself
 # =============================================================================
 
 @dataclass
@@ -921,6 +1445,9 @@ class Wave:
     decided: List[NodeResult] = field(default_factory=list)
     note: str = ""
     pause: float = 0.0              # seconds to wait before the jobs start
+    number: int = 1                 # this wave's number, of `total`
+    total: int = 1
+    kind: str = "batch"             # "batch" (rolling run) or "wave" (cluster file)
 
 
 # A plan is a generator of waves; after each wave it is sent the wave's
@@ -929,12 +1456,9 @@ class Wave:
 Plan = Generator[Wave, Tuple[Dict[str, NodeResult], str], None]
 
 
-def unit_names(action: Action, steps: Sequence[Step]) -> List[str]:
-    return [action.name] if action.kind == "node" else [s.unit for s in steps]
-
-
-def skipped(node: str, names: Sequence[str], reason: str) -> NodeResult:
-    return NodeResult(node, [UnitResult(n, "skipped", message=reason) for n in names],
+def skipped(node: str, steps: Sequence[Step], reason: str,
+            outcome: str = "skipped") -> NodeResult:
+    return NodeResult(node, [judge_skipped(step, reason, outcome) for step in steps],
                       reason)
 
 
@@ -943,11 +1467,12 @@ def batch_plan(action: Action, nodes: NodeSet, steps: Tuple[Step, ...],
                batch_wait: float = 0.0) -> Plan:
     """Every node at once, or a rolling run: `batch` nodes at a time, stopping
     before the next batch once more than `max_fail` nodes failed."""
-    names = unit_names(action, steps)
+    steps = tuple(node_steps(action, steps))
     ordered = list(nodes)
     size = batch or len(ordered) or 1
+    total = -(-len(ordered) // size)
     failed, interrupted, note = 0, "", ""
-    for start in range(0, len(ordered), size):
+    for number, start in enumerate(range(0, len(ordered), size), 1):
         chunk = ordered[start:start + size]
         reason = "interrupted before its batch" if interrupted else (
             "--max-fail reached" if max_fail is not None and failed > max_fail else "")
@@ -956,112 +1481,171 @@ def batch_plan(action: Action, nodes: NodeSet, steps: Tuple[Step, ...],
             if reason.startswith("--max-fail") and not note:
                 note = wave_note = "stopped after %d failed nodes (--max-fail %d)" % (
                     failed, max_fail)
-            yield Wave([], [skipped(n, names, reason) for n in chunk], wave_note)
+            yield Wave([], [skipped(n, steps, reason) for n in chunk], wave_note,
+                       number=number, total=total)
             continue
         results, interrupted = yield Wave([Job(fold(chunk), steps)],
-                                          pause=batch_wait if start else 0.0)
-        failed += sum(r.outcome in PROBLEMS for r in results.values())
+                                          pause=batch_wait if start else 0.0,
+                                          number=number, total=total)
+        failed += sum(OUTCOMES[r.outcome].problem for r in results.values())
 
 
-def run_plan(action: Action, plan: Plan, settings: Settings, marker: str,
-             sudo: bool = False, now: bool = False, verbose: bool = False,
-             show_progress: bool = False) -> Tuple[List[NodeResult], str, List[str]]:
-    """Run a plan wave by wave; return every node's merged result, the
-    interrupting signal and the plan's notes."""
-    parts: Dict[str, List[NodeResult]] = {}
-    interrupted, notes = "", []
-    try:
-        wave = next(plan)
-        while True:
-            results: Dict[str, NodeResult] = {}
-            for result in wave.decided:
-                results[result.node] = result
-            if wave.note:
-                notes.append(wave.note)
-            if wave.jobs and wave.pause:
-                try:
-                    time.sleep(wave.pause)
-                except KeyboardInterrupt:       # Ctrl-C between two batches
-                    interrupted = "SIGINT"
-            if wave.jobs and interrupted:
-                for job in wave.jobs:
-                    for node in job.nodes:
-                        results[node] = skipped(node, unit_names(action, job.steps),
-                                                "interrupted before its batch")
-            elif wave.jobs:
-                jobs = [(build_remote_command(action, job.steps, marker, sudo, now,
-                                              verbose), job.nodes) for job in wave.jobs]
-                raw, signame = execute(jobs, settings, marker, show_progress)
-                interrupted = interrupted or signame
-                for job in wave.jobs:
-                    for node in job.nodes:
-                        result = node_result(
-                            node, raw[node], action, unit_names(action, job.steps),
-                            marker, settings.command_timeout, bool(signame), verbose)
-                        results[node] = merge_results(node, [results[node], result]) \
-                            if node in results else result
-            for node, result in results.items():
-                parts.setdefault(node, []).append(result)
+def drive_plan(plan: Plan, perform: Callable[[Wave, str], Tuple[Dict[str, NodeResult], str]],
+               parts: Dict[str, List[NodeResult]], notes: List[str]) -> str:
+    """Run a plan wave by wave, for real or as a dry run (`perform`), keeping
+    every node's results in `parts` as they come; return the signal that
+    interrupted the run, if any."""
+    interrupted = ""
+    wave = next(plan, None)
+    while wave is not None:
+        if wave.note:
+            notes.append(wave.note)
+        results = {result.node: result for result in wave.decided}
+        if wave.jobs:
+            done, signame = perform(wave, interrupted)
+            interrupted = interrupted or signame
+            for node, result in done.items():
+                results[node] = merge_results(node, [results[node], result]) \
+                    if node in results else result
+        for node, result in results.items():
+            parts.setdefault(node, []).append(result)
+        try:
             wave = plan.send((results, interrupted))
-    except StopIteration:
-        pass
-    order = fold(parts)
-    return [merge_results(node, parts[node]) for node in order], interrupted, notes
+        except StopIteration:
+            wave = None
+    return interrupted
+
+
+def run(request: "Request", progress: Optional["Progress"] = None) -> Report:
+    """Run the request's plan and account for every targeted node. Once the
+    first node is contacted nothing of ours stops the others from being
+    reported: an internal error makes the unfinished nodes `error`."""
+    protocol = request.protocol(new_marker())
+    started, clock = time.time(), time.monotonic()
+    parts: Dict[str, List[NodeResult]] = {}
+    notes: List[str] = []
+    with Signals() as signals:
+        def perform(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
+            return perform_wave(protocol, request.settings, wave, signals, progress)
+        try:
+            interrupted = drive_plan(request.plan(), perform, parts, notes)
+        except TopologyError as exc:
+            if not parts:
+                raise               # nothing ran: a configuration error
+            interrupted = signals.caught
+            notes.append("topology: %s" % printable(str(exc))[:300])
+        except Exception as exc:    # noqa: BLE001 -- report what was done
+            interrupted = signals.caught
+            notes.append("internal error, unfinished nodes not judged: %s"
+                         % printable(repr(exc))[:300])
+        interrupted = interrupted or signals.caught
+    results = account(request, parts, interrupted)
+    report = Report(request.action.name, request.units, results, started,
+                    time.monotonic() - clock, command=request.command,
+                    user=request.user, run_id=protocol.marker.rsplit("-", 1)[-1],
+                    interrupted_by=interrupted, notes=notes, subject=request.subject,
+                    services=[s.name for s in request.services])
+    if request.action.kind == "apply" and report.exit_code() == EXIT_OK and \
+            all(r.outcome == "ok" for r in results):
+        report.notes.append("nothing to change: the cluster matches %s"
+                            % request.config)
+    return report
+
+
+def perform_wave(protocol: Protocol, settings: Settings, wave: Wave, signals: "Signals",
+                 progress: Optional["Progress"]) -> Tuple[Dict[str, NodeResult], str]:
+    """Pause if asked, run the wave's jobs, read every node's reply."""
+    if progress:
+        progress.wave_started(wave)
+    if wave.pause and not signals.caught:
+        signals.pause(wave.pause, progress)
+    if signals.caught:
+        return {node: skipped(node, job.steps, "interrupted before its batch")
+                for job in wave.jobs for node in job.nodes}, signals.caught
+    steps_of = {node: job.steps for job in wave.jobs for node in job.nodes}
+    results: Dict[str, NodeResult] = {}
+
+    def node_done(node: str, raw: RawResult) -> None:
+        results[node] = read_reply(protocol, node, raw, steps_of[node])
+        if progress:
+            progress.node_done(results[node].outcome)
+
+    jobs = [(remote_command(protocol, job.steps), job.nodes) for job in wave.jobs]
+    raw, interrupted = execute(jobs, settings, signals, node_done,
+                               [reply_cap(job.steps) for job in wave.jobs], progress)
+    for node, steps in steps_of.items():
+        if node not in results:
+            results[node] = read_reply(protocol, node, raw[node], steps, bool(interrupted))
+    if progress:
+        progress.wave_ended(wave, results)
+    return results, interrupted
+
+
+def account(request: "Request", parts: Dict[str, List[NodeResult]],
+            interrupted: str) -> List[NodeResult]:
+    """Every targeted node, its waves merged, in NodeSet order: a node the
+    plan never reached (an internal error) is still there."""
+    outcome, reason = ("interrupted", "not finished") if interrupted else \
+        ("error", "not judged: internal error (see the notes)")
+    for node in request.nodes:
+        if node not in parts:
+            parts[node] = [skipped(node, request.steps_of(node), reason, outcome)]
+    return [merge_results(node, parts[node]) for node in fold(parts)]
 
 
 # =============================================================================
-# Rendering
+# Rendering: text, JSON, the live progress and the HTML page
 # =============================================================================
 
 SEPARATOR = "-" * 15
-COLORS = {"ok": "32", "changed": "33", "negative": "35", "drift": "35",
-          "header": "36", "problem": "31"}
+HEADER_TTY = "36"
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a run is shown, decided once from the options (like clush's
+    Display object) rather than loose flags passed down the calls."""
+    verbose: bool = False
+    quiet: int = 0              # 1: problems and the summary; 2: nothing if all is well
+    color: bool = False
+    json: bool = False
+
+    def paint(self, tty: str, text: str) -> str:
+        return "\x1b[%sm%s\x1b[0m" % (tty, text) if self.color and tty else text
 
 
 def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
-    """The uniform text of one unit's result, so identical nodes fold."""
-    name, outcome = result.unit, result.outcome
-    after = result.after.describe() if result.after else ""
-    if outcome == "not-found":
-        head = "%s: not found" % name
-    elif outcome in ("timeout", "unreachable", "interrupted", "skipped") \
-            and result.after is None:
-        head = "%s: %s" % (name, {"timeout": "timed out", "interrupted":
-                                  "not finished"}.get(outcome, outcome))
-    elif action.kind == "node":
-        head = "%s: %s" % (name, result.answer or ("done" if outcome == "ok"
-                                                   else outcome))
+    """The uniform text of one unit's result, so that identical nodes fold."""
+    outcome = OUTCOMES[result.outcome]
+    label, before, after = outcome.label, result.before, result.after
+    if after is None and action.kind != "node":
+        head = label
+        if not outcome.problem and action.kind != "query":   # cut short, done
+            head = "%s, was %s (state after not read)" % (
+                label, before.describe() if before else "not read")
     elif action.kind == "query":
-        head = "%s: %s" % (name, result.answer)
-    elif outcome in ("ok", "changed") and result.after is None:
-        head = "%s: %s, was %s (state after not read)" % (
-            name, outcome, result.before.describe() if result.before else "not read")
-    elif outcome == "changed":
-        before = result.before.describe() if result.before else after
-        head = "%s: changed, %s" % (name, after) if before == after else \
-            "%s: changed, %s -> %s" % (name, before, after)
-    elif outcome == "ok":
-        head = "%s: ok, %s" % (name, after)
-    elif outcome == "masked" or not after:
-        head = "%s: %s" % (name, outcome)
+        head = result.answer
+    elif action.kind == "node":
+        head = result.answer or ("done" if not outcome.problem else label)
+    elif outcome.arrow and before and before.describe() != after.describe():
+        head = "%s, %s -> %s" % (label, before.describe(), after.describe())
+    elif not outcome.problem or outcome.shows_state:
+        head = "%s, %s%s" % (label, "now " if outcome.problem else "", after.describe())
     else:
-        head = "%s: %s, now %s" % (name, outcome, after)
-    lines = [head]
-    show_message = verbose or (outcome in PROBLEMS and outcome != "not-found"
-                               and action.kind != "query")
-    if result.message and show_message and not head.endswith(": " + result.message) \
-            and not (action.kind == "node" and result.message == result.answer):
-        lines += ["  " + line for line in result.message.split("\n")]
+        head = label
+    lines = ["%s: %s" % (result.unit, head)]
+    message = result.message
+    if message and (verbose or (outcome.problem and not outcome.quiet_message)) and not head.endswith(message) \
+            and not (action.kind == "node" and message == result.answer):
+        lines += ["  " + line for line in message.split("\n")]
     return lines
 
 
 def node_lines(action: Action, result: NodeResult, verbose: bool) -> List[str]:
     if result.reason:                   # the node as a whole was not reached
-        label = {"timeout": "timed out", "interrupted": "not finished"}.get(
-            result.outcome, result.outcome)
         if result.reason.startswith("timed out") or result.reason == "not finished":
             return [result.reason]
-        return ["%s: %s" % (label, result.reason)]
+        return ["%s: %s" % (OUTCOMES[result.outcome].label, result.reason)]
     lines: List[str] = []
     for unit in result.units:
         lines += unit_lines(action, unit, verbose)
@@ -1076,63 +1660,83 @@ def use_color(choice: str, stream) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-def render_text(report: Report, verbose: bool = False, quiet: bool = False,
-                color: bool = False) -> str:
-    """clubak-style groups (problems last), then a summary naming NodeSets."""
+def render_text(report: Report, display: Display = Display()) -> str:
+    """clubak-style groups (problems last), then a summary naming NodeSets;
+    -qq: nothing at all when every node is fine."""
+    if display.quiet >= 2 and report.exit_code() == EXIT_OK:
+        return ""
     action = ACTIONS[report.action]
-
-    def paint(code: str, text: str) -> str:
-        return "\x1b[%sm%s\x1b[0m" % (COLORS[code], text) if color else text
-
-    groups: Dict[Tuple[str, ...], List[NodeResult]] = {}
-    for result in report.nodes:
-        groups.setdefault(tuple(node_lines(action, result, verbose)), []).append(result)
-    # (worst outcome, nodes, lines) per group: problems last, then by first node
-    ordered = sorted(((max((r.outcome for r in results), key=SEVERITY.__getitem__),
-                       fold(r.node for r in results), lines)
-                      for lines, results in groups.items()),
-                     key=lambda group: (SEVERITY[group[0]], group[1][0]))
-    out: List[str] = []
-    if report.services and report.action == "status":
-        # a cluster file's status: one block per service instead of per node
-        views = [v for v in report.services if v["drift"] or not quiet]
-        out = [paint("drift", line) if line.endswith("<- drift") else line
-               for line in render_services(views)]
-        ordered = []
-    for worst, nodes, lines in ordered:
-        if quiet and worst not in NOTEWORTHY:
-            continue
-        header = str(nodes) + (" (%d)" % len(nodes) if len(nodes) > 1 else "")
-        tone = "problem" if worst in PROBLEMS else COLORS.get(worst) and worst
-        out += [paint("header", SEPARATOR), paint("header", header),
-                paint("header", SEPARATOR)]
-        out += [paint(tone, line) if tone else line for line in lines]
+    if report.services and action.drift_outcome:
+        out = render_services(service_views(report), display)
+    else:
+        out = render_groups(report, display)
     out.append(summary_line(report))
     for name, nodes in report.outcomes.items():
-        text = "%s (%d): %s" % (name, len(nodes), nodes)
-        tone = "problem" if name in PROBLEMS else name
-        out.append(paint(tone, text) if tone in COLORS else text)
+        outcome = OUTCOMES[name]
+        out.append(display.paint(outcome.tty, "%s (%d): %s" % (name, len(nodes), nodes)))
     out += ["%s: %s" % (PROG, note) for note in report.notes]
     return "\n".join(out) + "\n"
 
 
+def render_groups(report: Report, display: Display) -> List[str]:
+    action = ACTIONS[report.action]
+    groups: Dict[Tuple[str, ...], List[NodeResult]] = {}
+    for result in report.nodes:
+        groups.setdefault(tuple(node_lines(action, result, display.verbose)),
+                          []).append(result)
+    # (worst outcome, nodes, lines) per group: problems last, then by first node
+    ordered = sorted(((worst(r.outcome for r in results),
+                       fold(r.node for r in results), lines)
+                      for lines, results in groups.items()),
+                     key=lambda group: (SEVERITY[group[0]], group[1][0]))
+    out: List[str] = []
+    for name, nodes, lines in ordered:
+        outcome = OUTCOMES[name]
+        if display.quiet and outcome.exit_code == EXIT_OK:
+            continue
+        header = str(nodes) + (" (%d)" % len(nodes) if len(nodes) > 1 else "")
+        out += [display.paint(HEADER_TTY, text) for text in (SEPARATOR, header, SEPARATOR)]
+        out += [display.paint(outcome.tty, line) for line in lines]
+    return out
+
+
+def render_services(views: Sequence[ServiceView], display: Display) -> List[str]:
+    """A cluster file's status: each service, its states by NodeSet, drift."""
+    out = []
+    drift_tty = OUTCOMES["drift"].tty
+    for view in views:
+        if display.quiet and not view.drift:
+            continue
+        out += [SEPARATOR, "%s: %s on %s, declared %s" % (
+            view.service, view.unit, view.nodes, view.declared), SEPARATOR]
+        for state, nodes in view.states:
+            count = " (%d)" % len(nodes) if len(nodes) > 1 else ""
+            line = "%s%s: %s" % (nodes, count, state)
+            out.append(display.paint(drift_tty, line + "  <- drift")
+                       if nodes & view.drift else line)
+    return out
+
+
 def summary_line(report: Report) -> str:
-    what = report.action + (" " + (report.subject or ",".join(report.units))
-                            if report.subject or report.units else "")
     count = len(report.nodes)
-    line = "== %s on %d node%s in %.1f s" % (what, count, "s" * (count != 1),
+    line = "== %s on %d node%s in %.1f s" % (report.title(), count, "s" * (count != 1),
                                              report.elapsed)
     if report.interrupted_by:
         line += ", interrupted by %s" % report.interrupted_by
     return line + " =="
 
 
+def iso_time(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
+
+
 def report_dict(report: Report) -> dict:
-    """The JSON document: every node's result and the summary."""
+    """The JSON document (its fields: README, "JSON and log fields")."""
     by_outcome = report.outcomes
     return {
-        "svcctl": __version__, "run_id": report.run_id, "action": report.action,
-        "units": report.units, "command": report.command, "user": report.user,
+        "schema": SCHEMA, "svcctl": __version__, "run_id": report.run_id,
+        "action": report.action, "units": report.units, "subject": report.subject,
+        "command": report.command, "user": report.user,
         "started": iso_time(report.started), "elapsed": round(report.elapsed, 3),
         "interrupted_by": report.interrupted_by or None,
         "exit_code": report.exit_code(),
@@ -1142,159 +1746,252 @@ def report_dict(report: Report) -> dict:
                    "duration": round(r.duration, 3) if r.duration is not None else None,
                    "units": [u.as_dict() for u in r.units]} for r in report.nodes],
         "notes": report.notes,
-        "services": report.services or None,
+        "services": [view.as_dict() for view in service_views(report)] or None,
     }
 
 
-def iso_time(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
-
-
-def render_dry_run(action: Action, nodes: NodeSet, settings: Settings) -> str:
+def render_dry_run(protocol: Protocol, nodes: NodeSet, settings: Settings) -> str:
     return ("%s: dry run, nothing contacted\nnodes: %s (%d)\n"
             "ssh: user=%s fanout=%d connect_timeout=%g command_timeout=%g "
             "options=%s\n") % (
-        action.name, nodes, len(nodes), settings.ssh_user or "(default)",
+        protocol.action, nodes, len(nodes), settings.ssh_user or "(default)",
         settings.fanout, settings.connect_timeout, settings.command_timeout,
         settings.ssh_options or "(none)")
 
 
-# Outcome colours from the Okabe-Ito palette (readable with colour-blindness),
-# and a symbol for each, so that colour is never the only cue.
-HTML_STYLE = {
-    "ok": ("#009E73", "\u2713"), "changed": ("#56B4E9", "\u25b2"),
-    "negative": ("#F0E442", "\u2212"), "drift": ("#E69F00", "\u2248"),
-    "skipped": ("#BBBBBB", "\u2013"), "not-found": ("#CC79A7", "?"),
-    "masked": ("#CC79A7", "\u2298"), "denied": ("#D55E00", "!"),
-    "failed": ("#D55E00", "\u2717"), "error": ("#D55E00", "\u203c"),
-    "timeout": ("#0072B2", "\u231b"), "unreachable": ("#000000", "\u00d7"),
-    "interrupted": ("#777777", "\u2026"),
-}
-_HTML_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; \
-style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<title>%(title)s</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fdfdfb}
-h1{font-size:1.3em;margin:0 0 .3em}
-.meta{color:#555;margin-bottom:1em} .meta code{background:#eee;padding:0 .3em}
-table{border-collapse:collapse;margin:.5em 0 1em} td,th{padding:.2em .6em;
-text-align:left;border-bottom:1px solid #ddd;vertical-align:top}
-.grid{display:flex;flex-wrap:wrap;gap:2px;margin:.5em 0 1em}
-.grid b{width:15px;height:15px;font:bold 11px/15px sans-serif;text-align:center;
-cursor:pointer;border-radius:2px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
-.sw{display:inline-block;width:15px;height:15px;text-align:center;font:bold 11px/15px \
-sans-serif;border-radius:2px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
-%(classes)s
-pre{background:#f4f4f0;padding:.8em;overflow:auto;max-height:40em}
-#detail{min-height:3em;white-space:pre-wrap}
-.drift{background:#fbe3c0}
-@media print{pre{max-height:none}}
-</style></head><body>
-<h1>%(title)s</h1>
-<div class="meta">%(meta)s</div>
-<table><tr><th></th><th>outcome</th><th>nodes</th><th>NodeSet</th></tr>%(summary)s</table>
-%(services)s
-<h2>Nodes</h2>
-<div class="grid" id="grid">%(cells)s</div>
-<pre id="detail">Click or hover a node to see its result.</pre>
-<h2>Grouped results</h2>
-<pre>%(text)s</pre>
-<script>
-document.getElementById("grid").addEventListener("click", function (e) {
-  if (e.target.title) document.getElementById("detail").textContent = e.target.title;
-});
-</script>
-</body></html>
-"""
+class Progress:
+    """Where a run is, on stderr. On a terminal: a status line redrawn in
+    place (wave k of n, nodes done, problems so far, time, a countdown during
+    pauses) and, as each wave of several ends, one permanent line. Elsewhere
+    (cron, pipes): no redraws, no escape sequences, the wave lines only with
+    -v."""
+
+    def __init__(self, total: int, stream, live: bool, lines: bool):
+        self.total = total
+        self.stream = stream
+        self.live = live            # redraw a status line (a terminal)
+        self.lines = lines          # print a line as each wave ends
+        self.done = 0
+        self.problems: Dict[str, int] = {}
+        self.wave: Optional[Wave] = None
+        self.started = time.monotonic()
+        self.wave_times: List[float] = []
+        self.shown = False
+
+    def wave_started(self, wave: Wave) -> None:
+        self.wave = wave
+        self.wave_began = time.monotonic()
+        self.draw()
+
+    def node_done(self, outcome: str) -> None:
+        self.done += 1
+        if OUTCOMES[outcome].problem:
+            self.problems[outcome] = self.problems.get(outcome, 0) + 1
+
+    def wave_ended(self, wave: Wave, results: Dict[str, NodeResult]) -> None:
+        self.wave_times.append(time.monotonic() - self.wave_began)
+        if not self.lines or wave.total < 2:
+            return
+        counts: Dict[str, List[str]] = {}
+        for result in results.values():
+            counts.setdefault(result.outcome, []).append(result.node)
+        text = ", ".join("%s %d" % (name, len(counts[name])) for name in OUTCOMES
+                         if name in counts)
+        bad = fold(n for name, nodes in counts.items() if OUTCOMES[name].problem
+                   for n in nodes)
+        line = "%s: %s %d/%d %s: %s%s" % (PROG, wave.kind, wave.number, wave.total,
+                                          fold(results), text,
+                                          " (problems: %s)" % bad if bad else "")
+        self.clear()
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def status(self, pause_left: Optional[float] = None) -> str:
+        wave = self.wave
+        parts = ["%s %d/%d" % (wave.kind, wave.number, wave.total)] \
+            if wave and wave.total > 1 else []
+        parts.append("%d/%d nodes done" % (self.done, self.total))
+        if self.problems:
+            parts.append(", ".join("%s %d" % (name, self.problems[name])
+                                   for name in OUTCOMES if name in self.problems))
+        parts.append("%s elapsed" % clock_text(time.monotonic() - self.started))
+        if pause_left is not None:
+            parts.append("next %s in %s" % (wave.kind if wave else "batch",
+                                            clock_text(pause_left)))
+        elif wave and self.wave_times and wave.total > wave.number:
+            left = sum(self.wave_times) / len(self.wave_times) * \
+                (wave.total - wave.number + 1)
+            parts.append("about %s left" % clock_text(left))
+        return "%s: %s" % (PROG, ", ".join(parts))
+
+    def draw(self, pause_left: Optional[float] = None) -> None:
+        if not self.live:
+            return
+        self.shown = True
+        self.stream.write("\r%s\x1b[K" % self.status(pause_left))
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+
+def clock_text(seconds: float) -> str:
+    seconds = max(0, int(seconds + 0.5))
+    return "%d:%02d" % divmod(seconds, 60) if seconds < 3600 else \
+        "%d:%02d:%02d" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
 
 
 def render_html(report: Report) -> str:
-    """One self-contained page: no external script, font or request."""
+    """One self-contained page: no external script, font or request; its one
+    script and one style sheet allowed by their hashes, nothing else."""
     action = ACTIONS[report.action]
     index = {name: n for n, name in enumerate(OUTCOMES)}
-    classes = "".join(".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
-        index[name], colour, "#fff" if name in ("unreachable", "timeout", "failed",
-                                                "denied", "error") else "#000",
-        index[name], symbol) for name, (colour, symbol) in HTML_STYLE.items())
-    classes += "".join(".s%d{background:%s;color:%s}\n" % (
-        index[name], colour, "#fff" if colour in ("#000000", "#0072B2", "#D55E00")
-        else "#000") for name, (colour, _) in HTML_STYLE.items())
+    style = HTML_STYLE + "".join(
+        ".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
+            index[o.name], o.html, o.ink, index[o.name], o.symbol)
+        for o in OUTCOME_TABLE)
     cells = "".join('<b class="o%d" title="%s"></b>' % (
         index[r.outcome], html.escape("%s: %s\n%s" % (
             r.node, r.outcome, "\n".join(node_lines(action, r, True))), quote=True))
         for r in report.nodes)
     summary = "".join(
-        '<tr><td><span class="sw s%d">%s</span></td><td>%s</td><td>%d</td>'
-        "<td><code>%s</code></td></tr>" % (index[name], HTML_STYLE[name][1], name,
-                                           len(nodes), html.escape(str(nodes)))
+        '<tr><td><span class="sw o%d"></span></td><td>%s</td><td>%d</td>'
+        "<td><code>%s</code></td></tr>" % (index[name], name, len(nodes),
+                                           html.escape(str(nodes)))
         for name, nodes in report.outcomes.items())
-    services = ""
-    if report.services:
-        rows = "".join(
-            "<tr%s><td>%s</td><td><code>%s</code></td><td>%s</td><td>%s</td><td>%s</td></tr>"
-            % (' class="drift"' if view["drift"] else "", html.escape(view["service"]),
-               html.escape(view["unit"]), html.escape(view["declared"]),
-               "<br>".join("%s: <code>%s</code>" % (html.escape(state), html.escape(nodes))
-                           for state, nodes in view["states"].items()),
-               html.escape(view["drift"]) or "none")
-            for view in report.services)
-        services = ("<h2>Services</h2><table><tr><th>service</th><th>unit</th>"
-                    "<th>declared</th><th>states</th><th>drift</th></tr>%s</table>" % rows)
-    title = "svcctl %s: %d node%s, exit %d" % (
-        report.action + (" " + (report.subject or ",".join(report.units))
-                         if report.subject or report.units else ""),
-        len(report.nodes), "s" * (len(report.nodes) != 1), report.exit_code())
     meta = "%s by <b>%s</b>, %.1f s, run %s<br><code>%s</code>" % (
         iso_time(report.started), html.escape(report.user or "?"), report.elapsed,
         html.escape(report.run_id), html.escape(report.command))
-    return _HTML_PAGE % {"title": html.escape(title), "meta": meta, "classes": classes,
-                         "summary": summary, "services": services, "cells": cells,
-                         "text": html.escape(render_text(report))}
+    title = "svcctl %s: %d node%s, exit %d" % (
+        report.title(), len(report.nodes), "s" * (len(report.nodes) != 1),
+        report.exit_code())
+    return HTML_PAGE % {
+        "csp": content_policy(style, HTML_SCRIPT), "title": html.escape(title),
+        "meta": meta, "style": style, "summary": summary, "cells": cells,
+        "services": render_html_services(service_views(report)),
+        "text": html.escape(render_text(report)), "script": HTML_SCRIPT}
 
 
-def write_file(path: str, text: str) -> None:
-    """Replace a file whole (a reader never sees half a report)."""
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def render_html_services(views: Sequence[ServiceView]) -> str:
+    if not views:
+        return ""
+    rows = "".join(
+        "<tr%s><td>%s</td><td><code>%s</code></td><td>%s</td><td>%s</td><td>%s</td></tr>"
+        % (' class="drift"' if view.drift else "", html.escape(view.service),
+           html.escape(view.unit), html.escape(view.declared),
+           "<br>".join("%s: <code>%s</code>" % (html.escape(state), html.escape(str(nodes)))
+                       for state, nodes in view.states),
+           html.escape(str(view.drift)) or "none")
+        for view in views)
+    return ("<h2>Services</h2><table><tr><th>service</th><th>unit</th>"
+            "<th>declared</th><th>states</th><th>drift</th></tr>%s</table>" % rows)
+
+
+def content_policy(style: str, script: str) -> str:
+    """Nothing may load or run but this page's own style and script, named by
+    their hashes (inline event handlers, forms and base URLs refused)."""
+    def digest(text: str) -> str:
+        return "'sha256-%s'" % base64.b64encode(
+            hashlib.sha256(text.encode()).digest()).decode()
+    return ("default-src 'none'; style-src %s; script-src %s; base-uri 'none'; "
+            "form-action 'none'" % (digest(style), digest(script)))
 
 
 # =============================================================================
-# Result log
+# Result log: one JSON line per node and unit, written safely, read back
 # =============================================================================
+
+# Every log line holds the run's fields, the node's and the unit's, so that
+# each line stands alone (jq, grep) and `svcctl report` rebuilds the run.
+LOG_RUN_FIELDS = ("schema", "time", "run_id", "user", "command", "action", "units",
+                  "subject", "services", "notes", "interrupted_by", "exit_code",
+                  "elapsed")
+LOG_NODE_FIELDS = ("node", "reason", "duration")
+UNIT_FIELDS = ("unit", "outcome", "before", "after", "rc", "message", "answer",
+               "service", "declared", "drift")
+
 
 def log_lines(report: Report) -> bytes:
     """One JSON line per node and unit."""
+    run = {"schema": SCHEMA, "time": iso_time(report.started), "run_id": report.run_id,
+           "user": report.user, "command": report.command, "action": report.action,
+           "units": report.units, "subject": report.subject,
+           "services": report.services, "notes": report.notes,
+           "interrupted_by": report.interrupted_by or None,
+           "exit_code": report.exit_code(), "elapsed": round(report.elapsed, 3)}
     out = []
     for result in report.nodes:
+        node = {"node": result.node, "reason": result.reason,
+                "duration": round(result.duration, 3)
+                if result.duration is not None else None}
         for unit in result.units:
-            record = {"time": iso_time(report.started), "run_id": report.run_id,
-                      "user": report.user, "action": report.action,
-                      "node": result.node, "duration": result.duration,
-                      "reason": result.reason, "command": report.command,
-                      "elapsed": round(report.elapsed, 3)}
+            record = dict(run, **node)
             record.update(unit.as_dict())
             out.append(json.dumps(record, sort_keys=True) + "\n")
     return "".join(out).encode()
 
 
+class OutputError(Exception):
+    """A log or report that svcctl refuses to write, and why."""
+
+
 def append_log(path: str, data: bytes) -> None:
-    """Append a run's lines atomically: one locked write, O_APPEND."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    """Append a run's lines atomically (one locked O_APPEND write) to a log
+    that is ours: never through a symbolic link, never to a FIFO or a device,
+    never to a file another user owns or can write, or one with other hard
+    links (root's crontab must not be turned into a tool to write anywhere).
+    A new log is created 0600: with -v it holds systemctl's whole output."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK \
+        | os.O_CLOEXEC
     try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        # O_NOFOLLOW met a link (ELOOP; EACCES in a sticky directory)
+        if exc.errno in (errno.ELOOP, errno.EACCES) and os.path.islink(path):
+            raise OutputError("it is a symbolic link")
+        raise
+    try:
+        check_own_file(os.fstat(fd))
         fcntl.flock(fd, fcntl.LOCK_EX)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+def check_own_file(info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputError("not a regular file")
+    if info.st_uid != os.geteuid():
+        raise OutputError("owned by uid %d, not by this user" % info.st_uid)
+    if info.st_mode & 0o022:
+        raise OutputError("writable by group or others (mode %04o)"
+                          % stat.S_IMODE(info.st_mode))
+    if info.st_nlink != 1:
+        raise OutputError("it has other hard links")
+
+
+def write_file(path: str, text: str) -> None:
+    """Replace a file whole, so that a reader never sees half a report: a
+    fresh temporary file (mkstemp: unpredictable, O_EXCL) in the same
+    directory, renamed over the target; a link there is replaced, never
+    followed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".svcctl-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            os.fchmod(handle.fileno(), 0o666 & ~umask)
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 SYSLOG_ADDRESS = "/dev/log"
@@ -1311,6 +2008,7 @@ def syslog_line(report: Report) -> str:
 
 def send_syslog(line: str, failed: bool) -> None:
     """To the local syslog socket, user facility: info, or err on failure."""
+    import socket
     severity = 3 if failed else 6
     packet = "<%d>%s[%d]: %s" % (8 + severity, PROG, os.getpid(), line)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -1318,60 +2016,143 @@ def send_syslog(line: str, failed: bool) -> None:
         sock.send(packet.encode("utf-8", "replace")[:8192])
 
 
-def _logged_state(record: dict, key: str) -> Optional[UnitState]:
-    value = record.get(key)
-    return UnitState.from_properties(value) if isinstance(value, dict) else None
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
-def report_from_log(path: str, run_id: Optional[str] = None) -> Report:
-    """Rebuild a run's report from its log lines (the last run by default)."""
+def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, List[str]]:
+    """Rebuild a run's report from its log lines (the last run by default),
+    and say which lines were skipped and why. Everything read back is checked
+    again: names re-validated, text made printable."""
     runs: Dict[str, List[dict]] = {}
+    skipped_lines: List[str] = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
                 try:
-                    record = json.loads(line)
-                    runs.setdefault(str(record["run_id"]), []).append(record)
-                except (ValueError, KeyError, TypeError):
-                    continue        # a foreign or damaged line is not ours to judge
+                    record = read_log_record(line)
+                except (ValueError, TypeError, KeyError, UsageError) as exc:
+                    skipped_lines.append("%s:%d: skipped: %s" % (
+                        printable(path), number, printable(str(exc))[:200]))
+                    continue
+                runs.setdefault(record["run_id"], []).append(record)
     except OSError as exc:
-        raise UsageError("%s: cannot read: %s" % (path, exc.strerror))
+        raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror))
     if not runs:
-        raise UsageError("%s: no svcctl run in this log" % path)
-    if run_id is None:
-        run_id = list(runs)[-1]
+        raise UsageError("%s: no svcctl run in this log" % printable(path))
+    run_id = list(runs)[-1] if run_id is None else run_id
     if run_id not in runs:
-        raise UsageError("%s: no run %s in this log" % (path, printable(run_id)))
-    records = runs[run_id]
+        raise UsageError("%s: no run %s in this log" % (printable(path), printable(run_id)))
+    return logged_report(runs[run_id]), skipped_lines
+
+
+def logged_report(records: List[dict]) -> Report:
     first = records[0]
-    if first.get("action") not in ACTIONS:
-        raise UsageError("%s: unknown action in run %s" % (path, run_id))
     nodes: Dict[str, NodeResult] = {}
     units: List[str] = []
     for record in records:
-        message = str(record.get("message") or "")
-        outcome = record.get("outcome") if record.get("outcome") in SEVERITY else "error"
-        unit = UnitResult(str(record.get("unit")), outcome, _logged_state(record, "before"),
-                          _logged_state(record, "after"), record.get("rc"), message,
-                          message.split("\n", 1)[0])
-        if unit.unit not in units and first["action"] not in ("ping", "daemon-reload"):
+        unit = UnitResult(**{key: record[key] for key in UNIT_FIELDS})
+        if unit.unit not in units:
             units.append(unit.unit)
-        node = str(record.get("node"))
-        result = nodes.setdefault(node, NodeResult(node, [], str(record.get("reason") or ""),
-                                                   record.get("duration")))
+        result = nodes.setdefault(record["node"], NodeResult(
+            record["node"], [], record["reason"], record["duration"]))
         result.units.append(unit)
+    return Report(first["action"], first["units"] if first["units"] is not None else [
+                      u for u in units if ACTIONS[first["action"]].kind != "node"],
+                  [nodes[n] for n in fold(nodes)], first["time"], first["elapsed"],
+                  command=first["command"], user=first["user"], run_id=first["run_id"],
+                  interrupted_by=first["interrupted_by"], notes=first["notes"],
+                  subject=first["subject"], services=first["services"])
+
+
+def read_log_record(line: bytes) -> dict:
+    """One log line, checked field by field; ValueError says what is wrong."""
+    record = json.loads(line.decode("utf-8", "replace"))
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    action = ACTIONS.get(record.get("action"))
+    if action is None:
+        raise ValueError("unknown action")
+    run_id = _text(record, "run_id")
+    if not _RUN_ID_RE.fullmatch(run_id):
+        raise ValueError("bad run_id")
+    unit = _text(record, "unit")
+    if unit not in (step.unit for step in node_steps(action, [Step(unit)])) \
+            or action.kind != "node" and normalise_unit(unit) != unit:
+        raise ValueError("bad unit name")
+    if record.get("outcome") not in OUTCOMES:
+        raise ValueError("unknown outcome")
+    interrupted = record.get("interrupted_by") or ""
+    if interrupted and interrupted not in EXIT_FOR_SIGNAL:
+        raise ValueError("bad interrupted_by")
+    return {
+        "run_id": run_id, "action": record["action"], "unit": unit,
+        "node": check_node(_text(record, "node")), "outcome": record["outcome"],
+        "before": _logged_state(record.get("before")),
+        "after": _logged_state(record.get("after")),
+        "rc": _number(record, "rc", int, 0, 255),
+        "message": _text(record, "message", multiline=True),
+        "answer": _text(record, "answer"), "service": _text(record, "service"),
+        "declared": _text(record, "declared"), "drift": record.get("drift") is True,
+        "reason": _text(record, "reason"),
+        "duration": _number(record, "duration", float, 0, 1e9),
+        "time": _time(record.get("time")), "elapsed": _number(record, "elapsed", float,
+                                                              0, 1e9) or 0.0,
+        "command": _text(record, "command"), "user": _text(record, "user"),
+        "subject": _text(record, "subject"), "interrupted_by": interrupted,
+        "units": _names(record.get("units"), normalise_unit),
+        "services": _names(record.get("services"), str) or [],
+        "notes": _names(record.get("notes"), str) or [],
+    }
+
+
+def _text(record: dict, key: str, multiline: bool = False) -> str:
+    value = record.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("%s is not text" % key)
+    value = value[:65536]
+    if multiline:
+        return "\n".join(printable(line, keep_tabs=True) for line in value.split("\n"))
+    return printable(value)
+
+
+def _number(record: dict, key: str, kind, low: float, high: float):
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not low <= value <= high or (kind is int and not isinstance(value, int)):
+        raise ValueError("bad %s" % key)
+    return kind(value)
+
+
+def _names(values, check) -> Optional[List[str]]:
+    if values is None:
+        return None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("a list of names expected")
+    return [printable(check(value)) for value in values[:10000]]
+
+
+def _logged_state(value) -> Optional[UnitState]:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("bad unit state")
+    return UnitState.from_properties({key: printable(value[key][:100])
+                                      for key in STATE_KEYS if key in value})
+
+
+def _time(value) -> float:
     try:
-        started = datetime.fromisoformat(first["time"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        started = 0.0
-    return Report(first["action"], units, [nodes[n] for n in fold(nodes)],
-                  started, float(first.get("elapsed") or 0), command=str(
-                      first.get("command") or ""), user=str(first.get("user") or ""),
-                  run_id=run_id)
+        return datetime.fromisoformat(value).timestamp()
+    except (TypeError, ValueError):
+        raise ValueError("bad time")
 
 
 # =============================================================================
-# Cluster file
+# Cluster file: load, validate, select services, plan their waves
 # =============================================================================
 # A YAML file (see cluster.example.yaml) declares groups and services:
 #   groups:   {NAME: NODESET, ...}            usable as @NAME in this file
@@ -1380,6 +2161,8 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Report:
 FILE_KEYS = ("groups", "services")
 SERVICE_KEYS = ("unit", "nodes", "state", "enabled", "requires", "after")
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
+FILE_MAX_BYTES = 1 << 20
+FILE_MAX_ENTRIES = 1000         # services, and groups
 
 
 @dataclass
@@ -1393,6 +2176,10 @@ class Service:
     requires: Tuple[str, ...] = ()      # strong: skipped where these failed
     after: Tuple[str, ...] = ()         # ordering only
     line: int = 0
+
+    @property
+    def declared(self) -> Declared:
+        return Declared(self.name, self.state, self.enabled)
 
 
 @dataclass
@@ -1421,19 +2208,22 @@ class _FileGroups:
 class _FileReader:
     """Walks the composed YAML tree so that every error names its line."""
 
-    def __init__(self, path: str, yaml):
+    def __init__(self, path: str, yaml, limit: int):
         self.path = path
         self.yaml = yaml
+        self.limit = limit
         self.constructor = yaml.SafeLoader("")
         self.key_line: Dict[int, int] = {}      # id(value node) -> its key's line
 
     def error(self, node, where: str, message: str) -> UsageError:
-        return UsageError("%s:%d: %s: %s" % (self.path, node.start_mark.line + 1,
-                                             where, message))
+        return UsageError("%s:%d: %s: %s" % (printable(self.path),
+                                             node.start_mark.line + 1, where, message))
 
     def mapping(self, node, where: str, allowed: Optional[Sequence[str]] = None) -> dict:
         if not isinstance(node, self.yaml.MappingNode):
             raise self.error(node, where, "must be a mapping")
+        if len(node.value) > FILE_MAX_ENTRIES:
+            raise self.error(node, where, "more than %d entries" % FILE_MAX_ENTRIES)
         out = {}
         for key, value in node.value:
             name = key.value if isinstance(key, self.yaml.ScalarNode) else None
@@ -1449,8 +2239,11 @@ class _FileReader:
         return out
 
     def scalar(self, node, where: str, kind, what: str):
-        value = self.constructor.construct_object(node) \
-            if isinstance(node, self.yaml.ScalarNode) else node
+        try:
+            value = self.constructor.construct_object(node) \
+                if isinstance(node, self.yaml.ScalarNode) else node
+        except self.yaml.YAMLError:     # a tag that does not fit: !!int abc
+            raise self.error(node, where, "must be %s" % what)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.error(node, where, "must be %s" % what)
         return value
@@ -1464,29 +2257,53 @@ class _FileReader:
         items = node.value if isinstance(node, self.yaml.SequenceNode) else [node]
         patterns = [self.scalar(item, where, str, "a NodeSet") for item in items]
         try:
-            return parse_nodes(patterns, resolver=resolver)
+            return parse_nodes(patterns, resolver=resolver, limit=self.limit)
         except UsageError as exc:
             raise self.error(node, where, str(exc))
 
 
-def load_cluster_file(path: str) -> ClusterFile:
-    """Load and validate a cluster file; any error is one UsageError naming
-    the file, the line and the key. Nothing is contacted."""
+def compose_yaml(path: str, text: str, yaml):
+    """The YAML node tree, safely: no tags run, no aliases (a few of them can
+    make a small file walk billions of nodes), bounded nesting."""
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise UsageError("%s:%d: YAML: aliases are not allowed" % (
+                    printable(path), event.start_mark.line + 1))
+            return super().compose_node(parent, index)
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("%s: cannot read: %s" % (path, getattr(exc, "strerror", exc)))
-    import yaml     # here, not at the top: only cluster files need it (start-up time)
-    reader = _FileReader(path, yaml)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise UsageError("%s:%s: YAML: %s" % (path, mark.line + 1 if mark else "?",
-                                               getattr(exc, "problem", exc)))
+        raise UsageError("%s:%s: YAML: %s" % (printable(path),
+                                               mark.line + 1 if mark else "?",
+                                               printable(str(getattr(exc, "problem", exc)))))
+    except RecursionError:
+        raise UsageError("%s: YAML: nested too deeply" % printable(path))
+
+
+def read_text_file(path: str, limit: int = FILE_MAX_BYTES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise UsageError("%s: larger than %d bytes" % (printable(path), limit))
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("%s: cannot read: %s" % (
+            printable(path), getattr(exc, "strerror", None) or exc))
+
+
+def load_cluster_file(path: str, limit: int = MAX_NODES) -> ClusterFile:
+    """Load and validate a cluster file; any error is one UsageError naming
+    the file, the line and the key. Nothing is contacted."""
+    text = read_text_file(path)
+    import yaml     # here, not at the top: only cluster files need it (start-up time)
+    root = compose_yaml(path, text, yaml)
+    reader = _FileReader(path, yaml, limit)
     if root is None:
-        raise UsageError("%s: empty file" % path)
+        raise UsageError("%s: empty file" % printable(path))
     top = reader.mapping(root, "top level", FILE_KEYS)
     groups: Dict[str, NodeSet] = {}
     resolver = _FileGroups(groups, std_group_resolver())
@@ -1498,68 +2315,88 @@ def load_cluster_file(path: str) -> ClusterFile:
         raise reader.error(root, "top level", "no services")
     services: Dict[str, Service] = {}
     for name, value in reader.mapping(top["services"], "services").items():
-        where = "services." + name
-        keys = reader.mapping(value, where, SERVICE_KEYS)
-        if "nodes" not in keys:
-            raise reader.error(value, where, "nodes is required")
-        unit_text = reader.scalar(keys["unit"], where + ".unit", str, "a unit name") \
-            if "unit" in keys else name
-        try:
-            unit = normalise_unit(unit_text)
-        except UsageError as exc:
-            raise reader.error(keys.get("unit", value), where + ".unit", str(exc))
-        service = Service(name, unit, reader.nodeset(keys["nodes"], where + ".nodes",
-                                                     resolver),
-                          line=reader.key_line[id(value)])
-        if "state" in keys:
-            service.state = reader.scalar(keys["state"], where + ".state", str,
-                                          "running or stopped")
-            if service.state not in ("running", "stopped"):
-                raise reader.error(keys["state"], where + ".state",
-                                   "must be running or stopped, not %s"
-                                   % printable(service.state))
-        if "enabled" in keys:
-            service.enabled = reader.scalar(keys["enabled"], where + ".enabled", bool,
-                                            "true or false")
-        for key in ("requires", "after"):
-            if key in keys:
-                setattr(service, key, reader.names(keys[key], "%s.%s" % (where, key)))
-        for other in services.values():
-            if other.unit == unit and other.nodes & service.nodes:
-                raise reader.error(value, where, "unit %s is already declared by "
-                                   "service %s on %s" % (unit, other.name,
-                                                         other.nodes & service.nodes))
-        services[name] = service
+        services[name] = read_service(reader, name, value, resolver)
+    check_services(path, reader, services)
+    return ClusterFile(path, groups, dependency_order(path, services))
+
+
+def read_service(reader: _FileReader, name: str, value, resolver) -> Service:
+    where = "services." + name
+    keys = reader.mapping(value, where, SERVICE_KEYS)
+    if "nodes" not in keys:
+        raise reader.error(value, where, "nodes is required")
+    unit_text = reader.scalar(keys["unit"], where + ".unit", str, "a unit name") \
+        if "unit" in keys else name
+    try:
+        unit = normalise_unit(unit_text)
+    except UsageError as exc:
+        raise reader.error(keys.get("unit", value), where + ".unit", str(exc))
+    service = Service(name, unit, reader.nodeset(keys["nodes"], where + ".nodes",
+                                                 resolver),
+                      line=reader.key_line[id(value)])
+    if "state" in keys:
+        service.state = reader.scalar(keys["state"], where + ".state", str,
+                                      "running or stopped")
+        if service.state not in ("running", "stopped"):
+            raise reader.error(keys["state"], where + ".state",
+                               "must be running or stopped, not %s"
+                               % printable(service.state))
+    if "enabled" in keys:
+        service.enabled = reader.scalar(keys["enabled"], where + ".enabled", bool,
+                                        "true or false")
+    for key in ("requires", "after"):
+        if key in keys:
+            setattr(service, key, reader.names(keys[key], "%s.%s" % (where, key)))
+    return service
+
+
+def check_services(path: str, reader: _FileReader, services: Dict[str, Service]) -> None:
+    """One unit per node is declared once; dependencies exist."""
+    by_unit: Dict[str, List[Service]] = {}
     for service in services.values():
+        for other in by_unit.get(service.unit, []):
+            if other.nodes & service.nodes:
+                raise UsageError("%s:%d: services.%s: unit %s is already declared by "
+                                 "service %s on %s" % (
+                                     printable(path), service.line, service.name,
+                                     service.unit, other.name,
+                                     other.nodes & service.nodes))
+        by_unit.setdefault(service.unit, []).append(service)
         for dep in service.requires + service.after:
             if dep not in services or dep == service.name:
                 raise UsageError("%s:%d: services.%s: %s %s" % (
-                    path, service.line, service.name,
+                    printable(path), service.line, service.name,
                     "depends on itself" if dep == service.name else "unknown service",
                     printable(dep)))
-    return ClusterFile(path, groups, dependency_order(path, services))
 
 
 def dependency_order(path: str, services: Dict[str, Service]) -> List[Service]:
     """Services with each one after what it requires or follows; cycles refused."""
     order: List[Service] = []
     state: Dict[str, str] = {}
-
-    def visit(service: Service, chain: List[str]) -> None:
-        if state.get(service.name) == "done":
-            return
-        if state.get(service.name) == "open":
-            cycle = chain[chain.index(service.name):] + [service.name]
-            raise UsageError("%s:%d: services.%s: dependency cycle: %s" % (
-                path, service.line, service.name, " -> ".join(cycle)))
-        state[service.name] = "open"
-        for dep in service.requires + service.after:
-            visit(services[dep], chain + [service.name])
-        state[service.name] = "done"
-        order.append(service)
-
     for service in services.values():
-        visit(service, [])
+        stack = [(service, iter(service.requires + service.after))]
+        chain = [service.name]
+        if state.get(service.name) == "done":
+            continue
+        state[service.name] = "open"
+        while stack:        # depth first, without recursion (deep chains)
+            current, deps = stack[-1]
+            dep = next(deps, None)
+            if dep is None:
+                stack.pop()
+                chain.pop()
+                state[current.name] = "done"
+                order.append(current)
+            elif state.get(dep) == "open":
+                cycle = chain[chain.index(dep):] + [dep]
+                raise UsageError("%s:%d: services.%s: dependency cycle: %s" % (
+                    printable(path), services[dep].line, dep, " -> ".join(cycle)))
+            elif state.get(dep) != "done":
+                state[dep] = "open"
+                chain.append(dep)
+                stack.append((services[dep], iter(services[dep].requires
+                                                  + services[dep].after)))
     return order
 
 
@@ -1570,7 +2407,8 @@ def select_services(cluster: ClusterFile, names: Sequence[str], reverse: bool,
     known = {s.name for s in cluster.services}
     for name in names:
         if name not in known:
-            raise UsageError("%s: unknown service %s" % (cluster.path, printable(name)))
+            raise UsageError("%s: unknown service %s" % (printable(cluster.path),
+                                                         printable(name)))
     if not names:
         return list(cluster.services)
     chosen = set(names)
@@ -1594,128 +2432,80 @@ def file_plan(action: Action, services: Sequence[Service],
     in the node's script, skipped there if a requirement failed there);
     otherwise in the next wave, and skipped everywhere if a requirement failed
     anywhere. Tearing-down actions follow the reverse order."""
-    reverse = action.name in REVERSE_ACTIONS
-    ordered = list(reversed(services)) if reverse else list(services)
-    selected = {s.name for s in services}
-    deps: Dict[str, List[Tuple[str, bool]]] = {s.name: [] for s in services}
-    if action.kind == "change":
-        for service in services:
-            for dep, strong in [(d, True) for d in service.requires] + \
-                    [(d, False) for d in service.after]:
-                if dep in selected:
-                    first, then = (service.name, dep) if reverse else (dep, service.name)
-                    deps[then].append((first, strong))
+    ordered = list(reversed(services)) if action.reverse else list(services)
+    deps = service_dependencies(action, services)
     wave_of: Dict[str, int] = {}
     for service in ordered:
         wave_of[service.name] = max([0] + [
             wave_of[dep] + (0 if nodes_of[service.name] <= nodes_of[dep] else 1)
             for dep, _ in deps[service.name]])
+    total = max(wave_of.values(), default=-1) + 1
     failed: set = set()
     interrupted = ""
-    for wave in range(max(wave_of.values(), default=-1) + 1):
-        members = [s for s in ordered if wave_of[s.name] == wave and nodes_of[s.name]]
+    for number in range(total):
+        members = [s for s in ordered if wave_of[s.name] == number and nodes_of[s.name]]
         decided: Dict[str, List[UnitResult]] = {}
         runnable = []
         for service in members:
             blocking = [d for d, strong in deps[service.name]
-                        if strong and d in failed and wave_of[d] < wave]
+                        if strong and d in failed and wave_of[d] < number]
             if blocking or interrupted:
                 failed.add(service.name)
-                reason = "interrupted" if interrupted else \
+                reason = "interrupted before its wave" if interrupted else \
                     "requires %s, which failed" % ", ".join(blocking)
                 for node in nodes_of[service.name]:
-                    decided.setdefault(node, []).append(
-                        UnitResult(service.unit, "skipped", message=reason))
+                    decided.setdefault(node, []).append(judge_skipped(
+                        Step(service.unit, declared=service.declared), reason))
             else:
                 runnable.append(service)
-        steps_of: Dict[str, List[Step]] = {}
-        for node in fold(n for s in runnable for n in nodes_of[s.name]):
-            steps: List[Step] = []
-            index_of: Dict[str, int] = {}
-            for service in runnable:
-                if node in nodes_of[service.name]:
-                    requires = tuple(index_of[d] for d, strong in deps[service.name]
-                                     if strong and d in index_of)
-                    index_of[service.name] = len(steps)
-                    steps.append(Step(service.unit, requires, service.state,
-                                      service.enabled))
-            steps_of[node] = steps
-        by_steps: Dict[Tuple[Step, ...], List[str]] = {}
-        for node, steps in steps_of.items():
-            by_steps.setdefault(tuple(steps), []).append(node)
-        jobs = [Job(fold(nodes), steps) for steps, nodes in by_steps.items()]
         results, interrupted = yield Wave(
-            jobs, [NodeResult(node, units) for node, units in decided.items()])
+            wave_jobs(runnable, deps, nodes_of),
+            [NodeResult(node, units) for node, units in decided.items()],
+            number=number + 1, total=total, kind="wave")
         for service in runnable:
             for node in nodes_of[service.name]:
                 result = results.get(node)
-                if result and any(u.unit == service.unit and u.outcome in PROBLEMS
+                if result and any(u.unit == service.unit and OUTCOMES[u.outcome].problem
                                   for u in result.units):
                     failed.add(service.name)
 
 
-def drifted(service: Service, state: UnitState) -> bool:
-    """Does a unit's actual state differ from what the file declares?"""
-    if state.load != "loaded":
-        return True
-    running = state.active in ("active", "reloading", "activating")
-    if running != (service.state == "running"):
-        return True
-    return service.enabled is not None and \
-        (state.file in ("enabled", "enabled-runtime")) != service.enabled
-
-
-def service_views(services: Sequence[Service], nodes_of: Dict[str, NodeSet],
-                  results: Sequence[NodeResult], mark_drift: bool) -> List[dict]:
-    """Per service: its states grouped by NodeSet and where it drifted. With
-    mark_drift (status), each unit's outcome becomes ok or drift."""
-    by_node = {r.node: r for r in results}
-    views = []
+def service_dependencies(action: Action, services: Sequence[Service]
+                         ) -> Dict[str, List[Tuple[str, bool]]]:
+    """For each service, what must run before it in this action, and whether
+    that is a requirement (strong) or ordering only. Queries have none."""
+    selected = {s.name for s in services}
+    deps: Dict[str, List[Tuple[str, bool]]] = {s.name: [] for s in services}
+    if action.kind not in ("change", "apply"):
+        return deps
     for service in services:
-        states: Dict[str, List[str]] = {}
-        drift: List[str] = []
-        for node in nodes_of[service.name]:
-            unit = next((u for u in by_node[node].units if u.unit == service.unit), None)
-            if unit is None:
-                continue
-            if unit.after is not None:
-                text = unit.after.describe()
-            else:
-                text = unit.outcome + (": " + unit.message.split("\n")[0]
-                                       if unit.message else "")
-            states.setdefault(text, []).append(node)
-            if unit.after is not None and drifted(service, unit.after):
-                drift.append(node)
-                if mark_drift and unit.outcome in ("ok", "negative"):
-                    unit.outcome = "drift"
-            elif mark_drift and unit.outcome == "negative":
-                unit.outcome = "ok"
-        declared = service.state + ("" if service.enabled is None else
-                                    ", enabled" if service.enabled else ", disabled")
-        views.append({"service": service.name, "unit": service.unit,
-                      "nodes": str(nodes_of[service.name]), "declared": declared,
-                      "states": {k: str(fold(v)) for k, v in states.items()},
-                      "drift": str(fold(drift))})
-    return views
+        for dep, strong in [(d, True) for d in service.requires] + \
+                [(d, False) for d in service.after]:
+            if dep in selected:
+                first, then = (service.name, dep) if action.reverse else (dep, service.name)
+                deps[then].append((first, strong))
+    return deps
 
 
-def render_services(views: Sequence[dict]) -> List[str]:
-    """The cluster-file status: each service, its states by NodeSet, drift."""
-    out = []
-    for view in views:
-        out += [SEPARATOR, "%s: %s on %s, declared %s" % (
-            view["service"], view["unit"], view["nodes"], view["declared"]), SEPARATOR]
-        drift = NodeSet(view["drift"])
-        for state, text in view["states"].items():
-            nodes = NodeSet(text)
-            count = " (%d)" % len(nodes) if len(nodes) > 1 else ""
-            flag = "  <- drift" if nodes & drift else ""
-            out.append("%s%s: %s%s" % (nodes, count, state, flag))
-    return out
+def wave_jobs(runnable: Sequence[Service], deps: Dict[str, List[Tuple[str, bool]]],
+              nodes_of: Dict[str, NodeSet]) -> List[Job]:
+    """One job per set of nodes that run the same steps in this wave."""
+    by_steps: Dict[Tuple[Step, ...], List[str]] = {}
+    for node in fold(n for s in runnable for n in nodes_of[s.name]):
+        steps: List[Step] = []
+        index_of: Dict[str, int] = {}
+        for service in runnable:
+            if node in nodes_of[service.name]:
+                requires = tuple(index_of[d] for d, strong in deps[service.name]
+                                 if strong and d in index_of)
+                index_of[service.name] = len(steps)
+                steps.append(Step(service.unit, requires, service.declared))
+        by_steps.setdefault(tuple(steps), []).append(node)
+    return [Job(fold(nodes), steps) for steps, nodes in by_steps.items()]
 
 
 # =============================================================================
-# Command line
+# Command line: options, the validated request, outputs, one error handler
 # =============================================================================
 
 EXAMPLES = """\
@@ -1723,6 +2513,7 @@ examples:
   svcctl start httpd node[1-8]            start httpd.service on 8 nodes
   svcctl status demo,web @web -x node3    two units on group @web but node3
   svcctl restart httpd @web --batch 25%   rolling restart, a quarter at a time
+  svcctl start httpd @web --settle 5      and watch 5 s that it stays up
   svcctl is-active sshd @all -q           only the nodes where it is not active
   svcctl ping @all                        which nodes answer
   svcctl --dry-run stop demo node[1-4]    show the remote command, run nothing
@@ -1731,7 +2522,7 @@ examples:
   svcctl report run.log --html page.html  a logged run as an HTML page
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 query answered no, 4 unreachable or
-timed out, 130 interrupted, 143 terminated.
+timed out, 129 hung up, 130 interrupted, 143 terminated.
 """
 
 
@@ -1748,9 +2539,9 @@ def build_parser() -> argparse.ArgumentParser:
         "action on every node of a NodeSet over SSH and print one grouped answer.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", metavar="ACTION", nargs="?",
-                        choices=sorted(ACTIONS) + ["report"],
-                        help="one of: %s; or `report LOGFILE` to show a logged run"
-                        % ", ".join(sorted(ACTIONS)))
+                        choices=list(ACTIONS) + ["report"],
+                        help="; ".join("%s: %s" % (a.name, a.help) for a in ACTION_TABLE)
+                        + "; report LOGFILE: show a logged run again")
     parser.add_argument("targets", metavar="UNIT[,UNIT...] NODESET", nargs="*",
                         help="units (not for daemon-reload or ping), then NodeSets; "
                         "with -c: service names")
@@ -1774,7 +2565,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("-o", "--ssh-options", metavar="OPTIONS", help="extra ssh options")
     add("--sudo", action="store_true",
         help="run systemctl through `sudo -n` (never prompts for a password)")
-    add("--now", action="store_true", help="with enable/disable: also start/stop")
+    add("--now", action="store_true", help="with enable, disable, mask: also start/stop")
+    add("--settle", type=float, default=0.0, metavar="SECONDS",
+        help="after starting units, watch them this long: one that dies or keeps "
+        "restarting is failed (default 0: read once, right after systemctl returns)")
     add("--batch", metavar="COUNT",
         help="rolling: act on COUNT nodes at a time (N or N%%)")
     add("--max-fail", metavar="COUNT",
@@ -1785,7 +2579,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep ssh connections open between runs (OpenSSH ControlPersist)")
     add("--persist-for", type=int, default=600, metavar="SECONDS",
         help="with --persist: how long an idle connection stays open (600)")
-    add("-q", "--quiet", action="store_true", help="only problems and the summary")
+    add("--max-nodes", type=int, default=MAX_NODES, metavar="N",
+        help="refuse NodeSets of more nodes (default %d)" % MAX_NODES)
+    add("-q", "--quiet", action="count", default=0,
+        help="only problems and the summary; -qq: nothing at all when all is well")
     add("-v", "--verbose", action="store_true", help="show systemctl's own output")
     add("--json", action="store_true", help="print one JSON document")
     add("--log", metavar="FILE", help="append one JSON line per node and unit")
@@ -1800,10 +2597,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_count(text: Optional[str], total: int, what: str) -> Optional[int]:
-    """`N` or `N%` of `total` (at least 1 for a batch)."""
+    """`N` or `N%` of `total`."""
     if text is None:
         return None
-    match = re.fullmatch(r"(\d+)(%?)", text.strip())
+    match = re.fullmatch(r"(\d{1,9})(%?)", text.strip())
     if not match:
         raise UsageError("%s must be N or N%%, not %s" % (what, printable(text)))
     value = int(match.group(1))
@@ -1814,38 +2611,111 @@ def parse_count(text: Optional[str], total: int, what: str) -> Optional[int]:
     return value
 
 
-def persist_options(seconds: int) -> str:
-    """ssh options that keep one master connection per node open."""
-    directory = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp",
-                             "svcctl-%d" % os.getuid())
-    if len(directory) > 60:     # a unix socket path has ~107 bytes, %C takes 40
-        raise UsageError("--persist: socket directory %s is too long" % directory)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    if os.stat(directory).st_uid != os.getuid():
-        raise UsageError("%s is not ours: refusing to keep sockets there" % directory)
-    os.chmod(directory, 0o700)
-    return ("-oControlMaster=auto -oControlPath=%s/%%C -oControlPersist=%d"
-            % (directory, seconds))
+CONTROL_PATH_MAX = 60       # a unix socket path has ~107 bytes; %C takes 40
+
+
+def control_directories() -> List[str]:
+    """Where ssh's control sockets may live, best first."""
+    uid = os.getuid()
+    places = [os.path.join(os.environ["XDG_RUNTIME_DIR"], "svcctl")] \
+        if os.environ.get("XDG_RUNTIME_DIR") else []
+    places.append("/tmp/svcctl-%d" % uid)
+    try:
+        places.append(os.path.join(pwd.getpwuid(uid).pw_dir, ".svcctl-sockets"))
+    except KeyError:
+        pass
+    return [place for place in places if len(place) <= CONTROL_PATH_MAX]
+
+
+def private_directory(path: str) -> bool:
+    """Make `path` a directory only we can use, or say it cannot be: a link,
+    a file, or another user's directory is never used, never changed."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() \
+        and not info.st_mode & 0o077
+
+
+def persist_options(seconds: int, create: bool = True) -> str:
+    """ssh options that keep one master connection per node open, in the
+    first private directory that can be had."""
+    places = control_directories()
+    chosen = next((place for place in places if not create or private_directory(place)),
+                  None)
+    if chosen is None:
+        raise UsageError("--persist: no private directory for ssh's control sockets "
+                         "(tried %s)" % (", ".join(places) or "none short enough"))
+    return "-oControlMaster=auto -oControlPath=%s/%%C -oControlPersist=%d" % (
+        chosen, seconds)
 
 
 @dataclass
 class Request:
-    """A validated command line: nothing here can reach a shell unchecked."""
+    """A whole validated run: what to do, where, how, and how to show it.
+    Nothing in it can reach a shell unchecked; run(request) and
+    dry_run(request) need nothing else. Validation creates nothing on disk."""
     action: Action
     units: List[str]
     nodes: NodeSet
     settings: Settings
+    display: Display = Display()
+    command: str = ""
+    user: str = ""
+    sudo: bool = False
+    now: bool = False
+    settle: float = 0.0
     batch: Optional[int] = None
     max_fail: Optional[int] = None
-    services: List[Service] = field(default_factory=list)   # with -c
+    batch_wait: float = 0.0
+    persist: Optional[int] = None       # seconds: --persist
+    config: str = ""                    # with -c
+    services: List[Service] = field(default_factory=list)
     nodes_of: Dict[str, NodeSet] = field(default_factory=dict)
+    log: Optional[str] = None
+    html: Optional[str] = None
+    syslog: bool = False
+    dry_run: bool = False
 
-    def plan(self, batch_wait: float = 0.0) -> Plan:
+    @property
+    def subject(self) -> str:
+        if not self.services:
+            return ""
+        if self.action.kind == "node":
+            return "nodes of %s" % self.config
+        count = len(self.services)
+        return "%d service%s of %s" % (count, "s" * (count != 1), self.config)
+
+    def protocol(self, marker: str) -> Protocol:
+        return Protocol(self.action, marker, self.sudo, self.now, self.display.verbose,
+                        self.settle, self.settings.command_timeout)
+
+    def connection(self, create: bool = True) -> Settings:
+        """The ssh settings, with --persist's private socket directory (made
+        now, at run time, never during validation)."""
+        if self.persist is None:
+            return self.settings
+        return replace(self.settings, ssh_options=" ".join(filter(None, (
+            self.settings.ssh_options, persist_options(self.persist, create)))))
+
+    def plan(self) -> Plan:
         if self.services and self.action.kind != "node":
             return file_plan(self.action, self.services, self.nodes_of)
-        steps = tuple(Step(unit) for unit in self.units)
-        return batch_plan(self.action, self.nodes, steps, self.batch, self.max_fail,
-                          batch_wait)
+        return batch_plan(self.action, self.nodes, tuple(Step(u) for u in self.units),
+                          self.batch, self.max_fail, self.batch_wait)
+
+    def steps_of(self, node: str) -> List[Step]:
+        if self.services and self.action.kind != "node":
+            return [Step(s.unit, declared=s.declared) for s in self.services
+                    if node in self.nodes_of[s.name]]
+        return node_steps(self.action, [Step(unit) for unit in self.units])
 
 
 def connection_settings(args: argparse.Namespace) -> Settings:
@@ -1854,28 +2724,24 @@ def connection_settings(args: argparse.Namespace) -> Settings:
     if args.fanout is not None:
         settings.fanout = check_fanout(args.fanout)
     if args.connect_timeout is not None:
-        settings.connect_timeout = check_timeout(args.connect_timeout)
+        settings.connect_timeout = check_seconds(args.connect_timeout, "-t")
     if args.command_timeout is not None:
-        settings.command_timeout = check_timeout(args.command_timeout)
+        settings.command_timeout = check_seconds(args.command_timeout, "-u")
     if args.user is not None:
         settings.ssh_user = check_user(args.user)
     if args.ssh_options is not None:
         settings.ssh_options = check_ssh_options(args.ssh_options)
-    if args.persist:
-        if args.persist_for < 1:
-            raise UsageError("--persist-for takes a number of seconds >= 1")
-        settings.ssh_options = " ".join(filter(None, (
-            settings.ssh_options, persist_options(args.persist_for))))
     return settings
 
 
-def file_request(args: argparse.Namespace, action: Action) -> Request:
+def file_targets(args: argparse.Namespace, action: Action
+                 ) -> Tuple[List[Service], Dict[str, NodeSet], NodeSet]:
     """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
-    cluster = load_cluster_file(args.config)
-    services = select_services(cluster, args.targets, action.name in REVERSE_ACTIONS,
-                               not args.no_deps)
-    restrict = parse_nodes(args.nodes) if args.nodes else None
-    exclude = parse_nodes(args.exclude) if args.exclude else NodeSet()
+    cluster = load_cluster_file(args.config, args.max_nodes)
+    services = select_services(cluster, args.targets, action.reverse, not args.no_deps)
+    restrict = parse_nodes(args.nodes, limit=args.max_nodes) if args.nodes else None
+    exclude = parse_nodes(args.exclude, limit=args.max_nodes) if args.exclude \
+        else NodeSet()
     nodes_of = {}
     for service in services:
         nodes = service.nodes & restrict if restrict is not None else NodeSet(service.nodes)
@@ -1883,111 +2749,167 @@ def file_request(args: argparse.Namespace, action: Action) -> Request:
     nodes = fold(n for ns in nodes_of.values() for n in ns)
     if not nodes:
         raise UsageError("no node to run on")
-    return Request(action, [s.unit for s in services], nodes, connection_settings(args),
-                   services=services, nodes_of=nodes_of)
+    return services, nodes_of, nodes
 
 
-def make_request(args: argparse.Namespace) -> Request:
-    action = ACTIONS[args.action]
-    if args.now and action.name not in ("enable", "disable"):
-        raise UsageError("--now goes with enable or disable")
-    if args.config:
-        if args.batch or args.max_fail:
-            raise UsageError("--batch and --max-fail do not go with -c")
-        return file_request(args, action)
-    if action.name == "apply" or args.nodes or args.no_deps:
+def check_combinations(args: argparse.Namespace, action: Action) -> None:
+    if args.now and not action.takes_now:
+        raise UsageError("--now goes with %s" % ", ".join(
+            a.name for a in ACTION_TABLE if a.takes_now))
+    if args.config and (args.batch or args.max_fail):
+        raise UsageError("--batch and --max-fail do not go with -c")
+    if not args.config and (action.file_only or args.nodes or args.no_deps):
         raise UsageError("apply, -n and --no-deps go with -c FILE")
-    targets = list(args.targets)
-    units: List[str] = []
-    if action.kind != "node":
-        if not targets:
-            raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action.name)
-        units = parse_units(targets.pop(0))
-    if not targets:
-        raise UsageError("%s needs a NodeSet" % action.name)
-    nodes = parse_nodes(targets, args.exclude)
-    settings = connection_settings(args)
-    batch = parse_count(args.batch, len(nodes), "--batch")
-    if batch is not None:
-        batch = max(batch, 1)
-    max_fail = parse_count(args.max_fail, len(nodes), "--max-fail")
-    if max_fail is not None and batch is None:
+    if args.max_fail is not None and args.batch is None:
         raise UsageError("--max-fail goes with --batch")
-    check_timeout(args.batch_wait)
-    return Request(action, units, nodes, settings, batch, max_fail)
+    if args.max_nodes < 1:
+        raise UsageError("--max-nodes must be at least 1")
+    if args.persist and not 1 <= args.persist_for <= TIME_MAX:
+        raise UsageError("--persist-for takes a number of seconds from 1 to %d" % TIME_MAX)
+    check_seconds(args.batch_wait, "--batch-wait")
+    check_seconds(args.settle, "--settle")
 
 
-def run(request: Request, args: argparse.Namespace, stderr) -> Report:
-    """Run the request's plan; classify every node."""
-    marker = new_marker()
-    started, clock = time.time(), time.monotonic()
-    show_progress = hasattr(stderr, "isatty") and stderr.isatty() and not args.json
-    results, interrupted, notes = run_plan(
-        request.action, request.plan(args.batch_wait), request.settings, marker,
-        args.sudo, args.now, args.verbose, show_progress)
-    report = Report(request.action.name, request.units, results, started,
-                    time.monotonic() - clock,
-                    command=" ".join(shlex.quote(a) for a in [PROG] + sys.argv[1:]),
-                    user=getpass.getuser(), run_id=marker.rsplit("-", 1)[-1],
-                    interrupted_by=interrupted, notes=notes)
-    if request.services:
-        count = len(request.services)
-        report.subject = "nodes of %s" % args.config if request.action.kind == "node" \
-            else "%d service%s of %s" % (count, "s" * (count != 1), args.config)
-    if request.services and request.action.kind != "node":
-        report.services = service_views(request.services, request.nodes_of, results,
-                                        mark_drift=request.action.name == "status")
-        if request.action.name == "apply" and report.exit_code() == EXIT_OK and \
-                all(r.outcome == "ok" for r in results):
-            report.notes.append("nothing to change: the cluster matches %s" % args.config)
-    return report
+def make_request(args: argparse.Namespace, argv: Sequence[str], stdout) -> Request:
+    """Validate every value of the command line; contact nothing."""
+    action = ACTIONS[args.action]
+    check_combinations(args, action)
+    services: List[Service] = []
+    nodes_of: Dict[str, NodeSet] = {}
+    units: List[str] = []
+    if args.config:
+        services, nodes_of, nodes = file_targets(args, action)
+        units = [s.unit for s in services] if action.kind != "node" else []
+    else:
+        targets = list(args.targets)
+        if action.kind != "node":
+            if not targets:
+                raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action)
+            units = parse_units(targets.pop(0))
+        if not targets:
+            raise UsageError("%s needs a NodeSet" % action)
+        nodes = parse_nodes(targets, args.exclude, limit=args.max_nodes)
+    batch = parse_count(args.batch, len(nodes), "--batch")
+    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json)
+    return Request(
+        action, units, nodes, connection_settings(args), display,
+        command=" ".join(shlex.quote(a) for a in [PROG] + list(argv)),
+        user=current_user(), sudo=args.sudo, now=args.now, settle=args.settle,
+        batch=max(batch, 1) if batch is not None else None,
+        max_fail=parse_count(args.max_fail, len(nodes), "--max-fail"),
+        batch_wait=args.batch_wait, persist=args.persist_for if args.persist else None,
+        config=args.config or "", services=services, nodes_of=nodes_of,
+        log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run)
 
 
-def dry_run(request: Request, args: argparse.Namespace) -> str:
-    """Every remote command the run would send, wave by wave; nothing contacted."""
-    out = render_dry_run(request.action, request.nodes, request.settings)
-    plan = request.plan()
-    try:
-        wave, number = next(plan), 1
-        while True:
-            for job in wave.jobs:
-                out += "wave %d, %s (%d):\n%s\n" % (
-                    number, job.nodes, len(job.nodes), build_remote_command(
-                        request.action, job.steps, "@@svcctl-DRYRUN", args.sudo,
-                        args.now, args.verbose))
-            wave, number = plan.send(({}, "")), number + 1
-    except StopIteration:
-        return out
+def dry_run(request: Request) -> str:
+    """Every remote command the run would send, wave by wave; nothing
+    contacted (the same plan as the real run drives it)."""
+    protocol = request.protocol("@@svcctl-DRYRUN")
+    out = [render_dry_run(protocol, request.nodes, request.connection(create=False))]
+
+    def perform(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
+        for job in wave.jobs:
+            out.append("%s %d, %s (%d):\n%s\n" % (wave.kind, wave.number, job.nodes,
+                                                  len(job.nodes),
+                                                  remote_command(protocol, job.steps)))
+        return {}, ""
+    drive_plan(request.plan(), perform, {}, [])
+    return "".join(out)
+
+
+def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
+    """svcctl report LOGFILE: a logged run again, as it was shown."""
+    if len(args.targets) != 1:
+        raise UsageError("report needs one LOGFILE")
+    if args.log or args.syslog:
+        raise UsageError("report reads a log: --log and --syslog do not go with it")
+    report, skipped_lines = report_from_log(args.targets[0], args.run)
+    for line in skipped_lines[:20]:
+        stderr.write("%s: %s\n" % (PROG, line))
+    if len(skipped_lines) > 20:
+        stderr.write("%s: %d more lines skipped\n" % (PROG, len(skipped_lines) - 20))
+    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json)
+    code = publish(report, display, [(args.html, lambda path: write_file(
+        path, render_html(report)))], stdout, stderr)
+    return code or (EXIT_FAILED if skipped_lines else EXIT_OK)
+
+
+def publish(report: Report, display: Display, outputs: Sequence[Tuple[Optional[str],
+            Callable[[str], None]]], stdout, stderr) -> int:
+    """Write the files first (the log is what cron keeps), then the terminal
+    output; whatever fails is said on stderr and makes the exit code 1, and
+    never stops the other outputs."""
+    code = EXIT_OK
+    for path, write in outputs:
+        if not path:
+            continue
+        try:
+            write(path)
+        except (OSError, OutputError) as exc:
+            stderr.write("%s: cannot write %s: %s\n" % (
+                PROG, printable(path), printable(str(getattr(exc, "strerror", None)
+                                                     or exc))))
+            code = EXIT_FAILED
+        except Exception as exc:    # noqa: BLE001 -- a bug must not lose the rest
+            stderr.write("%s: internal error writing %s: %s\n" % (
+                PROG, printable(path), printable(repr(exc))[:300]))
+            code = EXIT_FAILED
+    if display.json:
+        stdout.write(json.dumps(report_dict(report), indent=1) + "\n")
+    else:
+        stdout.write(render_text(report, display))
+    stdout.flush()
+    return code
+
+
+def run_outputs(request: Request, report: Report) -> List[Tuple[Optional[str],
+                                                                 Callable[[str], None]]]:
+    return [(request.log, lambda path: append_log(path, log_lines(report))),
+            (request.html, lambda path: write_file(path, render_html(report))),
+            (SYSLOG_ADDRESS if request.syslog else None,
+             lambda path: send_syslog(syslog_line(report), report.exit_code() != EXIT_OK))]
+
+
+def new_progress(request: Request, stderr) -> Optional[Progress]:
+    """A live status line on a terminal; per-wave lines there, or with -v."""
+    live = hasattr(stderr, "isatty") and stderr.isatty()
+    if request.display.quiet or not (live or request.display.verbose):
+        return None
+    return Progress(len(request.nodes), stderr, live, True)
 
 
 def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
-    """Entry point; returns the exit code (tests call it in-process)."""
+    """Entry point; returns the exit code (tests call it in-process). One
+    error handler maps every expected error to `svcctl: message`, exit 2."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_intermixed_args(argv)
+        args = build_parser().parse_intermixed_args(argv)
         if args.check_config:
             if not args.config:
                 raise UsageError("--check-config goes with -c FILE")
-            cluster = load_cluster_file(args.config)
+            cluster = load_cluster_file(args.config, args.max_nodes)
             stdout.write("%s: ok, %d services, %d groups\n" % (
-                args.config, len(cluster.services), len(cluster.groups)))
+                printable(args.config), len(cluster.services), len(cluster.groups)))
             return EXIT_OK
         if not args.action:
             raise UsageError("ACTION is required")
         if args.action == "report":
-            if len(args.targets) != 1:
-                raise UsageError("report needs one LOGFILE")
-            if args.log or args.syslog:
-                raise UsageError("report reads a log: --log and --syslog do not go with it")
-            report = report_from_log(args.targets[0], args.run)
-        else:
-            request = make_request(args)
-            if args.dry_run:
-                stdout.write(dry_run(request, args))
-                return EXIT_OK
-            report = run(request, args, stderr)
+            return show_logged_run(args, stdout, stderr)
+        request = make_request(args, argv, stdout)
+        if request.dry_run:
+            stdout.write(dry_run(request))
+            return EXIT_OK
+        request.settings = request.connection()
+        request.persist = None
+        progress = new_progress(request, stderr)
+        try:
+            report = run(request, progress)
+        finally:
+            if progress:
+                progress.clear()
     except UsageError as exc:
         stderr.write("%s: %s\n" % (PROG, exc))
         return EXIT_USAGE
@@ -1995,26 +2917,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
         # a topology.conf that cannot route: a configuration error, nothing run
         stderr.write("%s: topology: %s\n" % (PROG, printable(str(exc))))
         return EXIT_USAGE
-    code = EXIT_OK if args.action == "report" else report.exit_code()
-    outputs = [(args.log, lambda path: append_log(path, log_lines(report))),
-               (args.html, lambda path: write_file(path, render_html(report))),
-               (SYSLOG_ADDRESS if args.syslog else None,
-                lambda path: send_syslog(syslog_line(report), code != EXIT_OK))]
-    for path, write in outputs:
-        if path:
-            try:
-                write(path)
-            except OSError as exc:
-                stderr.write("%s: cannot write %s: %s\n" % (
-                    PROG, printable(path), exc.strerror or exc))
-                code = code or EXIT_FAILED
-    if args.json:
-        stdout.write(json.dumps(report_dict(report), indent=1) + "\n")
-    else:
-        stdout.write(render_text(report, args.verbose, args.quiet,
-                                 use_color(args.color, stdout)))
-    stdout.flush()
-    return code
+    code = publish(report, request.display, run_outputs(request, report), stdout, stderr)
+    return report.exit_code() or code
 
 
 def console_main() -> None:
@@ -2022,13 +2926,61 @@ def console_main() -> None:
     try:
         code = main()
     except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
+        code = EXIT_FOR_SIGNAL["SIGINT"]
     except BrokenPipeError:
         # `svcctl ... | head`: the reader left; say nothing more.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = EXIT_FAILED
     sys.exit(code)
+
+
+# =============================================================================
+# Templates: the HTML page (kept here, like bottle's, so the logic reads
+# without them)
+# =============================================================================
+
+HTML_STYLE = """\
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fdfdfb}
+h1{font-size:1.3em;margin:0 0 .3em}
+.meta{color:#555;margin-bottom:1em} .meta code{background:#eee;padding:0 .3em}
+table{border-collapse:collapse;margin:.5em 0 1em} td,th{padding:.2em .6em;
+text-align:left;border-bottom:1px solid #ddd;vertical-align:top}
+td code{overflow-wrap:anywhere}
+.grid{display:flex;flex-wrap:wrap;gap:2px;margin:.5em 0 1em}
+.grid b,.sw{display:inline-block;width:15px;height:15px;font:bold 11px/15px sans-serif;
+text-align:center;border-radius:2px;-webkit-print-color-adjust:exact;
+print-color-adjust:exact}
+.grid b{cursor:pointer}
+pre{background:#f4f4f0;padding:.8em;overflow:auto;max-height:40em}
+#detail{min-height:3em;white-space:pre-wrap}
+.drift{background:#fbe3c0}
+@media print{pre{max-height:none}}
+"""
+
+HTML_SCRIPT = """
+document.getElementById("grid").addEventListener("click", function (e) {
+  if (e.target.title) document.getElementById("detail").textContent = e.target.title;
+});
+"""
+
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="%(csp)s">
+<title>%(title)s</title>
+<style>%(style)s</style></head><body>
+<h1>%(title)s</h1>
+<div class="meta">%(meta)s</div>
+<table><tr><th></th><th>outcome</th><th>nodes</th><th>NodeSet</th></tr>%(summary)s</table>
+%(services)s
+<h2>Nodes</h2>
+<div class="grid" id="grid">%(cells)s</div>
+<pre id="detail">Click or hover a node to see its result.</pre>
+<h2>Grouped results</h2>
+<pre>%(text)s</pre>
+<script>%(script)s</script>
+</body></html>
+"""
 
 
 if __name__ == "__main__":

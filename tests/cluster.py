@@ -39,7 +39,7 @@ DOWN_ADDR = "127.0.0.2"     # nothing listens there: connection refused
 HANG_ADDR = "127.0.0.3"     # accepts TCP and never speaks
 PACKAGES = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap",
             "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
-INCLUDE = "systemd,systemd-sysv,dbus,openssh-server,sudo,python3"
+INCLUDE = "systemd,systemd-sysv,dbus,openssh-server,sudo,python3,zsh"
 
 UNITS = {
     "demo.service": "[Unit]\nDescription=svcctl demo\n[Service]\n"
@@ -59,10 +59,37 @@ UNITS = {
                      "WantedBy=multi-user.target\n",
     "demo-masked.service": "[Unit]\nDescription=svcctl demo, masked\n"
                            "[Service]\nExecStart=/bin/sleep infinity\n",
+    # units that die once started: at once, a moment later, in a restart loop
+    "demo-crash.service": "[Unit]\nDescription=svcctl demo, dies at once\n"
+                          "StartLimitIntervalSec=0\n[Service]\nExecStart=/bin/false\n",
+    "demo-late.service": "[Unit]\nDescription=svcctl demo, dies after 1.5 s\n"
+                         "StartLimitIntervalSec=0\n[Service]\n"
+                         "ExecStart=/bin/sh -c 'sleep 1.5; exit 2'\n",
+    "demo-loop.service": "[Unit]\nDescription=svcctl demo, restarts in a loop\n"
+                         "StartLimitIntervalSec=0\n[Service]\n"
+                         "ExecStart=/bin/sh -c 'sleep 0.3; exit 3'\n"
+                         "Restart=on-failure\nRestartSec=0.2\n",
 }
 WEB_UNIT = "[Unit]\nDescription=svcctl web, odd nodes only\n[Service]\n" \
            "ExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
-SUDOERS = "ops ALL=(root) NOPASSWD: /usr/bin/systemctl, /bin/systemctl\n"
+SUDOERS = "".join("%s ALL=(root) NOPASSWD: /usr/bin/systemctl, /bin/systemctl\n" % user
+                  for user in ("ops", "zshop", "dashop"))
+# Login users: (name, login shell). zshop and dashop have the login shells
+# whose echo reads backslashes; evil's login shell plays a compromised node,
+# as /run/evil-mode on that node says (nothing there: a plain sh).
+USERS = (("ops", "/bin/sh"), ("nosudo", "/bin/sh"), ("zshop", "/usr/bin/zsh"),
+         ("dashop", "/bin/dash"), ("evil", "/usr/local/bin/evil-shell"))
+EVIL_SHELL = r"""#!/bin/sh
+# A compromised node's reply, for svcctl's tests (sshd runs: evil-shell -c CMD).
+flood() { head -c 300000000; }
+case "$(cat /run/evil-mode 2>/dev/null)" in
+  nonl) tr '\000' x </dev/zero | flood ;;
+  lines) yes | flood ;;
+  markers) m=$(printf '%s\n' "$2" | sed -n 's/.*m=\(@@svcctl-[0-9a-f]*\).*/\1/p')
+           yes "$m state after LoadState=loaded ActiveState=active" | flood ;;
+  *) exec /bin/sh "$@" ;;
+esac
+"""
 
 
 def log(message):
@@ -107,8 +134,11 @@ def debian_mirror():
 
 
 def ensure_base():
-    if os.path.isdir(BASE):
+    """The cached root file system, built again when its package list changed."""
+    stamp = os.path.join(CACHE, "include.stamp")
+    if os.path.isdir(BASE) and os.path.exists(stamp) and open(stamp).read() == INCLUDE:
         return
+    shutil.rmtree(BASE, ignore_errors=True)
     os.makedirs(CACHE, exist_ok=True)
     tmp = BASE + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -117,6 +147,7 @@ def ensure_base():
                     "bookworm", tmp, debian_mirror()], check=True,
                    stdout=sys.stderr)
     os.rename(tmp, BASE)
+    write(stamp, INCLUDE)
 
 
 def write(path, text, mode=0o644):
@@ -133,7 +164,8 @@ def configure_base():
                        check=True)
     with open(KEY + ".pub") as handle:
         pubkey = handle.read()
-    spec = repr((2, sorted(UNITS.items()), WEB_UNIT, SUDOERS, pubkey)).encode()
+    spec = repr((3, sorted(UNITS.items()), WEB_UNIT, SUDOERS, USERS, EVIL_SHELL,
+                 pubkey)).encode()
     stamp = os.path.join(BASE, "etc/svcctl-testcluster.stamp")
     digest = hashlib.sha256(spec).hexdigest()
     if os.path.exists(stamp) and open(stamp).read() == digest:
@@ -147,12 +179,13 @@ def configure_base():
             os.remove(stale)
     os.symlink("/dev/null", os.path.join(BASE, "etc/systemd/system/demo-masked.service"))
     os.makedirs(os.path.join(BASE, "usr/local/lib/systemd/system"), exist_ok=True)
-    for user in ("ops", "nosudo"):
+    write(os.path.join(BASE, "usr/local/bin/evil-shell"), EVIL_SHELL, 0o755)
+    for user, shell in USERS:
         if subprocess.run(["chroot", BASE, "id", user],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
-            subprocess.run(["chroot", BASE, "useradd", "-m", "-s", "/bin/sh", user],
+            subprocess.run(["chroot", BASE, "useradd", "-m", "-s", shell, user],
                            check=True)
-    for home, user in (("root", "root"), ("home/ops", "ops"), ("home/nosudo", "nosudo")):
+    for home, user in [("root", "root")] + [("home/" + u, u) for u, _ in USERS]:
         path = os.path.join(BASE, home, ".ssh/authorized_keys")
         write(path, pubkey, 0o600)
         subprocess.run(["chroot", BASE, "chown", "-R", "%s:%s" % (user, user),

@@ -178,7 +178,7 @@ def test_persist_keeps_one_master_per_node(svcctl, cluster):
                                            "--persist-for", "5"],
                           env=dict(cluster, XDG_RUNTIME_DIR=str(env_dir)),
                           capture_output=True, text=True, timeout=60)
-    sockets = os.listdir(env_dir / ("svcctl-%d" % os.getuid()))
+    sockets = os.listdir(env_dir / "svcctl")
     run2 = subprocess.run(svcctl_argv() + ["is-active", "demo", "@all", "--persist",
                                            "--persist-for", "5"],
                           env=dict(cluster, XDG_RUNTIME_DIR=str(env_dir)),

@@ -195,11 +195,12 @@ def test_queries_ignore_dependencies(tmp_path):
 def test_apply_steps_carry_the_declared_state(tmp_path):
     cluster = load(tmp_path, CHAIN)
     steps = waves("apply", cluster.services)[0].jobs[0].steps
-    assert steps[0] == svcctl.Step("demo@db.service", (), "running", True)
-    command = svcctl.build_remote_command(A["apply"], steps, "@@svcctl-x")
+    assert steps[0] == svcctl.Step("demo@db.service", (),
+                                   svcctl.Declared("db", "running", True))
+    command = svcctl.remote_script(svcctl.Protocol(A["apply"], "@@svcctl-x"), steps)
     assert "p demo@db.service running yes; s0=$r" in command
-    assert 'if [ "$s0" = 0 ]; then p app.service running -; s1=$r; else echo ' \
-           '"$m unit" app.service skipped; s1=1; fi' in command
+    assert 'if [ "$s0" = 0 ]; then p app.service running -; s1=$r; else k unit ' \
+           'app.service skipped; s1=1; fi' in command
 
 
 @pytest.mark.parametrize("declared,state,drift", [
@@ -213,23 +214,29 @@ def test_apply_steps_carry_the_declared_state(tmp_path):
 ])
 def test_drift(declared, state, drift):
     service = svcctl.Service("s", "s.service", NodeSet("n1"), **declared)
-    assert svcctl.drifted(service, svcctl.UnitState(*state)) is drift
+    assert service.declared.drifted(svcctl.UnitState(*state)) is drift
 
 
 def test_service_views_group_states_and_mark_drift():
+    """A cluster file's status: drift is decided when each unit is judged,
+    and the view by service keeps NodeSets."""
     service = svcctl.Service("db", "db.service", NodeSet("n[1-3]"), enabled=True)
+    step = svcctl.Step("db.service", declared=service.declared)
+    protocol = svcctl.Protocol(A["status"])
     up = svcctl.UnitState("loaded", "active", "running", "enabled")
     down = svcctl.UnitState("loaded", "inactive", "dead", "enabled")
-    results = [svcctl.NodeResult(n, [svcctl.UnitResult("db.service", o, after=st)])
-               for n, o, st in (("n1", "ok", up), ("n2", "ok", up), ("n3", "negative", down))]
-    views = svcctl.service_views([service], {"db": service.nodes}, results, True)
-    assert views == [{"service": "db", "unit": "db.service", "nodes": "n[1-3]",
-                      "declared": "running, enabled",
-                      "states": {"active (running), enabled": "n[1-2]",
-                                 "inactive (dead), enabled": "n3"},
-                      "drift": "n3"}]
+    results = [svcctl.NodeResult(n, [svcctl.judge_unit(protocol, step, None, st, None, "")])
+               for n, st in (("n1", up), ("n2", up), ("n3", down))]
     assert [r.outcome for r in results] == ["ok", "ok", "drift"]
-    assert svcctl.render_services(views) == [
+    report = svcctl.Report("status", ["db.service"], results, 0, 0, services=["db"])
+    views = svcctl.service_views(report)
+    assert [v.as_dict() for v in views] == [{
+        "service": "db", "unit": "db.service", "nodes": "n[1-3]",
+        "declared": "running, enabled",
+        "states": {"active (running), enabled": "n[1-2]",
+                   "inactive (dead), enabled": "n3"},
+        "drift": "n3"}]
+    assert svcctl.render_services(views, svcctl.Display()) == [
         "---------------", "db: db.service on n[1-3], declared running, enabled",
         "---------------", "n[1-2] (2): active (running), enabled",
         "n3: inactive (dead), enabled  <- drift"]

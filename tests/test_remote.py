@@ -1,20 +1,25 @@
 """The remote command: one POSIX sh line, quoted arguments, framed output."""
 import shlex
+import shutil
 import subprocess
+
+import pytest
 
 import svcctl
 from framing import MARKER
 
 
 def command(action, units=("demo.service",), **kw):
-    return svcctl.build_remote_command(svcctl.ACTIONS[action], list(units), MARKER, **kw)
+    """The POSIX sh script a node runs (remote_command wraps it in exec sh -c)."""
+    protocol = svcctl.Protocol(svcctl.ACTIONS[action], MARKER, **kw)
+    return svcctl.remote_script(protocol, [svcctl.Step(u) for u in units])
 
 
 def test_units_are_quoted_after_double_dash():
     cmd = command("start", ["demo.service", "getty@tty1.service"])
     assert "a demo.service systemctl start -- demo.service;" in cmd
     assert "a getty@tty1.service systemctl start -- getty@tty1.service;" in cmd
-    assert cmd.endswith('echo "$m end"')
+    assert cmd.endswith("k end")
     assert "\n" not in cmd
 
 
@@ -38,10 +43,10 @@ def test_now_flag():
 
 def test_queries_read_the_state_once_and_run_nothing_else():
     cmd = command("is-active", ["a.service", "b.service"])
-    assert cmd.endswith('echo "$m state after" $(s a.service b.service); echo "$m end"')
+    assert cmd.endswith("k state after $(s a.service b.service); k end")
     assert "systemctl is-active" not in cmd and "state before" not in cmd
     assert "systemctl status" not in command("status")
-    assert "a demo.service systemctl status --no-pager -- demo.service; s0=$r; " in \
+    assert "a demo.service systemctl status --no-pager --full -- demo.service; s0=$r; " in \
         command("status", verbose=True)
 
 
@@ -54,28 +59,63 @@ def test_change_reads_all_states_before_and_after():
 
 def test_node_actions_take_no_unit():
     cmd = command("daemon-reload", units=())
-    assert cmd.endswith('a daemon-reload systemctl daemon-reload; echo "$m end"')
+    assert cmd.endswith("a daemon-reload systemctl daemon-reload; k end")
     assert "systemctl is-system-running" in command("ping", units=())
+
+
+FAKE_SYSTEMCTL = (
+    '#!/bin/sh\nif [ "$1" = show ]; then shift 4; for u; do '
+    'echo Result=success; echo NRestarts=0; echo LoadState=loaded; '
+    'echo ActiveState=active; echo SubState=running; echo UnitFileState=enabled; '
+    'echo; done; else echo "did $*"; exit 3; fi\n')
+
+
+def fake_systemctl(tmp_path):
+    fake = tmp_path / "systemctl"
+    fake.write_text(FAKE_SYSTEMCTL)
+    fake.chmod(0o755)
+    return {"PATH": "%s:/usr/bin:/bin" % tmp_path}
 
 
 def test_script_runs_in_posix_sh_and_frames_output(tmp_path):
     """Run the real script with a fake systemctl: the framing parses back."""
-    fake = tmp_path / "systemctl"
-    fake.write_text('#!/bin/sh\nif [ "$1" = show ]; then shift 4; for u; do '
-                    'echo LoadState=loaded; echo ActiveState=active; '
-                    'echo SubState=running; echo UnitFileState=enabled; echo; done; '
-                    'else echo "did $*"; exit 3; fi\n')
-    fake.chmod(0o755)
     proc = subprocess.run(["sh", "-c", command("start", ["a.service", "b.service"])],
-                          capture_output=True, env={"PATH": "%s:/usr/bin:/bin" % tmp_path})
+                          capture_output=True, env=fake_systemctl(tmp_path))
     framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
     assert framed.complete
     assert list(framed.sections) == ["a.service", "b.service"]
     assert framed.sections["a.service"]["rc"] == 3
     assert framed.sections["a.service"]["output"] == [b"did start -- a.service"]
-    states, other = svcctl.state_blocks(framed.after)
+    states, other = svcctl.state_blocks(framed.states[b"after"])
     assert other == "" and len(states) == 2
-    assert states[1] == svcctl.UnitState("loaded", "active", "running", "enabled")
+    assert states[1] == svcctl.UnitState("loaded", "active", "running", "enabled",
+                                         "success", restarts="0")
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash", "zsh"])
+def test_any_login_shell_runs_the_same_script(tmp_path, shell):
+    """ssh hands the command to the node user's login shell: whatever it is,
+    `exec /bin/sh -c` runs the script, and unit names with backslashes are
+    printed as they are (dash's and zsh's echo would read \\x2d as escapes)."""
+    if not shutil.which(shell):
+        pytest.skip("%s is not installed" % shell)
+    unit = "systemd-fsck@dev-disk-by\\x2duuid-1234.service"
+    protocol = svcctl.Protocol(svcctl.ACTIONS["start"], MARKER)
+    cmd = svcctl.remote_command(protocol, [svcctl.Step(unit)])
+    proc = subprocess.run([shell, "-c", cmd], capture_output=True,
+                          env=fake_systemctl(tmp_path))
+    framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
+    assert framed.complete, proc
+    assert list(framed.sections) == [unit]
+    assert framed.sections[unit]["output"] == [b"did start -- " + unit.encode()]
+
+
+def test_settle_watches_started_units_only():
+    assert "w demo.service; k state after" in command("start", settle=2)
+    assert "-lt 4 ]" in command("start", settle=2)          # 4 polls of 0.5 s
+    assert "w()" not in command("stop", settle=2)
+    assert "w()" not in command("start")
+    assert "w demo.service" in command("try-restart", settle=1)
 
 
 def test_marker_is_random_per_run_and_needs_no_quoting():

@@ -7,10 +7,12 @@ from framing import ACTIVE, FAILED, INACTIVE, MARKER, end, frame
 A = svcctl.ACTIONS
 
 
-def node(name, lines, rc=0, stderr=(), timed_out=False, units=("demo.service",)):
+def node(name, lines, rc=0, stderr=(), timed_out=False, units=("demo.service",),
+         action="start"):
     raw = svcctl.RawResult(stdout=list(lines), stderr=list(stderr), rc=rc,
                            timed_out=timed_out)
-    return svcctl.node_result(name, raw, A["start"], list(units), MARKER, 10, False)
+    protocol = svcctl.Protocol(A[action], MARKER, timeout=10)
+    return svcctl.read_reply(protocol, name, raw, [svcctl.Step(u) for u in units])
 
 
 def sample_report():
@@ -70,7 +72,7 @@ def test_every_node_appears_once():
 
 
 def test_quiet_shows_only_problems_and_summary():
-    text = svcctl.render_text(sample_report(), quiet=True)
+    text = svcctl.render_text(sample_report(), svcctl.Display(quiet=1))
     assert "node3\n" not in text.split("==")[0]
     assert "node[1-2,6-7] (4)\n" not in text
     assert "node4\n---------------\ndemo.service: failed" in text
@@ -79,7 +81,7 @@ def test_quiet_shows_only_problems_and_summary():
 
 def test_color_only_when_asked():
     plain = svcctl.render_text(sample_report())
-    colored = svcctl.render_text(sample_report(), color=True)
+    colored = svcctl.render_text(sample_report(), svcctl.Display(color=True))
     assert "\x1b[" not in plain
     assert "\x1b[31mdemo.service: failed, now failed (failed), static\x1b[0m" in colored
 
@@ -100,7 +102,7 @@ def test_verbose_shows_messages_of_good_results_too():
     lines = frame("demo.service", INACTIVE, ACTIVE, 0, ["Created symlink x"]) + end()
     report = svcctl.Report("start", ["demo.service"], [node("n1", lines)], 0, 0)
     assert "Created symlink" not in svcctl.render_text(report)
-    assert "  Created symlink x\n" in svcctl.render_text(report, verbose=True)
+    assert "  Created symlink x\n" in svcctl.render_text(report, svcctl.Display(verbose=True))
 
 
 def test_json_document():
@@ -132,9 +134,7 @@ def test_log_lines_one_per_node_and_unit():
 def test_status_lines_fold_identical_states():
     lines = frame("demo.service", None, ACTIVE, 0, ["● demo.service - pid 42"]) + end()
     other = frame("demo.service", None, ACTIVE, 0, ["● demo.service - pid 43"]) + end()
-    nodes = [svcctl.node_result(n, svcctl.RawResult(stdout=l, rc=0), A["status"],
-                                ["demo.service"], MARKER, 5, False)
-             for n, l in (("a1", lines), ("a2", other))]
+    nodes = [node(n, l, action="status") for n, l in (("a1", lines), ("a2", other))]
     report = svcctl.Report("status", ["demo.service"], nodes, 0, 0)
     assert svcctl.render_text(report).startswith(
         "---------------\na[1-2] (2)\n---------------\n"
@@ -176,7 +176,8 @@ def test_report_rebuilt_from_the_log(tmp_path):
     path = tmp_path / "svcctl.log"
     svcctl.append_log(str(path), svcctl.log_lines(report))
     svcctl.append_log(str(path), b"not json\n")
-    rebuilt = svcctl.report_from_log(str(path))
+    rebuilt, skipped = svcctl.report_from_log(str(path))
+    assert skipped == ["%s:9: skipped: Expecting value: line 1 column 1 (char 0)" % path]
     assert svcctl.render_text(rebuilt) == svcctl.render_text(report)
     assert svcctl.report_dict(rebuilt)["summary"] == svcctl.report_dict(report)["summary"]
     assert rebuilt.command == report.command and rebuilt.run_id == report.run_id

@@ -1,5 +1,6 @@
 """Parsing and classification of what nodes send back."""
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import svcctl
 from framing import (ACTIVE, FAILED, INACTIVE, MARKER, MASKED, MISSING, end,
@@ -13,9 +14,16 @@ def raw(lines, rc=0, stderr=(), timed_out=False):
                             timed_out=timed_out)
 
 
+def read(action, lines, units=("demo.service",), timeout=300, interrupted=False,
+         **kw):
+    """One node's reply, read as svcctl reads it."""
+    protocol = svcctl.Protocol(A[action], MARKER, timeout=timeout)
+    return svcctl.read_reply(protocol, "n1", raw(lines, **kw),
+                             [svcctl.Step(u) for u in units], interrupted)
+
+
 def classify(action, lines, **kw):
-    return svcctl.node_result("n1", raw(lines, **kw), A[action], ["demo.service"],
-                              MARKER, 300, False)
+    return read(action, lines, **kw)
 
 
 @pytest.mark.parametrize("action,before,after,rc,output,outcome", [
@@ -78,9 +86,8 @@ def test_timeout_keeps_finished_units():
                    ("up.service", ACTIVE, ACTIVE, 0, []),
                    ("slow.service", INACTIVE, ACTIVE, 0, []))[:6]
     assert lines[-1].endswith(b"unit slow.service")
-    result = svcctl.node_result("n1", raw(lines, rc=None, timed_out=True), A["start"],
-                                ["demo.service", "up.service", "slow.service"], MARKER,
-                                5, False)
+    result = read("start", lines, rc=None, timed_out=True, timeout=5,
+                  units=["demo.service", "up.service", "slow.service"])
     assert [u.outcome for u in result.units] == ["changed", "ok", "timeout"]
     assert result.units[0].message == "state after not read: the node did not finish"
     assert result.outcome == "timeout"
@@ -96,17 +103,15 @@ def test_whole_node_timeout():
 def test_connection_lost_mid_run():
     lines = framed(("demo.service", INACTIVE, ACTIVE, 0, []),
                    ("web.service", INACTIVE, ACTIVE, 0, []))[:4]
-    result = svcctl.node_result("n1", raw(lines, rc=255, stderr=[
-        b"Connection to 127.0.0.11 closed by remote host."]), A["start"],
-        ["demo.service", "web.service"], MARKER, 5, False)
+    result = read("start", lines, rc=255, units=["demo.service", "web.service"], stderr=[
+        b"Connection to 127.0.0.11 closed by remote host."])
     assert [u.outcome for u in result.units] == ["changed", "unreachable"]
     assert result.units[1].message == \
         "connection lost: Connection closed by remote host"
 
 
 def test_interrupted_node():
-    result = svcctl.node_result("n1", raw([], rc=None), A["start"], ["demo.service"],
-                                MARKER, 5, True)
+    result = read("start", [], rc=None, interrupted=True)
     assert result.outcome == "interrupted" and result.reason == "not finished"
 
 
@@ -138,8 +143,8 @@ def test_escape_sequences_and_bad_utf8_are_neutralised():
 
 
 def test_missing_unit_section_is_reported_not_dropped():
-    result = svcctl.node_result("n1", raw(frame("a.service", INACTIVE, ACTIVE) + end()),
-                                A["start"], ["a.service", "b.service"], MARKER, 5, False)
+    result = read("start", frame("a.service", INACTIVE, ACTIVE) + end(),
+                  units=["a.service", "b.service"])
     assert [u.unit for u in result.units] == ["a.service", "b.service"]
     assert result.units[1].outcome == "error"
 
@@ -148,7 +153,7 @@ def test_ping():
     m = MARKER.encode() + b" "
     ok = [m + b"unit ping", b"running", m + b"rc 0"] + end()
     degraded = [m + b"unit ping", b"degraded", m + b"rc 1"] + end()
-    run = lambda lines: svcctl.node_result("n", raw(lines), A["ping"], [], MARKER, 5, False)
+    run = lambda lines: read("ping", lines, units=())
     assert run(ok).outcome == "ok" and run(ok).units[0].answer == "running"
     assert run(degraded).outcome == "negative"
 
@@ -167,11 +172,12 @@ def test_exit_code_precedence():
     assert report("unreachable", "ok").exit_code() == 4
     assert report("ok", interrupted="SIGINT").exit_code() == 130
     assert report("ok", interrupted="SIGTERM").exit_code() == 143
+    assert report("ok", interrupted="SIGHUP").exit_code() == 129
 
 
 def test_restart_reads_no_state_before():
-    assert "state before" not in svcctl.build_remote_command(
-        A["restart"], ["demo.service"], MARKER)
+    assert "state before" not in svcctl.remote_script(
+        svcctl.Protocol(A["restart"], MARKER), [svcctl.Step("demo.service")])
     m = MARKER.encode() + b" "
     lines = [m + b"unit demo.service", m + b"rc 0",
              m + b"state after " + b" ".join(ACTIVE)] + end()
@@ -183,3 +189,117 @@ def test_restart_reads_no_state_before():
               b"demo.service is masked.", m + b"rc 1",
               m + b"state after " + b" ".join(MASKED)] + end()
     assert classify("restart", masked).outcome == "masked"
+
+
+# --- honest results ----------------------------------------------------------
+
+# systemctl show prints a service's own properties first, UnitFileState last
+CRASHED = [b"Result=exit-code", b"ExecMainCode=1", b"ExecMainStatus=1"] + \
+    state(active="failed", sub="failed")
+LOOPING = [b"Result=exit-code", b"NRestarts=2"] + state(active="activating",
+                                                        sub="auto-restart")
+RESTARTED = [b"NRestarts=3"] + state(active="active", sub="running")
+
+
+@pytest.mark.parametrize("action,after,outcome", [
+    ("start", CRASHED, "failed"), ("start", LOOPING, "failed"),
+    ("start", RESTARTED, "failed"), ("restart", CRASHED, "failed"),
+    ("reload-or-restart", LOOPING, "failed"), ("try-restart", CRASHED, "failed"),
+    ("stop", CRASHED, "ok"), ("start", ACTIVE, "changed"),
+])
+def test_a_unit_that_dies_once_started_is_failed(action, after, outcome):
+    """systemctl start returns 0 when the job completes (at fork for
+    Type=simple): the state read back tells whether the unit survived."""
+    before = ACTIVE if action == "try-restart" else INACTIVE
+    if action == "stop":
+        before = CRASHED
+    unit = classify(action, frame("demo.service", before, after) + end()).units[0]
+    assert unit.outcome == outcome
+    if outcome == "failed":
+        assert unit.message.startswith("the unit failed once started: ")
+        assert "result exit-code" in unit.message or "restarted by systemd" in unit.message
+
+
+def test_the_reason_systemd_gives_is_shown():
+    unit = classify("start", frame("demo.service", INACTIVE, CRASHED) + end()).units[0]
+    assert svcctl.unit_lines(A["start"], unit, False) == [
+        "demo.service: failed, now failed (failed), disabled",
+        "  the unit failed once started: result exit-code, main process exited "
+        "with status 1"]
+
+
+def test_an_already_running_unit_with_old_restarts_is_ok():
+    unit = classify("start", frame("demo.service", RESTARTED, RESTARTED) + end()).units[0]
+    assert unit.outcome == "ok"
+
+
+@pytest.mark.parametrize("line", [
+    b"rc " + b"9" * 5000, b"rc -1", b"rc 1x", b"unit \xff\xfe", b"bogus", b"rc 2560",
+])
+def test_a_reply_that_does_not_parse_makes_that_node_an_error(line):
+    lines = frame("demo.service", INACTIVE, ACTIVE) + end()
+    lines.insert(1, MARKER.encode() + b" " + line)
+    result = classify("start", lines)
+    assert result.outcome == "error"
+    assert result.reason.startswith("unreadable reply: ")
+    assert [u.outcome for u in result.units] == ["error"]
+
+
+def test_a_gateway_failure_code_is_unreachable():
+    result = classify("start", [], rc=76, stderr=[b"gw1: Connection refused"])
+    assert result.outcome == "unreachable"
+    assert result.reason.startswith("no reply through the gateway")
+
+
+def test_too_large_reply():
+    raw_result = raw(frame("demo.service", INACTIVE, ACTIVE)[:2], rc=None)
+    raw_result.too_large = "more than 10 bytes or 5 lines"
+    protocol = svcctl.Protocol(A["start"], MARKER)
+    result = svcctl.read_reply(protocol, "n1", raw_result, [svcctl.Step("demo.service")])
+    assert result.outcome == "error"
+    assert result.units[0].message == \
+        "reply too large (more than 10 bytes or 5 lines): stopped reading it"
+
+
+def pipeline(replies, tmp_path):
+    """Every output of a run whose nodes replied `replies` (node -> lines)."""
+    protocol = svcctl.Protocol(A["start"], MARKER)
+    steps = [svcctl.Step("demo.service"), svcctl.Step("web.service")]
+    nodes = [svcctl.read_reply(protocol, node, raw(lines), steps)
+             for node, lines in sorted(replies.items())]
+    report = svcctl.Report("start", ["demo.service", "web.service"], nodes, 0, 1.0,
+                           run_id="abcdef012345")
+    text = svcctl.render_text(report)
+    doc = svcctl.report_dict(report)
+    svcctl.json.dumps(doc)
+    page = svcctl.render_html(report)
+    log = tmp_path / "run.log"
+    if log.exists():
+        log.unlink()
+    svcctl.append_log(str(log), svcctl.log_lines(report))
+    again, skipped = svcctl.report_from_log(str(log))
+    assert skipped == [] and svcctl.render_text(again) == text
+    return doc, text, page
+
+
+GOOD = framed(("demo.service", INACTIVE, ACTIVE, 0, []),
+              ("web.service", ACTIVE, ACTIVE, 0, [])) + end()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=12),
+       st.lists(st.sampled_from([b"unit ", b"rc ", b"state before ", b"state after ",
+                                 b"end", b"unit demo.service", b"rc 0", b"\x00", b"9" * 50]),
+                max_size=6))
+def test_any_reply_beside_good_nodes(tmp_path_factory, noise, framing):
+    """Whatever one node sends (bytes, forged framing with the right marker):
+    nothing raises, and the good nodes are reported right in every output."""
+    hostile = list(noise) + [MARKER.encode() + b" " + word for word in framing]
+    hostile = hostile[::2] + GOOD[:3] + hostile[1::2]
+    doc, text, page = pipeline({"good1": GOOD, "good2": GOOD, "bad": hostile},
+                               tmp_path_factory.mktemp("p"))
+    by_node = {n["node"]: n for n in doc["nodes"]}
+    assert set(by_node) == {"good1", "good2", "bad"}
+    for good in ("good1", "good2"):
+        assert [u["outcome"] for u in by_node[good]["units"]] == ["changed", "ok"]
+    assert "good[1-2] (2)" in text and page.count('<b class="o') == 3

@@ -182,3 +182,157 @@ def test_errors_about_typed_text_stay_on_one_line():
             svcctl.normalise_unit(text)
         assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
         assert "\u2028" not in str(err.value) and "\t" not in str(err.value)
+
+
+# --- systemd's own vectors ---------------------------------------------------
+
+from systemd_vectors import UNIT_NAME_VALID  # noqa: E402
+
+
+@pytest.mark.parametrize("name,expected", [(n, e) for n, flags, e in UNIT_NAME_VALID
+                                           if flags == "any"])
+def test_unit_names_as_systemd_judges_them(name, expected):
+    """svcctl accepts a full unit name exactly when systemd's
+    unit_name_is_valid(name, UNIT_NAME_ANY) does (test-unit-name.c)."""
+    valid = len(name) <= svcctl.UNIT_NAME_MAX and bool(svcctl._UNIT_RE.fullmatch(name))
+    assert valid is expected
+    if expected:
+        assert svcctl.normalise_unit(name) == name
+
+
+@pytest.mark.parametrize("name", ["foo@bar@baz.service", "mbsync@me@example.com",
+                                  "foo@@.service", "user@1000.slice"])
+def test_at_signs_inside_an_instance(name):
+    assert svcctl.normalise_unit(name).startswith(name)
+
+
+def test_longest_unit_name():
+    assert svcctl.normalise_unit("a" * 247 + ".service")
+    with pytest.raises(UsageError):
+        svcctl.normalise_unit("a" * 248 + ".service")
+
+
+# --- hostile input -----------------------------------------------------------
+
+def hostile_resolver(tmp_path):
+    """A group source like the `local` one pip installs: its map is a shell
+    command with $GROUP pasted in. A canary file proves any injection."""
+    from ClusterShell.NodeUtils import GroupResolverConfig
+    (tmp_path / "groups.txt").write_text("web: node[1-4]\nall: node[1-8]\n")
+    conf = tmp_path / "groups.conf"
+    conf.write_text("[Main]\ndefault: site\n[site]\n"
+                    "map: sed -n 's/^$GROUP:\\(.*\\)/\\1/p' %s/groups.txt\n"
+                    "all: sed -n 's/^all:\\(.*\\)/\\1/p' %s/groups.txt\n"
+                    "list: sed -n 's/:.*//p' %s/groups.txt\n" % ((tmp_path,) * 3))
+    return GroupResolverConfig(str(conf))
+
+
+INJECTIONS = ["';touch %s;'", "$(touch %s)", "`touch %s`", "x;touch %s", "x|touch %s",
+              "x\ntouch %s", "x&&touch %s", "x' '$(touch %s)"]
+
+
+@pytest.mark.parametrize("template", INJECTIONS)
+@pytest.mark.parametrize("form", ["@%s", "@site:%s", "node1,@%s", "node[1-2]!@%s",
+                                  "@web&@%s", "@%s[1-2]"])
+def test_group_names_never_reach_a_shell(tmp_path, template, form):
+    canary = tmp_path / "canary"
+    resolver = hostile_resolver(tmp_path)
+    pattern = form % (template % canary)
+    with pytest.raises(UsageError) as err:
+        svcctl.parse_nodes([pattern], resolver=resolver)
+    assert "\n" not in str(err.value)
+    assert not canary.exists()
+
+
+def test_plain_groups_still_resolve(tmp_path):
+    resolver = hostile_resolver(tmp_path)
+    assert str(svcctl.parse_nodes(["@web", "@site:all!node8"], resolver=resolver)) == \
+        "node[1-7]"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.ascii_letters + string.digits + "@:*[]-,!&^ ;$()`'\"|\\\n",
+               max_size=40))
+def test_any_pattern_runs_no_command(tmp_path_factory, text):
+    tmp_path = tmp_path_factory.mktemp("g")
+    resolver = hostile_resolver(tmp_path)
+    canary = tmp_path / "canary"
+    pattern = text.replace(";", ";touch %s;" % canary)
+    try:
+        nodes = svcctl.parse_nodes([pattern], resolver=resolver)
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert all(svcctl._NODE_RE.fullmatch(node) for node in nodes)
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("pattern", ["n[1-3000000]", "a[1-2000]b[1-2000]",
+                                     "n[1-99999999999999999]", "x,n[1-60000],m[1-60000]"])
+def test_huge_nodesets_are_refused_before_expanding(pattern):
+    import time
+    start = time.monotonic()
+    with pytest.raises(UsageError) as err:
+        svcctl.parse_nodes([pattern])
+    assert "more than 100000 nodes" in str(err.value)
+    assert time.monotonic() - start < 0.1
+
+
+def test_node_limit_can_be_raised():
+    assert len(svcctl.parse_nodes(["n[1-150000]"], limit=200000)) == 150000
+
+
+@pytest.mark.parametrize("pattern,size", [
+    ("n[1-10]", 10), ("n[1-10/2]", 5), ("a[1-3]b[1-4]", 12), ("n[1-10]!n[1-5]", 10),
+    ("n[1-10]&n[1-3]", 3), ("n1,n2, n3", 3), ("@web", 0), ("n[01-10,20]", 11),
+])
+def test_pattern_size_is_an_upper_bound(pattern, size):
+    assert svcctl.pattern_size(pattern) == size
+
+
+@pytest.mark.parametrize("text", ["\u202egnp.exe", "a\u200bb", "x\u2066y\u2069",
+                                  "\ufeffbom", "\u061c", "\U000e0041"])
+def test_invisible_and_bidi_characters_are_escaped(text):
+    shown = svcctl.printable(text)
+    assert all(ord(c) < 0x7f for c in shown if not c.isalnum()) and shown != text
+    assert "\\u" in shown or "\\U" in shown
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-u", "1e300"], "-u must be a number of seconds from 0 to 604800"),
+    (["-t", "nan"], "-t must be a number of seconds from 0 to 604800"),
+    (["--batch", "2", "--batch-wait", "1e300"], "--batch-wait must be a number"),
+    (["--settle", "inf"], "--settle must be a number"),
+    (["--batch", "9" * 5000], "--batch must be N or N%"),
+    (["--persist", "--persist-for", "99999999999"], "--persist-for takes"),
+    (["-f", "1000000000"], "fanout must be from 1 to 100000"),
+    (["-o", "json"], "invalid ssh options json: they start with an ssh flag"),
+])
+def test_odd_values_are_one_line_errors(argv, message):
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    code = svcctl.main(["start", "demo", "hang1"] + argv, out, err)
+    assert code == 2 and out.getvalue() == ""
+    assert err.getvalue().startswith("svcctl: ") and message in err.getvalue()
+    assert err.getvalue().count("\n") == 1
+
+
+@pytest.mark.parametrize("body,message", [
+    ("[Main]\ncommand_timeout: inf\n", "clush.conf: a timeout must be"),
+    ("[Main]\nconnect_timeout: nan\n", "clush.conf: a timeout must be"),
+    ("[Main]\nssh_path: touch /tmp/x; ssh\n", "clush.conf: invalid ssh_path"),
+    ("[Main]\nssh_options: json\n", "clush.conf: invalid ssh options"),
+    ("[Main]\nfanout: 99999999999999999999999\n", "clush.conf: fanout must be"),
+])
+def test_odd_clush_conf_values(tmp_path, body, message):
+    conf = write(tmp_path / "clush.conf", body)
+    with pytest.raises(UsageError) as err:
+        svcctl.read_clush_conf([conf])
+    assert str(err.value).startswith(message)
+
+
+def test_a_user_without_passwd_entry(monkeypatch):
+    def missing(uid):
+        raise KeyError(uid)
+    monkeypatch.setattr(svcctl.pwd, "getpwuid", missing)
+    assert svcctl.current_user() == "uid %d" % svcctl.os.getuid()

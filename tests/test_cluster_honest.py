@@ -1,0 +1,157 @@
+"""Integration: what really happened is reported, logged and replayed."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, normalise, svcctl_argv
+
+NODES = "node[1-4]"
+
+
+@pytest.fixture
+def reset(on_nodes):
+    yield
+    on_nodes("node[1-8]", "systemctl stop demo-crash demo-late demo-loop demo-reload "
+             "demo 2>/dev/null; systemctl reset-failed; true")
+
+
+def test_a_unit_that_dies_at_once_is_failed(svcctl, reset):
+    run = svcctl("start", "demo-crash", NODES)
+    assert run.rc == 1, run
+    assert normalise(run.out) == (
+        "---------------\nnode[1-4] (4)\n---------------\n"
+        "demo-crash.service: failed, now failed (failed), static\n"
+        "  the unit failed once started: result exit-code, main process exited with "
+        "status 1\n"
+        "== start demo-crash.service on 4 nodes in X s ==\nfailed (4): node[1-4]\n")
+
+
+@pytest.mark.parametrize("action", ["restart", "reload-or-restart"])
+def test_restarting_into_a_crash_is_failed(svcctl, reset, action):
+    run = svcctl(action, "demo-crash", NODES, "--json")
+    assert run.rc == 1, run
+    assert json.loads(run.out)["counts"] == {"failed": 4}
+
+
+def test_a_unit_that_dies_later_is_caught_with_settle(svcctl, reset):
+    """By default the state is read once, right after systemctl returns: a
+    unit dying 1.5 s later still looks started. --settle watches it."""
+    quick = svcctl("start", "demo-late", "node[1-2]")
+    assert quick.rc == 0 and "changed (2): node[1-2]" in quick.out, quick
+    svcctl("stop", "demo-late", "node[1-2]")
+    watched = svcctl("start", "demo-late", "node[1-2]", "--settle", "4")
+    assert watched.rc == 1, watched
+    assert "demo-late.service: failed, now failed (failed), static\n" \
+           "  the unit failed once started: result exit-code, main process exited " \
+           "with status 2\n" in watched.out
+    assert watched.elapsed < 10
+
+
+def test_a_restart_loop_is_failed_with_settle(svcctl, reset):
+    run = svcctl("start", "demo-loop", "node[1-2]", "--settle", "3")
+    assert run.rc == 1, run
+    assert "  the unit failed once started: " in run.out
+    assert "failed (2): node[1-2]\n" in run.out
+    assert run.elapsed < 3          # the watch ends as soon as the unit died
+
+
+def test_settle_on_healthy_units_waits_and_reports_changed(svcctl, reset):
+    run = svcctl("restart", "demo", "node[1-2]", "--settle", "1.5")
+    assert run.rc == 0 and "changed (2): node[1-2]" in run.out, run
+    assert run.elapsed >= 1.5
+
+
+def test_sudo_reaches_daemon_reload(svcctl):
+    with_sudo = svcctl("--sudo", "-l", "ops", "daemon-reload", "node[1-2]")
+    assert with_sudo.rc == 0, with_sudo
+    assert "daemon-reload: done" in with_sudo.out
+    without = svcctl("-l", "ops", "daemon-reload", "node[1-2]")
+    assert without.rc == 1 and "denied" in without.out, without
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_during_the_pause_keeps_the_finished_batch(cluster, on_nodes, tmp_path,
+                                                            sig, code):
+    on_nodes("@all", "systemctl start demo-reload")
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen(svcctl_argv() + ["restart", "demo-reload", "@all", "--batch",
+                                             "4", "--batch-wait", "30", "--log", str(log)],
+                            env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(4)               # the first batch is done, the pause has begun
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    on_nodes("@all", "systemctl stop demo-reload; systemctl reset-failed")
+    assert proc.returncode == code, out + err
+    assert "changed (4): node[1-4]\nskipped (4): node[5-8]\n" in out
+    assert "interrupted by %s ==" % signal.Signals(sig).name in out
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 8 and {r["exit_code"] for r in records} == {code}
+    assert "Traceback" not in err
+
+
+# --- the log replays the run -------------------------------------------------
+
+REPLAYED = [
+    ("systemctl stop demo", ["start", "demo"]),
+    ("systemctl start demo", ["stop", "demo"]),
+    ("systemctl start demo", ["restart", "demo"]),
+    ("systemctl start demo-reload", ["reload", "demo-reload"]),
+    ("systemctl start demo", ["try-restart", "demo,demo-reload"]),
+    ("true", ["reload-or-restart", "demo-reload"]),
+    ("systemctl disable demo", ["enable", "demo", "--now"]),
+    ("systemctl enable demo", ["disable", "demo"]),
+    ("true", ["mask", "demo"]),
+    ("systemctl mask demo", ["unmask", "demo"]),
+    ("systemctl start demo-fail; true", ["reset-failed", "demo-fail"]),
+    ("systemctl start demo", ["status", "demo,web,nosuch"]),
+    ("systemctl start demo", ["status", "demo", "-v"]),
+    ("true", ["is-active", "demo,web"]),
+    ("true", ["is-enabled", "demo,demo-masked"]),
+    ("true", ["is-failed", "demo-fail"]),
+    ("true", ["daemon-reload"]),
+    ("true", ["ping"]),
+    ("systemctl stop demo", ["start", "demo-crash,demo-masked,demo"]),
+]
+
+
+def replay(svcctl, tmp_path, argv, verbose=()):
+    log = tmp_path / "replay.log"
+    live = svcctl(*argv + ["--log", str(log)])
+    again = svcctl("report", str(log), *verbose)
+    assert again.rc == 0, again
+    assert normalise(again.out) == normalise(live.out), (live, again)
+    return live
+
+
+@pytest.mark.parametrize("setup,argv", REPLAYED, ids=[" ".join(a) for _, a in REPLAYED])
+def test_the_log_replays_every_action_byte_for_byte(svcctl, on_nodes, tmp_path, reset,
+                                                     setup, argv):
+    on_nodes("node[1-3]", setup)
+    try:
+        live = replay(svcctl, tmp_path, argv + ["node[1-3],down1"],
+                      ["-v"] if "-v" in argv else [])
+    finally:
+        on_nodes("node[1-3]", "systemctl unmask demo; systemctl disable --now demo "
+                 "2>/dev/null; true")
+    assert "down1" in live.out
+
+
+def test_the_log_replays_a_cluster_file_status(svcctl, on_nodes, tmp_path):
+    example = os.path.join(ROOT, "cluster.example.yaml")
+    on_nodes("node[1-8]", "systemctl start demo@db; systemctl stop web; true")
+    try:
+        live = replay(svcctl, tmp_path, ["-c", example, "status"])
+    finally:
+        on_nodes("node[1-8]", "systemctl stop demo@db; true")
+    assert "<- drift" in live.out and "db: demo@db.service on node[1-4]" in live.out
+
+
+def test_the_log_replays_a_rolling_run(svcctl, tmp_path, reset):
+    live = replay(svcctl, tmp_path, ["start", "demo-crash", "@all", "--batch", "2",
+                                     "--max-fail", "1"])
+    assert "svcctl: stopped after 2 failed nodes (--max-fail 1)" in live.out

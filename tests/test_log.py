@@ -1,0 +1,231 @@
+"""The result log and the report files: written safely by root, read back
+with suspicion. A second, unprivileged local user plays the attacker."""
+import io
+import json
+import os
+import pathlib
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+import svcctl
+from framing import ACTIVE, INACTIVE, MARKER, end, frame
+
+ATTACKER = "svcctl-attacker"
+
+
+@pytest.fixture(scope="module")
+def attacker():
+    """(uid, gid) of a local user who is not root, created if need be."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to play two users")
+    try:
+        entry = pwd.getpwnam(ATTACKER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                        "/usr/sbin/nologin", ATTACKER], check=True)
+        entry = pwd.getpwnam(ATTACKER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def as_user(user, function, *args):
+    """Run function(*args) in a child process as `user` (uid, gid)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(user[1])
+            os.setuid(user[0])
+            function(*args)
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0, "the attacker's step failed"
+
+
+@pytest.fixture
+def shared():
+    """A world-writable sticky directory, like /tmp."""
+    directory = pathlib.Path(tempfile.mkdtemp(dir="/tmp"))
+    directory.chmod(0o1777)
+    yield directory
+    shutil.rmtree(str(directory))
+
+
+def a_report():
+    protocol = svcctl.Protocol(svcctl.ACTIONS["start"], MARKER)
+    raw = svcctl.RawResult(stdout=frame("demo.service", INACTIVE, ACTIVE) + end(), rc=0)
+    node = svcctl.read_reply(protocol, "node1", raw, [svcctl.Step("demo.service")])
+    return svcctl.Report("start", ["demo.service"], [node], 0, 1.0, run_id="abcdef012345",
+                         command="svcctl start demo node1", user="root")
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / "shadow"
+    path.write_text("root's secret\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_log_through_a_planted_symlink_is_refused(attacker, shared, victim):
+    log = shared / "svcctl.log"
+    as_user(attacker, os.symlink, str(victim), str(log))
+    with pytest.raises(svcctl.OutputError) as err:
+        svcctl.append_log(str(log), svcctl.log_lines(a_report()))
+    assert str(err.value) == "it is a symbolic link"
+    assert victim.read_text() == "root's secret\n"
+
+
+def test_log_owned_by_another_user_is_refused(attacker, shared):
+    log = shared / "svcctl.log"
+    as_user(attacker, lambda: open(str(log), "w").close())
+    with pytest.raises(svcctl.OutputError) as err:
+        svcctl.append_log(str(log), b"x\n")
+    assert "owned by uid %d" % attacker[0] in str(err.value)
+    assert log.read_text() == ""
+
+
+def test_log_writable_by_others_is_refused(tmp_path):
+    log = tmp_path / "svcctl.log"
+    log.write_text("")
+    log.chmod(0o666)
+    with pytest.raises(svcctl.OutputError) as err:
+        svcctl.append_log(str(log), b"x\n")
+    assert "writable by group or others (mode 0666)" in str(err.value)
+
+
+def test_log_with_another_hard_link_is_refused(tmp_path, victim):
+    log = tmp_path / "svcctl.log"
+    os.link(str(victim), str(log))
+    with pytest.raises(svcctl.OutputError):
+        svcctl.append_log(str(log), b"x\n")
+    assert victim.read_text() == "root's secret\n"
+
+
+def test_log_that_is_a_fifo_does_not_hang(tmp_path):
+    fifo = tmp_path / "svcctl.log"
+    os.mkfifo(str(fifo))
+    with pytest.raises((OSError, svcctl.OutputError)):
+        svcctl.append_log(str(fifo), b"x\n")
+
+
+def test_new_log_is_private(tmp_path):
+    log = tmp_path / "svcctl.log"
+    svcctl.append_log(str(log), svcctl.log_lines(a_report()))
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    svcctl.append_log(str(log), svcctl.log_lines(a_report()))
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_html_over_a_planted_symlink_replaces_the_link(attacker, shared, victim):
+    page = shared / "report.html"
+    as_user(attacker, os.symlink, str(victim), str(page))
+    svcctl.write_file(str(page), svcctl.render_html(a_report()))
+    assert victim.read_text() == "root's secret\n"
+    assert not page.is_symlink() and page.read_text().startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in shared.iterdir()) == ["report.html"]
+
+
+def test_html_temporary_name_cannot_be_guessed(attacker, shared, victim):
+    """The old temporary name was PATH.PID.tmp: plant links on all of them."""
+    page = shared / "report.html"
+    for pid in range(os.getpid() - 5, os.getpid() + 50):
+        as_user(attacker, os.symlink, str(victim), "%s.%d.tmp" % (page, pid))
+    svcctl.write_file(str(page), "new report")
+    assert victim.read_text() == "root's secret\n" and page.read_text() == "new report"
+
+
+@pytest.mark.parametrize("plant", ["directory", "symlink", "dangling", "file"])
+def test_persist_directory_is_never_another_users(attacker, tmp_path, monkeypatch, plant):
+    """From cron there is no XDG_RUNTIME_DIR: /tmp/svcctl-UID is taken when
+    it is ours, and passed over (never followed, never chmodded) when not."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    target = tmp_path / "target"
+    target.mkdir()
+    target.chmod(0o755)
+    place = "/tmp/svcctl-%d" % os.getuid()
+    subprocess.run(["rm", "-rf", place], check=True)
+    make = {"directory": lambda: os.mkdir(place, 0o777),
+            "symlink": lambda: os.symlink(str(target), place),
+            "dangling": lambda: os.symlink(str(tmp_path / "none"), place),
+            "file": lambda: open(place, "w").close()}[plant]
+    as_user(attacker, make)
+    home = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".svcctl-sockets")
+    try:
+        options = svcctl.persist_options(600)
+        assert "-oControlPath=%s/%%C" % home in options
+        assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+        assert stat.S_IMODE(target.stat().st_mode) == 0o755
+        assert os.lstat(place).st_uid == attacker[0]
+    finally:
+        subprocess.run(["rm", "-rf", place], check=True)
+
+
+def test_persist_directory_is_made_private(shared, monkeypatch):
+    tmp_path = shared
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    options = svcctl.persist_options(60)
+    assert "-oControlPath=%s/svcctl/%%C" % tmp_path in options
+    assert stat.S_IMODE((tmp_path / "svcctl").stat().st_mode) == 0o700
+
+
+# --- reading a log back ------------------------------------------------------
+
+def write_log(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def logged(**change):
+    record = json.loads(svcctl.log_lines(a_report()).splitlines()[0])
+    record.update(change)
+    return record
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"node": "-oProxyCommand=x"}, "invalid node name"),
+    ({"node": "@x';touch /tmp/pwned;'"}, "invalid node name"),
+    ({"unit": "a;b"}, "invalid unit name"),
+    ({"outcome": "great"}, "unknown outcome"),
+    ({"action": "format-disk"}, "unknown action"),
+    ({"rc": 99999}, "bad rc"),
+    ({"before": {"LoadState": 3}}, "bad unit state"),
+    ({"run_id": "../x"}, "bad run_id"),
+    ({"interrupted_by": "SIGKILL"}, "bad interrupted_by"),
+])
+def test_a_damaged_line_is_named_and_skipped(tmp_path, change, reason):
+    log = tmp_path / "svcctl.log"
+    write_log(log, [logged(node="node2"), logged(**change)])
+    report, skipped = svcctl.report_from_log(str(log))
+    assert [r.node for r in report.nodes] == ["node2"]
+    assert len(skipped) == 1 and skipped[0].startswith("%s:2: skipped: " % log)
+    assert reason in skipped[0]
+
+
+def test_report_prints_nothing_raw_from_a_forged_log(tmp_path):
+    log = tmp_path / "svcctl.log"
+    write_log(log, [logged(message="\x1b]0;owned\x07\x1b[2J\u202eevil", command="\x1b[31m",
+                           outcome="failed", after=None)])
+    out, err = io.StringIO(), io.StringIO()
+    code = svcctl.main(["report", str(log), "-v"], out, err)
+    assert code == 0, err.getvalue()
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b]0;owned\\x07" in text and "\\u202eevil" in text
+
+
+def test_report_exit_code_says_lines_were_skipped(tmp_path):
+    log = tmp_path / "svcctl.log"
+    write_log(log, [logged(), {"not": "ours"}])
+    out, err = io.StringIO(), io.StringIO()
+    assert svcctl.main(["report", str(log)], out, err) == 1
+    assert err.getvalue() == "svcctl: %s:2: skipped: unknown action\n" % log
+    assert "node1" in out.getvalue()
+    empty = tmp_path / "empty.log"
+    empty.write_text("garbage\n")
+    assert svcctl.main(["report", str(empty)], io.StringIO(), io.StringIO()) == 2

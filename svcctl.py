@@ -1766,8 +1766,9 @@ class Progress:
     (cron, pipes): no redraws, no escape sequences, the wave lines only with
     -v."""
 
-    def __init__(self, total: int, stream, live: bool, lines: bool):
+    def __init__(self, total: int, stream, live: bool, lines: bool, pause: float = 0.0):
         self.total = total
+        self.pause = pause          # between batches, for the estimate
         self.stream = stream
         self.live = live            # redraw a status line (a terminal)
         self.lines = lines          # print a line as each wave ends
@@ -1807,20 +1808,24 @@ class Progress:
         self.stream.flush()
 
     def status(self, pause_left: Optional[float] = None) -> str:
+        """`batch 2/4 running, 12/32 nodes done, failed 2, 0:14 elapsed,
+        about 0:30 left`; in a pause: `... batch 3/4 starts in 0:03`."""
         wave = self.wave
-        parts = ["%s %d/%d" % (wave.kind, wave.number, wave.total)] \
-            if wave and wave.total > 1 else []
+        several = wave is not None and wave.total > 1
+        parts = ["%s %d/%d running" % (wave.kind, wave.number, wave.total)] \
+            if several and pause_left is None else []
         parts.append("%d/%d nodes done" % (self.done, self.total))
         if self.problems:
             parts.append(", ".join("%s %d" % (name, self.problems[name])
                                    for name in OUTCOMES if name in self.problems))
         parts.append("%s elapsed" % clock_text(time.monotonic() - self.started))
-        if pause_left is not None:
-            parts.append("next %s in %s" % (wave.kind if wave else "batch",
-                                            clock_text(pause_left)))
-        elif wave and self.wave_times and wave.total > wave.number:
-            left = sum(self.wave_times) / len(self.wave_times) * \
-                (wave.total - wave.number + 1)
+        if several and pause_left is not None:
+            parts.append("%s %d/%d starts in %s" % (wave.kind, wave.number, wave.total,
+                                                    clock_text(pause_left)))
+        elif several and self.wave_times:
+            waves_left = wave.total - wave.number + 1
+            left = sum(self.wave_times) / len(self.wave_times) * waves_left \
+                + self.pause * (waves_left - 1)
             parts.append("about %s left" % clock_text(left))
         return "%s: %s" % (PROG, ", ".join(parts))
 
@@ -2876,7 +2881,7 @@ def new_progress(request: Request, stderr) -> Optional[Progress]:
     live = hasattr(stderr, "isatty") and stderr.isatty()
     if request.display.quiet or not (live or request.display.verbose):
         return None
-    return Progress(len(request.nodes), stderr, live, True)
+    return Progress(len(request.nodes), stderr, live, True, request.batch_wait)
 
 
 def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:

@@ -28,9 +28,17 @@ def load_in_chromium(path, tmp_path):
         "--disable-sync", "--disable-default-apps", "--disable-extensions", "--no-pings",
         "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
         "--user-data-dir=%s" % (tmp_path / "profile"), "--log-net-log=%s" % netlog,
+        "--enable-logging=stderr", "--v=0",
         "--dump-dom", "file://%s" % path], capture_output=True, text=True, timeout=120)
     urls = set(re.findall(r'"url":"([^"]+)"', netlog.read_text()))
+    load_in_chromium.console = proc.stderr
     return proc.stdout, {u for u in urls if not CHROMIUM_OWN.match(u)}
+
+
+def csp_violations():
+    """What Chromium's console said about the Content-Security-Policy."""
+    return [line for line in load_in_chromium.console.splitlines()
+            if "Content Security Policy" in line or "Content-Security-Policy" in line]
 
 
 def test_report_of_a_mixed_run(svcctl, on_nodes, tmp_path):
@@ -58,6 +66,7 @@ def test_report_of_a_mixed_run(svcctl, on_nodes, tmp_path):
     assert dom.count('<b class="o') == 9
     assert "unreachable: Connection refused" in dom
     assert urls <= {"file://%s" % page}, urls
+    assert csp_violations() == []           # the page's own script and style pass
 
 
 def test_report_of_a_cluster_file_status(svcctl, tmp_path):
@@ -77,3 +86,16 @@ def test_chromium_check_would_see_a_request(tmp_path):
     page.write_text('<img src="http://127.0.0.1:9/pixel.png">')
     _, urls = load_in_chromium(page, tmp_path)
     assert "http://127.0.0.1:9/pixel.png" in urls
+
+
+def test_chromium_check_would_see_a_script_the_policy_refuses(tmp_path):
+    """The CSP check can fail: an inline handler on a report page is refused."""
+    import svcctl
+    report = svcctl.Report("start", ["demo.service"], [], 0, 0)
+    page = tmp_path / "tampered.html"
+    page.write_text(svcctl.render_html(report).replace(
+        "<h2>Nodes</h2>", '<h2>Nodes</h2><img src="x" onerror="document.title=1">'
+        '<script>document.title=2</script>'))
+    dom, _ = load_in_chromium(page, tmp_path)
+    assert len(csp_violations()) >= 2
+    assert "<title>svcctl start" in dom

@@ -1,0 +1,66 @@
+"""The execution layer's event handler, fed events directly: it tolerates
+keys it did not ask for, and bounds what one node may send."""
+import svcctl
+
+
+class Worker:
+    SNAME_STDOUT = "stdout"
+    SNAME_STDERR = "stderr"
+
+    def __init__(self, timed_out=()):
+        self.timed_out = list(timed_out)
+
+    def iter_keys_timeout(self):
+        return iter(self.timed_out)
+
+    def _engine_clients(self):
+        return []
+
+
+def collector(nodes=("node1",), cap=(1000, 10)):
+    raw = {node: svcctl.RawResult() for node in nodes}
+    done = []
+    handler = svcctl._Collector(raw, {node: cap for node in nodes},
+                                lambda node, result: done.append(node), None)
+    return handler, raw, done
+
+
+def test_events_for_keys_not_asked_for_are_ignored():
+    """Tree mode: ClusterShell reports a gateway's own stderr, or a lying
+    gateway any name, as a node: never a KeyError, never a result."""
+    handler, raw, done = collector()
+    worker = Worker(timed_out=["gw1", "node1"])
+    handler.ev_pickup(worker, "gw1")
+    handler.ev_read(worker, "gw1", "stderr", b"ssh: connect to host gw1: refused")
+    handler.ev_read(worker, "evil1", "stdout", b"x")
+    handler.ev_hup(worker, "gw1", 255)
+    handler.ev_close(worker, True)
+    assert set(raw) == {"node1"} and done == []
+    assert raw["node1"].timed_out and raw["node1"].stdout == []
+
+
+def test_a_second_hup_is_ignored():
+    handler, raw, done = collector()
+    handler.ev_hup(Worker(), "node1", 0)
+    handler.ev_hup(Worker(), "node1", 76)
+    assert raw["node1"].rc == 0 and done == ["node1"]
+
+
+def test_a_node_past_its_caps_is_cut_off():
+    for lines, size in ((11, 5), (2, 600)):
+        handler, raw, done = collector()
+        for _ in range(lines):
+            handler.ev_read(Worker(), "node1", "stdout", b"y" * size)
+        assert raw["node1"].too_large.startswith("more than 1000 bytes or 10 lines")
+        handler.ev_hup(Worker(), "node1", 0)
+        assert done == []           # a node cut off is never read as a reply
+        reply = svcctl.read_reply(svcctl.Protocol(svcctl.ACTIONS["start"]), "node1",
+                                  raw["node1"], [svcctl.Step("demo.service")])
+        assert reply.outcome == "error" and reply.reason.startswith("reply too large")
+
+
+def test_stderr_counts_toward_the_cap():
+    handler, raw, _ = collector()
+    for _ in range(11):
+        handler.ev_read(Worker(), "node1", "stderr", b"e")
+    assert raw["node1"].too_large and len(raw["node1"].stderr) == 10

@@ -141,6 +141,12 @@ EXIT_USAGE = 2
 EXIT_NEGATIVE = 3
 EXIT_UNREACHABLE = 4
 EXIT_FOR_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+EXIT_PRECEDENCE = (EXIT_OK, EXIT_NEGATIVE, EXIT_FAILED, EXIT_UNREACHABLE, 129, 130, 143)
+
+
+def worse_exit(first: int, second: int) -> int:
+    """The exit code that says more (4 > 1 > 3 > 0; a signal above all)."""
+    return max(first, second, key=EXIT_PRECEDENCE.index)
 
 
 def worst(outcomes: Iterable[str]) -> str:
@@ -190,6 +196,11 @@ class UnitState:
         return self.file in ENABLED_STATES
 
     @property
+    def is_stopped(self) -> bool:
+        """Neither running nor on its way (activating, auto-restart...)."""
+        return self.active in STOPPED_STATES
+
+    @property
     def crashed(self) -> bool:
         """Failed, or waiting to be started again after a failure."""
         return self.active == "failed" or self.sub == "auto-restart"
@@ -219,6 +230,10 @@ class UnitState:
 
 
 RUNNING_STATES = ("active", "reloading")
+STOPPED_STATES = ("inactive", "failed")
+# What `systemctl is-system-running` may answer.
+SYSTEM_STATES = ("initializing", "starting", "running", "degraded", "maintenance",
+                 "stopping", "offline", "unknown")
 ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "indirect",
                   "generated", "transient")
 
@@ -237,6 +252,31 @@ def _answer_is_failed(state: UnitState) -> Tuple[str, bool]:
 
 def _answer_status(state: UnitState) -> Tuple[str, bool]:
     return state.describe(), state.is_running
+
+
+def _answer_shown(state: UnitState) -> Tuple[str, bool]:
+    return "", True             # show, cat: the answer is systemctl's text
+
+
+# Parts of `systemctl show` that differ on every node and every run (PIDs,
+# times): removed, so that nodes with the same configuration fold.
+_RUNTIME_FIELDS_RE = re.compile(r" ; (?:start_time|stop_time|pid|code|status)=[^;}]*?"
+                                r"(?= [;}])")
+
+
+def _clean_properties(text: str) -> str:
+    return _RUNTIME_FIELDS_RE.sub("", text)
+
+
+def _clean_listing(text: str) -> str:
+    """`list-units --plain` lines -> `unit: active (sub)`, no description."""
+    out = []
+    for line in text.split("\n"):
+        words = line.split()
+        if len(words) >= 4:
+            load = "" if words[1] == "loaded" else words[1] + ", "
+            out.append("%s: %s%s (%s)" % (words[0], load, words[2], words[3]))
+    return "\n".join(out)
 
 
 @dataclass(frozen=True)
@@ -259,21 +299,31 @@ class Action:
     # success, or the unit failed once started (it died, or restarts in a loop)
     answer: Optional[Callable[[UnitState], Tuple[str, bool]]] = None  # query: the
     # text systemctl would print, and whether it means yes
-    verbose_runs: bool = False          # query: with -v, run it for systemctl's text
+    runs: str = ""                      # query: run it "always" (its text is the
+    # answer: show, cat) or with -v ("verbose": status)
+    output: str = ""                    # its output shown: "" (for problems, or
+    # with -v), "lines" (each as UNIT: line), "text" (always, under the unit)
+    clean: Optional[Callable[[str], str]] = None    # output made foldable
+    lists: bool = False                 # node: its output lists units
     drift_outcome: bool = False         # with -c: outcomes are ok or drift
     no_when_failed: bool = False        # node: non-zero exit with an answer is "no"
     reverse: bool = False               # cluster file: in reverse dependency order
+    ensures_goal: bool = False          # after a success the goal must hold
     takes_now: bool = False             # --now: start or stop as well
     now_starts: bool = False            # with --now, the unit must run after
+    now_stops: bool = False             # with --now, it must be stopped after
     privileged: bool = False            # through `sudo -n` with --sudo
     file_only: bool = False             # only with -c FILE
+    takes: Tuple[str, ...] = ()         # the options of its own it accepts...
+    needs: str = ""                     # ...and the one it cannot do without
 
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def runs_per_unit(self) -> bool:
-        return self.kind in ("change", "apply")
+    def runs_per_unit(self, verbose: bool = False) -> bool:
+        """Is systemctl run on each unit (not only its state read)?"""
+        return self.kind in ("change", "apply") or self.runs == "always" or (
+            verbose and self.runs == "verbose")
 
     def expects_running(self, before: Optional[UnitState], now: bool) -> bool:
         """Must the unit be running after this action succeeded?"""
@@ -290,12 +340,16 @@ def _not_running(state: UnitState) -> bool:
     return not state.is_running
 
 
+def _stopped(state: UnitState) -> bool:
+    return state.is_stopped
+
+
 ACTION_TABLE = (
     Action("start", "change", "start units", ("start",), reads_before=True,
            goal=_running, changes_from=_not_running, must_run="always",
            privileged=True),
     Action("stop", "change", "stop units", ("stop",), reads_before=True,
-           goal=_not_running, reverse=True, privileged=True),
+           goal=_stopped, ensures_goal=True, reverse=True, privileged=True),
     Action("restart", "change", "restart units", ("restart",), always_changes=True,
            must_run="always", privileged=True),
     Action("reload", "change", "reload units' configuration", ("reload",),
@@ -307,24 +361,35 @@ ACTION_TABLE = (
            ("reload-or-restart",), always_changes=True, must_run="always",
            privileged=True),
     Action("enable", "change", "enable units (--now: and start them)", ("enable",),
-           reads_before=True, goal=lambda s: s.is_enabled, takes_now=True,
-           now_starts=True, privileged=True),
+           reads_before=True, goal=lambda s: s.is_enabled, ensures_goal=True,
+           takes_now=True, now_starts=True, privileged=True),
     Action("disable", "change", "disable units (--now: and stop them)", ("disable",),
-           reads_before=True, goal=lambda s: not s.is_enabled, reverse=True,
-           takes_now=True, privileged=True),
+           reads_before=True, goal=lambda s: s.file not in ("enabled", "enabled-runtime"),
+           ensures_goal=True, reverse=True, takes_now=True, now_stops=True,
+           privileged=True),
     Action("mask", "change", "mask units (--now: and stop them)", ("mask",),
-           reads_before=True, goal=lambda s: s.load == "masked", reverse=True,
-           takes_now=True, privileged=True),
+           reads_before=True, goal=lambda s: s.load == "masked", ensures_goal=True,
+           reverse=True, takes_now=True, now_stops=True, privileged=True),
     Action("unmask", "change", "unmask units", ("unmask",), reads_before=True,
-           goal=lambda s: s.load != "masked", privileged=True),
+           goal=lambda s: s.load != "masked", ensures_goal=True, privileged=True),
     Action("reset-failed", "change", "reset units' failed state", ("reset-failed",),
-           reads_before=True, goal=lambda s: s.active != "failed", privileged=True),
+           reads_before=True, goal=lambda s: s.active != "failed", ensures_goal=True,
+           privileged=True),
     Action("status", "query", "one line per unit: its state (-v: systemctl's text)",
            ("status", "--no-pager", "--full"), answer=_answer_status,
-           verbose_runs=True, drift_outcome=True),
+           runs="verbose", drift_outcome=True),
     Action("is-active", "query", "is each unit running?", answer=_answer_is_active),
     Action("is-enabled", "query", "is each unit enabled?", answer=_answer_is_enabled),
     Action("is-failed", "query", "has each unit failed?", answer=_answer_is_failed),
+    Action("show", "query", "units' properties (-p PROP,...), folded across nodes",
+           ("show",), answer=_answer_shown, runs="always", output="lines",
+           clean=_clean_properties, takes=("-p",), needs="-p"),
+    Action("cat", "query", "units' files and drop-ins (--diff: against the most "
+           "common version)", ("cat",), answer=_answer_shown, runs="always",
+           output="text", takes=("--diff",)),
+    Action("list-units", "node", "units in memory (--failed, --state STATE, PATTERN)",
+           ("list-units", "--plain", "--no-legend", "--no-pager", "--full"),
+           output="text", clean=_clean_listing, lists=True, takes=("--failed", "--state")),
     Action("daemon-reload", "node", "reload systemd's configuration",
            ("daemon-reload",), privileged=True),
     Action("ping", "node", "does the node answer, is systemd running?",
@@ -350,7 +415,7 @@ class Declared:
         """Does the unit's actual state differ from the declared one?"""
         if state.load != "loaded":
             return True
-        if state.is_running != (self.state == "running"):
+        if not (state.is_running if self.state == "running" else state.is_stopped):
             return True
         return self.enabled is not None and state.is_enabled != self.enabled
 
@@ -413,6 +478,7 @@ class ServiceView:
     declared: str
     states: List[Tuple[str, NodeSet]]
     drift: NodeSet
+    problem: bool = False           # some node has a problem outcome (shown by -q)
 
     def as_dict(self) -> dict:
         return {"service": self.service, "unit": self.unit, "nodes": str(self.nodes),
@@ -508,15 +574,46 @@ TIME_MAX = 7 * 86400        # the longest timeout or pause accepted, in seconds
 
 
 def normalise_unit(name: str) -> str:
-    """Validate one unit name; a name without a known suffix gets `.service`."""
+    """Validate one unit name; a name without a known suffix gets `.service`,
+    and a path its unit as systemctl mangles it (/home -> home.mount)."""
     if not name:
         raise UsageError("empty unit name")
+    if name.startswith("/"):
+        return unit_from_path(name)
     full = name
     if "." not in name or name.rsplit(".", 1)[-1] not in UNIT_SUFFIXES:
         full = name + ".service"
     if len(full) > UNIT_NAME_MAX or not _UNIT_RE.fullmatch(full):
         raise UsageError("invalid unit name: %s" % printable(name))
+    if "@." in full and full.index("@") == full.rindex("@."):
+        # systemctl show stops at a template: no state could be read
+        raise UsageError("%s is a template: name an instance (%s)" % (
+            full, full.replace("@.", "@NAME.", 1)))
     return full
+
+
+_PATH_CHARS_RE = re.compile(r"[^A-Za-z0-9:_./]", re.ASCII)
+
+
+def unit_from_path(path: str, suffix: str = "") -> str:
+    """systemd's unit_name_from_path(), as `systemctl status /home` uses it:
+    /dev/sda -> dev-sda.device, /home -> home.mount, / -> -.mount."""
+    suffix = suffix or (".device" if path.startswith(("/dev/", "/sys/")) else ".mount")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts or any(len(part.encode()) > 255 for part in parts) or \
+            (path and not path.startswith("/") and not parts):      # "." or "./"
+        raise UsageError("invalid path for a unit: %s" % printable(path))
+    if not parts:
+        return "-" + suffix
+    text = "/".join(parts)
+    escaped = _PATH_CHARS_RE.sub(lambda m: "".join(
+        "\\x%02x" % byte for byte in m.group().encode()), text).replace("/", "-")
+    if escaped.startswith("."):
+        escaped = "\\x2e" + escaped[1:]
+    unit = escaped + suffix
+    if len(unit) > UNIT_NAME_MAX:
+        raise UsageError("path too long for a unit name: %s" % printable(path[:80]))
+    return unit
 
 
 def parse_units(text: str) -> List[str]:
@@ -654,8 +751,10 @@ def check_seconds(value: float, what: str = "a timeout") -> float:
 # Made printable: C0 and C1 controls, DEL, line and paragraph separators, and
 # the invisible format characters that reorder or hide text (bidirectional
 # overrides and isolates, zero-width characters, BOM, tags).
-_INVISIBLE = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f"
-              "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+_INVISIBLE = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+              "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+              "\ud800-\udfff\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+              "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
               "\U000e0001\U000e0020-\U000e007f")
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f%s]" % _INVISIBLE)
 _CONTROL_BUT_TAB_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f%s]" % _INVISIBLE)
@@ -748,6 +847,10 @@ class Protocol:
     verbose: bool = False
     settle: float = 0.0             # seconds to watch started units
     timeout: float = 300.0          # the node's bound, named when it is hit
+    extra: Tuple[str, ...] = ()     # checked systemctl options: -p PROP, --state=X
+    pattern: str = ""               # list-units: a checked unit pattern
+    listed_is_no: bool = False      # list-units --failed: anything listed is "no"
+    diff: bool = False              # cat --diff: against the most common version
 
 
 def new_marker() -> str:
@@ -774,26 +877,29 @@ _PRELUDE = (
     "a() { u=$1; shift; k unit \"$u\"; \"$@\" </dev/null 2>&1; r=$?; k rc $r; }; "
 )
 # --settle: watch the units for a while; stop early once one has died (failed,
-# waiting to restart, or restarted: a manual start resets NRestarts to 0).
+# waiting to restart, or restarted by systemd since the watch began).
 _SETTLE = (
-    "w() { i=0; while [ $i -lt %(polls)d ]; do sleep 0.5; for v in $(systemctl "
-    "show -p ActiveState,SubState,NRestarts --value -- \"$@\" 2>/dev/null); do case $v in "
-    "failed|auto-restart|[1-9]*) return;; esac; done; i=$((i+1)); done; }; "
+    "v() { q=$1; shift; systemctl show -p \"$q\" --value -- \"$@\" 2>/dev/null; }; "
+    "w() { n=$(v NRestarts \"$@\"); i=0; while [ $i -lt %(polls)d ]; do sleep 0.5; "
+    "[ \"$(v NRestarts \"$@\")\" = \"$n\" ] || return; for t in $(v ActiveState,SubState "
+    "\"$@\"); do case $t in failed|auto-restart) return;; esac; done; i=$((i+1)); "
+    "done; }; "
 )
 # apply (cluster file): read one unit's state, act only where it differs from
 # the declared one (p UNIT running|stopped|- yes|no|-), states on the markers:
-#   MARK unit UNIT before K=V...   ...output...   MARK rc N after K=V...
+#   MARK unit UNIT before K=V... ...output... MARK rc N did start,enable, after K=V...
 _APPLY = (
     "x=%(sudo)s; "
-    "p() { u=$1; b=$(printf ' %%s' $(s \"$u\")); k unit \"$u\" before $b; r=0; "
+    "p() { u=$1; b=$(printf ' %%s' $(s \"$u\")); k unit \"$u\" before $b; r=0; d=; "
     "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
+    "case \"$b \" in %(stopped)s) off=1;; *) off=0;; esac; "
     "case \"$b \" in %(enabled)s) en=1;; *) en=0;; esac; "
-    "c() { $x systemctl \"$@\" -- \"$u\" </dev/null 2>&1 || r=$?; }; "
+    "c() { d=$d$1,; $x systemctl \"$@\" -- \"$u\" </dev/null 2>&1 || r=$?; }; "
     "if [ \"$2$on\" = running0 ]; then c start;%(settle)s fi; "
-    "if [ \"$2$on\" = stopped1 ]; then c stop; fi; "
+    "if [ \"$2$off\" = stopped0 ]; then c stop; fi; "
     "if [ \"$3$en\" = yes0 ]; then c enable; fi; "
     "if [ \"$3$en\" = no1 ]; then c disable; fi; "
-    "k rc $r after $(s \"$u\"); }; "
+    "k rc $r did ${d:--} after $(s \"$u\"); }; "
 )
 
 
@@ -820,17 +926,20 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     if settles:
         script += _SETTLE % {"polls": polls}
     if action.kind == "node":
-        return script + "a %s %s; k end" % (steps[0].unit, " ".join(_argv(protocol)))
+        pattern = " -- " + shlex.quote(protocol.pattern) if protocol.pattern else ""
+        return script + "a %s %s%s; k end" % (steps[0].unit, " ".join(_argv(protocol)),
+                                             pattern)
     units = " ".join(shlex.quote(step.unit) for step in steps)
     if action.kind == "apply":
         script += _APPLY % {
             "sudo": "'sudo -n'" if protocol.sudo else "''",
             "running": _case_pattern("ActiveState", RUNNING_STATES),
+            "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
             "settle": " w \"$u\";" if settles else ""}
     elif action.reads_before:
         script += "k state before $(s %s); " % units
-    if action.runs_per_unit or (protocol.verbose and action.verbose_runs):
+    if action.runs_per_unit(protocol.verbose):
         script += "".join(_step_command(protocol, index, step) + "; "
                           for index, step in enumerate(steps))
     if action.kind != "apply":
@@ -843,7 +952,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
 def _argv(protocol: Protocol) -> List[str]:
     action = protocol.action
     argv = (["sudo", "-n"] if protocol.sudo and action.privileged else []) \
-        + ["systemctl"] + list(action.systemctl)
+        + ["systemctl"] + list(action.systemctl) + [shlex.quote(word)
+                                                    for word in protocol.extra]
     return argv + (["--now"] if protocol.now and action.takes_now else [])
 
 
@@ -896,8 +1006,9 @@ class RawResult:
     ended: Optional[float] = None
 
 
-class Interrupted(Exception):
-    """A signal arrived while the run could be interrupted."""
+class Interrupted(BaseException):
+    """A signal arrived while the run could be interrupted (a BaseException:
+    no `except Exception` on the way, such as a node's guard, may swallow it)."""
 
     def __init__(self, signame: str):
         super().__init__(signame)
@@ -1118,7 +1229,8 @@ def task_done(raw: Dict[str, RawResult]) -> bool:
 # =============================================================================
 
 _DENIED_RE = re.compile(r"Access denied|Interactive authentication required|"
-                        r"^sudo: |not in the sudoers|Permission denied", re.M)
+                        r"Permission denied|^sudo: (a password is required|a terminal is "
+                        r"required)|is not in the sudoers|is not allowed to execute", re.M)
 CUT_SHORT = "cut short"
 
 
@@ -1162,7 +1274,10 @@ def parse_output(lines: Iterable[bytes], marker: str) -> Framed:
             framed.sections[_ascii(words[1])] = current
         elif words[0] == b"rc" and current is not None and len(words) > 1:
             current["rc"] = exit_status(words[1])
-            current["after"] = words[3:] if words[2:3] == [b"after"] else None
+            rest = words[2:]
+            if rest[:1] == [b"did"] and len(rest) > 1:     # apply: what it ran
+                current["did"], rest = rest[1] != b"-", rest[2:]
+            current["after"] = rest[1:] if rest[:1] == [b"after"] else None
         elif words[0] == b"state" and len(words) > 1:
             framed.states[words[1]] = words[2:]
         elif words == [b"end"]:
@@ -1208,19 +1323,28 @@ def state_blocks(tokens: Optional[List[bytes]]) -> Tuple[List[Optional[UnitState
 
 def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
                after: Optional[UnitState], rc: Optional[int], message: str,
-               problem: str = "") -> UnitResult:
+               problem: str = "", ran: bool = False) -> UnitResult:
     """One unit's outcome, from its states around the action (read -> act ->
     read), the action's exit code and its output. `problem`: text where a
-    state should have been (systemctl show failed), or CUT_SHORT."""
+    state should have been (systemctl show failed), or CUT_SHORT; `ran`:
+    apply ran a command on the unit."""
     action = protocol.action
+    if action.clean:
+        message = action.clean(message)
     result = UnitResult(step.unit, "error", before, after, rc, message,
                         message.split("\n", 1)[0])
     if step.declared:
         result.service, result.declared = step.declared.service, step.declared.text()
         result.drift = after is not None and step.declared.drifted(after)
-    if action.kind == "node":
+    if action.kind == "node" and action.lists and rc == 0:
+        count = len(message.split("\n")) if message else 0
+        result.answer = "%s unit%s" % (count or "no", "s" * (count != 1)) + (
+            " failed" if protocol.listed_is_no else " listed")
+        result.outcome = "negative" if count and protocol.listed_is_no else "ok"
+    elif action.kind == "node":
         result.outcome = "ok" if rc == 0 else (
-            "negative" if action.no_when_failed and result.answer else "failed")
+            "negative" if action.no_when_failed and result.answer in SYSTEM_STATES
+            else _failure(None, None, message))
     elif after is None and problem == CUT_SHORT:
         _judge_cut_short(protocol, result)
     elif after is None or (before is None and action.reads_before):
@@ -1236,7 +1360,7 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
     elif rc != 0:
         result.outcome = _failure(before, after, message)
     else:
-        _judge_success(protocol, step, result)
+        _judge_success(protocol, step, result, ran)
     return result
 
 
@@ -1252,8 +1376,10 @@ def _judge_cut_short(protocol: Protocol, result: UnitResult) -> None:
     result.message = "state after not read: the node did not finish"
 
 
-def _judge_success(protocol: Protocol, step: Step, result: UnitResult) -> None:
-    """systemctl said yes: changed or ok, unless the unit died once started."""
+def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
+                   ran: bool) -> None:
+    """systemctl said yes: changed or ok; but failed if the unit died once
+    started, or is not where the action promised to leave it."""
     action, before, after = protocol.action, result.before, result.after
     if action.always_changes or before is None:
         changed = True
@@ -1262,15 +1388,22 @@ def _judge_success(protocol: Protocol, step: Step, result: UnitResult) -> None:
                 (after.load, after.active, after.file)
         # A start that succeeds on an inactive unit ran it, even a oneshot
         # that is inactive again by the time the state is read back.
-        changed = moved or bool(action.changes_from and action.changes_from(before))
+        changed = moved or ran or bool(action.changes_from and action.changes_from(before))
     result.outcome = "changed" if changed else "ok"
     declared_run = action.kind == "apply" and step.declared is not None \
         and step.declared.state == "running"
+    why = ""
     if (declared_run or action.expects_running(before, protocol.now)) and \
             (after.crashed or (changed and after.restarted)):
+        why = "the unit failed once started: " + after.why()
+    elif (action.ensures_goal and not action.goal(after)) or \
+            (protocol.now and action.now_stops and not after.is_stopped):
+        why = "systemctl said done, but the unit is %s" % after.describe()
+    elif action.kind == "apply" and result.drift:
+        why = "still not as declared (%s)" % step.declared.text()
+    if why:
         result.outcome = "failed"
-        result.message = "\n".join(filter(None, [
-            "the unit failed once started: " + after.why(), result.message]))
+        result.message = "\n".join(filter(None, [why, result.message]))
 
 
 def _failure(before: Optional[UnitState], after: Optional[UnitState],
@@ -1291,7 +1424,7 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     befores, before_text = state_blocks(framed.states.get(b"before"))
     after_tokens = framed.states.get(b"after")
     afters, after_text = state_blocks(after_tokens)
-    runs = action.runs_per_unit or (protocol.verbose and action.verbose_runs)
+    runs = action.runs_per_unit(protocol.verbose)
     done: Dict[str, UnitResult] = {}
     for index, step in enumerate(steps):
         section = framed.sections.get(step.unit, {})
@@ -1305,8 +1438,10 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
                 after, problem2 = state_blocks(section["after"])
                 done[step.unit] = judge_unit(
                     protocol, step, _nth(before, 0), _nth(after, 0), section["rc"],
-                    output, problem or problem2)
-        elif "rc" in section or (after_tokens is not None and not runs):
+                    output, problem or problem2, section.get("did", False))
+        elif ("rc" in section and action.kind != "query") or \
+                (after_tokens is not None and (not runs or "rc" in section)):
+            # a query's answer is its state: none read, no answer (timed out)
             cut = after_tokens is None      # acted, then the node was cut short
             done[step.unit] = judge_unit(
                 protocol, step, _nth(befores, index),
@@ -1401,6 +1536,30 @@ def merge_results(node: str, parts: Sequence[NodeResult]) -> NodeResult:
                       sum(durations) if durations else None)
 
 
+def judge_against_majority(results: Sequence[NodeResult]) -> None:
+    """cat --diff: for each unit, the text most nodes have is the reference;
+    a node whose text differs drifts, and its message says how (a unified
+    diff from the reference, the same for every node with that text)."""
+    import difflib
+    texts: Dict[str, Dict[str, List[Tuple[str, UnitResult]]]] = {}
+    for result in results:
+        for item in result.units:
+            if item.outcome == "ok":
+                texts.setdefault(item.unit, {}).setdefault(item.message, []).append(
+                    (result.node, item))
+    for versions in texts.values():
+        reference = max(versions, key=lambda text: len(versions[text]))
+        where = fold(node for node, _ in versions[reference])
+        for text, items in versions.items():
+            if text == reference:
+                continue
+            diff = "\n".join(difflib.unified_diff(
+                reference.split("\n"), text.split("\n"),
+                "the most common version (%s)" % where, "this version", lineterm="", n=1))
+            for _, item in items:
+                item.outcome, item.message = "drift", diff
+
+
 def service_views(report: Report) -> List[ServiceView]:
     """A cluster-file run seen by service: each one's states grouped by
     NodeSet, and where it drifted (decided when the units were judged)."""
@@ -1408,12 +1567,13 @@ def service_views(report: Report) -> List[ServiceView]:
     for service in report.services:
         states: Dict[str, List[str]] = {}
         drift: List[str] = []
-        unit, declared = "", ""
+        unit, declared, problem = "", "", False
         for result in report.nodes:
             for item in result.units:
                 if item.service != service:
                     continue
                 unit, declared = item.unit, item.declared
+                problem = problem or OUTCOMES[item.outcome].problem
                 text = item.after.describe() if item.after is not None else \
                     item.outcome + (": " + item.message.split("\n")[0]
                                     if item.message else "")
@@ -1423,7 +1583,7 @@ def service_views(report: Report) -> List[ServiceView]:
         nodes = fold(n for names in states.values() for n in names)
         views.append(ServiceView(service, unit, nodes, declared,
                                  [(text, fold(names)) for text, names in states.items()],
-                                 fold(drift)))
+                                 fold(drift), problem))
     return views
 
 
@@ -1540,6 +1700,8 @@ def run(request: "Request", progress: Optional["Progress"] = None) -> Report:
                          % printable(repr(exc))[:300])
         interrupted = interrupted or signals.caught
     results = account(request, parts, interrupted)
+    if protocol.diff:
+        judge_against_majority(results)
     report = Report(request.action.name, request.units, results, started,
                     time.monotonic() - clock, command=request.command,
                     user=request.user, run_id=protocol.marker.rsplit("-", 1)[-1],
@@ -1609,36 +1771,54 @@ class Display:
     quiet: int = 0              # 1: problems and the summary; 2: nothing if all is well
     color: bool = False
     json: bool = False
+    lines: bool = False         # -L: one line per node and unit, by node
+    regroup: Optional[str] = None   # -r: name nodes by groups of this source ("": default)
 
     def paint(self, tty: str, text: str) -> str:
         return "\x1b[%sm%s\x1b[0m" % (tty, text) if self.color and tty else text
+
+    def nodes(self, nodes: NodeSet) -> str:
+        """A NodeSet as text; with -r, by ClusterShell group where one matches
+        (the names are re-read with the site's groups: they are checked host
+        names, no pattern)."""
+        if self.regroup is None:
+            return str(nodes)
+        return NodeSet(str(nodes), resolver=std_group_resolver()).regroup(
+            self.regroup or None)
 
 
 def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
     """The uniform text of one unit's result, so that identical nodes fold."""
     outcome = OUTCOMES[result.outcome]
-    label, before, after = outcome.label, result.before, result.after
-    if after is None and action.kind != "node":
-        head = label
-        if not outcome.problem and action.kind != "query":   # cut short, done
-            head = "%s, was %s (state after not read)" % (
-                label, before.describe() if before else "not read")
-    elif action.kind == "query":
-        head = result.answer
-    elif action.kind == "node":
-        head = result.answer or ("done" if not outcome.problem else label)
-    elif outcome.arrow and before and before.describe() != after.describe():
-        head = "%s, %s -> %s" % (label, before.describe(), after.describe())
-    elif not outcome.problem or outcome.shows_state:
-        head = "%s, %s%s" % (label, "now " if outcome.problem else "", after.describe())
-    else:
-        head = label
-    lines = ["%s: %s" % (result.unit, head)]
     message = result.message
-    if message and (verbose or (outcome.problem and not outcome.quiet_message)) and not head.endswith(message) \
+    if action.output == "lines" and message and not outcome.problem:
+        return ["%s: %s" % (result.unit, line) for line in message.split("\n")]
+    lines = ["%s: %s" % (result.unit, unit_head(action, result, outcome))]
+    shown = verbose or action.output == "text" or (
+        outcome.problem and not outcome.quiet_message)
+    if message and shown and not lines[0].endswith(": " + message) \
             and not (action.kind == "node" and message == result.answer):
         lines += ["  " + line for line in message.split("\n")]
     return lines
+
+
+def unit_head(action: Action, result: UnitResult, outcome: Outcome) -> str:
+    """`changed, inactive (dead) -> active (running)`, `active`, `not found`..."""
+    label, before, after = outcome.label, result.before, result.after
+    if after is None and action.kind != "node":
+        if not outcome.problem and action.kind != "query":   # cut short, done
+            return "%s, was %s (state after not read)" % (
+                label, before.describe() if before else "not read")
+        return label
+    if action.kind == "query":
+        return result.answer or label
+    if action.kind == "node":
+        return result.answer or ("done" if not outcome.problem else label)
+    if outcome.arrow and before and before.describe() != after.describe():
+        return "%s, %s -> %s" % (label, before.describe(), after.describe())
+    if not outcome.problem or outcome.shows_state:
+        return "%s, %s%s" % (label, "now " if outcome.problem else "", after.describe())
+    return label
 
 
 def node_lines(action: Action, result: NodeResult, verbose: bool) -> List[str]:
@@ -1653,10 +1833,13 @@ def node_lines(action: Action, result: NodeResult, verbose: bool) -> List[str]:
 
 
 def use_color(choice: str, stream) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or os.environ.get("NO_COLOR"):
+    """--color, then NO_COLOR, CLICOLOR_FORCE and TERM=dumb, then a terminal."""
+    if choice in ("always", "never"):
+        return choice == "always"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
+    if os.environ.get("CLICOLOR_FORCE", "0") != "0":
+        return True
     return hasattr(stream, "isatty") and stream.isatty()
 
 
@@ -1666,14 +1849,17 @@ def render_text(report: Report, display: Display = Display()) -> str:
     if display.quiet >= 2 and report.exit_code() == EXIT_OK:
         return ""
     action = ACTIONS[report.action]
-    if report.services and action.drift_outcome:
+    if display.lines:
+        out = render_lines(report, display)
+    elif report.services and action.drift_outcome:
         out = render_services(service_views(report), display)
     else:
         out = render_groups(report, display)
     out.append(summary_line(report))
     for name, nodes in report.outcomes.items():
         outcome = OUTCOMES[name]
-        out.append(display.paint(outcome.tty, "%s (%d): %s" % (name, len(nodes), nodes)))
+        out.append(display.paint(outcome.tty, "%s (%d): %s" % (
+            name, len(nodes), display.nodes(nodes))))
     out += ["%s: %s" % (PROG, note) for note in report.notes]
     return "\n".join(out) + "\n"
 
@@ -1694,9 +1880,24 @@ def render_groups(report: Report, display: Display) -> List[str]:
         outcome = OUTCOMES[name]
         if display.quiet and outcome.exit_code == EXIT_OK:
             continue
-        header = str(nodes) + (" (%d)" % len(nodes) if len(nodes) > 1 else "")
+        header = display.nodes(nodes) + (" (%d)" % len(nodes) if len(nodes) > 1 else "")
         out += [display.paint(HEADER_TTY, text) for text in (SEPARATOR, header, SEPARATOR)]
         out += [display.paint(outcome.tty, line) for line in lines]
+    return out
+
+
+def render_lines(report: Report, display: Display) -> List[str]:
+    """-L: `node12: demo.service: failed, ...`, one line per node and unit, in
+    NodeSet order, for grep and awk."""
+    action = ACTIONS[report.action]
+    order = {node: index for index, node in enumerate(fold(r.node for r in report.nodes))}
+    out = []
+    for result in sorted(report.nodes, key=lambda r: order[r.node]):
+        outcome = OUTCOMES[result.outcome]
+        if display.quiet and outcome.exit_code == EXIT_OK:
+            continue
+        out += [display.paint(outcome.tty, "%s: %s" % (result.node, line))
+                for line in node_lines(action, result, display.verbose)]
     return out
 
 
@@ -1705,13 +1906,13 @@ def render_services(views: Sequence[ServiceView], display: Display) -> List[str]
     out = []
     drift_tty = OUTCOMES["drift"].tty
     for view in views:
-        if display.quiet and not view.drift:
+        if display.quiet and not (view.drift or view.problem):
             continue
         out += [SEPARATOR, "%s: %s on %s, declared %s" % (
-            view.service, view.unit, view.nodes, view.declared), SEPARATOR]
+            view.service, view.unit, display.nodes(view.nodes), view.declared), SEPARATOR]
         for state, nodes in view.states:
             count = " (%d)" % len(nodes) if len(nodes) > 1 else ""
-            line = "%s%s: %s" % (nodes, count, state)
+            line = "%s%s: %s" % (display.nodes(nodes), count, state)
             out.append(display.paint(drift_tty, line + "  <- drift")
                        if nodes & view.drift else line)
     return out
@@ -1981,10 +2182,18 @@ def check_own_file(info: os.stat_result) -> None:
 
 
 def write_file(path: str, text: str) -> None:
-    """Replace a file whole, so that a reader never sees half a report: a
-    fresh temporary file (mkstemp: unpredictable, O_EXCL) in the same
-    directory, renamed over the target; a link there is replaced, never
-    followed."""
+    """Replace a regular file whole, so that a reader never sees half a
+    report: a fresh temporary file (mkstemp: unpredictable, O_EXCL) in the
+    same directory, renamed over the target. Anything else at the target (a
+    link, a device such as /dev/null, a FIFO, a directory) is left alone."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputError("not a regular file" + (
+                " (a symbolic link)" if stat.S_ISLNK(info.st_mode) else ""))
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".svcctl-", suffix=".tmp", dir=directory)
     try:
@@ -2024,30 +2233,56 @@ def send_syslog(line: str, failed: bool) -> None:
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
+_LOGGED_RUN_ID_RE = re.compile(rb'"run_id": "([A-Za-z0-9_-]{1,64})"')
+LOG_LINE_MAX = 1 << 20
+
+
+def log_lines_of(handle) -> Iterable[Tuple[int, bytes]]:
+    """(number, line) of a log, a line cut at LOG_LINE_MAX bytes (the rest of
+    an overlong line is dropped: it will not parse)."""
+    number = 0
+    while True:
+        line = handle.readline(LOG_LINE_MAX)
+        if not line:
+            return
+        number += 1
+        yield number, line
+        while len(line) == LOG_LINE_MAX and not line.endswith(b"\n"):
+            line = handle.readline(LOG_LINE_MAX)
+
+
 def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, List[str]]:
     """Rebuild a run's report from its log lines (the last run by default),
-    and say which lines were skipped and why. Everything read back is checked
-    again: names re-validated, text made printable."""
-    runs: Dict[str, List[dict]] = {}
-    skipped_lines: List[str] = []
+    and say which lines were skipped and why. Only that run is read into
+    memory (a cron log grows); everything read back is checked again: names
+    re-validated, text made printable."""
     try:
-        with open(path, "rb") as handle:
-            for number, line in enumerate(handle, 1):
+        if run_id is None:
+            with open_to_read(path) as handle:
+                ids = [match.group(1) for _, line in log_lines_of(handle)
+                       for match in [_LOGGED_RUN_ID_RE.search(line)] if match]
+            run_id = ids[-1].decode() if ids else None
+        records: List[dict] = []
+        skipped_lines: List[str] = []
+        with open_to_read(path) as handle:
+            for number, line in log_lines_of(handle):
+                match = _LOGGED_RUN_ID_RE.search(line)
+                if match and match.group(1).decode() != run_id:
+                    continue            # another run's line: not read
                 try:
-                    record = read_log_record(line)
+                    if not match:
+                        raise ValueError("not an svcctl log line (no run_id)")
+                    records.append(read_log_record(line))
                 except (ValueError, TypeError, KeyError, UsageError) as exc:
                     skipped_lines.append("%s:%d: skipped: %s" % (
                         printable(path), number, printable(str(exc))[:200]))
-                    continue
-                runs.setdefault(record["run_id"], []).append(record)
     except OSError as exc:
         raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror))
-    if not runs:
-        raise UsageError("%s: no svcctl run in this log" % printable(path))
-    run_id = list(runs)[-1] if run_id is None else run_id
-    if run_id not in runs:
-        raise UsageError("%s: no run %s in this log" % (printable(path), printable(run_id)))
-    return logged_report(runs[run_id]), skipped_lines
+    if not records:
+        raise UsageError("%s: %s" % (printable(path), "no svcctl run in this log"
+                                     if run_id is None else "no run %s in this log"
+                                     % printable(run_id)))
+    return logged_report(records), skipped_lines
 
 
 def logged_report(records: List[dict]) -> Report:
@@ -2151,9 +2386,12 @@ def _logged_state(value) -> Optional[UnitState]:
 
 def _time(value) -> float:
     try:
-        return datetime.fromisoformat(value).timestamp()
-    except (TypeError, ValueError):
+        stamp = datetime.fromisoformat(value).timestamp()
+    except (TypeError, ValueError, OverflowError):
         raise ValueError("bad time")
+    if not 0 <= stamp < 253402214400:       # shown again as a UTC date
+        raise ValueError("bad time")
+    return stamp
 
 
 # =============================================================================
@@ -2168,6 +2406,7 @@ SERVICE_KEYS = ("unit", "nodes", "state", "enabled", "requires", "after")
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
 FILE_MAX_BYTES = 1 << 20
 FILE_MAX_ENTRIES = 1000         # services, and groups
+FILE_NODE_BUDGET = 20           # all its NodeSets together: 20 x --max-nodes
 
 
 @dataclass
@@ -2219,6 +2458,9 @@ class _FileReader:
         self.limit = limit
         self.constructor = yaml.SafeLoader("")
         self.key_line: Dict[int, int] = {}      # id(value node) -> its key's line
+        # every NodeSet of the file together: a small file must not name
+        # millions of nodes in many groups (each costs memory and time)
+        self.budget = FILE_NODE_BUDGET * limit
 
     def error(self, node, where: str, message: str) -> UsageError:
         return UsageError("%s:%d: %s: %s" % (printable(self.path),
@@ -2247,7 +2489,8 @@ class _FileReader:
         try:
             value = self.constructor.construct_object(node) \
                 if isinstance(node, self.yaml.ScalarNode) else node
-        except self.yaml.YAMLError:     # a tag that does not fit: !!int abc
+        except (self.yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError):
+            # a tag that does not fit: !!int abc, !!bool maybe, !!timestamp 2001-13-45
             raise self.error(node, where, "must be %s" % what)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.error(node, where, "must be %s" % what)
@@ -2262,9 +2505,19 @@ class _FileReader:
         items = node.value if isinstance(node, self.yaml.SequenceNode) else [node]
         patterns = [self.scalar(item, where, str, "a NodeSet") for item in items]
         try:
-            return parse_nodes(patterns, resolver=resolver, limit=self.limit)
+            self.spend(sum(pattern_size(p) for p in patterns), node, where)
+            nodes = parse_nodes(patterns, resolver=resolver, limit=self.limit)
         except UsageError as exc:
             raise self.error(node, where, str(exc))
+        self.spend(len(nodes), node, where)
+        return nodes
+
+    def spend(self, count: int, node, where: str) -> None:
+        self.budget -= count
+        if self.budget < 0:
+            raise self.error(node, where, "the file names more than %d nodes in all "
+                             "(%d times --max-nodes)" % (FILE_NODE_BUDGET * self.limit,
+                                                         FILE_NODE_BUDGET))
 
 
 def compose_yaml(path: str, text: str, yaml):
@@ -2288,9 +2541,21 @@ def compose_yaml(path: str, text: str, yaml):
         raise UsageError("%s: YAML: nested too deeply" % printable(path))
 
 
-def read_text_file(path: str, limit: int = FILE_MAX_BYTES) -> str:
+def open_to_read(path: str, pipes: bool = False):
+    """A file to read, never blocking on a FIFO nor reading a device; pipes
+    only where asked (a hostfile may be `<(squeue ...)`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not (stat.S_ISREG(info.st_mode) or (pipes and stat.S_ISFIFO(info.st_mode))):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return os.fdopen(fd, "rb")
+
+
+def read_text_file(path: str, limit: int = FILE_MAX_BYTES, pipes: bool = False) -> str:
     try:
-        with open(path, "rb") as handle:
+        with open_to_read(path, pipes) as handle:
             data = handle.read(limit + 1)
         if len(data) > limit:
             raise UsageError("%s: larger than %d bytes" % (printable(path), limit))
@@ -2452,8 +2717,10 @@ def file_plan(action: Action, services: Sequence[Service],
         decided: Dict[str, List[UnitResult]] = {}
         runnable = []
         for service in members:
-            blocking = [d for d, strong in deps[service.name]
-                        if strong and d in failed and wave_of[d] < number]
+            # a requirement that failed in an earlier wave, or was skipped in
+            # this one (ordered before it), blocks; one that runs in this wave
+            # is checked on each node by the node's script
+            blocking = [d for d, strong in deps[service.name] if strong and d in failed]
             if blocking or interrupted:
                 failed.add(service.name)
                 reason = "interrupted before its wave" if interrupted else \
@@ -2510,25 +2777,31 @@ def wave_jobs(runnable: Sequence[Service], deps: Dict[str, List[Tuple[str, bool]
 
 
 # =============================================================================
-# Command line: options, the validated request, outputs, one error handler
+# Command line: options, site defaults, the validated request, outputs, one
+# error handler
 # =============================================================================
 
 EXAMPLES = """\
 examples:
   svcctl start httpd node[1-8]            start httpd.service on 8 nodes
   svcctl status demo,web @web -x node3    two units on group @web but node3
+  svcctl -w @web -x node3 status demo     the same, clush's way
   svcctl restart httpd @web --batch 25%   rolling restart, a quarter at a time
   svcctl start httpd @web --settle 5      and watch 5 s that it stays up
-  svcctl is-active sshd @all -q           only the nodes where it is not active
+  svcctl is-active sshd @all -qq          nothing printed unless a node says no
+  svcctl list-units --failed @all         the morning check
+  svcctl cat httpd @web --diff            which nodes' unit files differ
+  svcctl status /home @all                a path means its unit (home.mount)
   svcctl ping @all                        which nodes answer
   svcctl --dry-run stop demo node[1-4]    show the remote command, run nothing
   svcctl -c cluster.yaml status           a cluster file: states and drift
-  svcctl -c cluster.yaml apply            make the cluster match the file
+  svcctl -c apply                         /etc/svcctl/cluster.yaml, applied
   svcctl report run.log --html page.html  a logged run as an HTML page
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 query answered no, 4 unreachable or
 timed out, 129 hung up, 130 interrupted, 143 terminated.
 """
+DEFAULT_CLUSTER_FILE = "/etc/svcctl/cluster.yaml"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -2538,67 +2811,385 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message + " (see svcctl --help)")
 
 
+class _Refused(argparse.Action):
+    """A systemctl habit svcctl cannot honour: stop, and say what to type."""
+
+    def __init__(self, option_strings, dest, hint="", **kwargs):
+        kwargs.setdefault("nargs", 0)
+        super().__init__(option_strings, dest, **kwargs)
+        self.hint = hint
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UsageError("%s: %s" % (option_string, self.hint))
+
+
+def _typed(kind, hint: str):
+    """An option type whose error says what the option is (and is not)."""
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%s, not %s" % (hint, printable(text)))
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="systemctl for a whole cluster: run one systemd "
         "action on every node of a NodeSet over SSH and print one grouped answer.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", metavar="ACTION", nargs="?",
-                        choices=list(ACTIONS) + ["report"],
                         help="; ".join("%s: %s" % (a.name, a.help) for a in ACTION_TABLE)
                         + "; report LOGFILE: show a logged run again")
     parser.add_argument("targets", metavar="UNIT[,UNIT...] NODESET", nargs="*",
-                        help="units (not for daemon-reload or ping), then NodeSets; "
-                        "with -c: service names")
-    add = parser.add_argument
+                        help="units (not for daemon-reload, ping, list-units), then "
+                        "NodeSets (unless given by -w, -g, -a, --hostfile); with -c: "
+                        "service names")
+    _node_options(parser.add_argument_group("choosing nodes, as clush does"))
+    _connection_options(parser.add_argument_group("connection"))
+    _action_options(parser.add_argument_group("the action"))
+    _output_options(parser.add_argument_group("output"))
+    _file_options(parser.add_argument_group("cluster file"))
+    _habit_options(parser.add_argument_group(
+        "systemctl's options: each does what a systemctl user means, or stops"))
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    return parser
+
+
+def _node_options(group) -> None:
+    add = group.add_argument
+    add("-w", dest="where", action="append", default=[], metavar="NODESET",
+        help="nodes to run on (the NodeSets are then not given after the units)")
     add("-x", "--exclude", action="append", default=[], metavar="NODESET",
         help="exclude these nodes")
-    add("-c", "--config", metavar="FILE",
-        help="cluster file: act on its services (all, or those named)")
+    add("-g", "--group", dest="groups", action="append", default=[], metavar="GROUP",
+        help="run on this ClusterShell group")
+    add("-X", dest="exclude_groups", action="append", default=[], metavar="GROUP",
+        help="exclude this group")
+    add("-a", "--all", action="store_true", help="run on all nodes (the group source's)")
+    add("-s", "--groupsource", metavar="SOURCE", help="group source for -g, -X, -a, "
+        "@GROUP and -r")
+    add("--hostfile", "--machinefile", dest="hostfiles", action="append", default=[],
+        metavar="FILE", help="nodes from a file, one or more a line (- reads stdin)")
+    add("--pick", type=_typed(int, "--pick takes a number of nodes"), metavar="N",
+        help="pick N nodes at random among those chosen")
+    add("--max-nodes", type=_typed(int, "--max-nodes takes a number"), metavar="N",
+        help="refuse NodeSets of more nodes (default %d)" % MAX_NODES)
+
+
+def _connection_options(group) -> None:
+    add = group.add_argument
+    add("-f", "--fanout", type=_typed(int, "-f is clush's fanout, a number of nodes "
+                                           "(systemctl's --force is not supported)"),
+        help="nodes contacted at once (clush.conf, 64)")
+    add("-t", "--connect-timeout", metavar="SECONDS",
+        type=_typed(float, "-t is clush's connect timeout in seconds (systemctl's "
+                           "--type is not supported)"),
+        help="ssh connect timeout (clush.conf, 10)")
+    add("-u", "--command-timeout", metavar="SECONDS",
+        type=_typed(float, "-u takes a number of seconds"),
+        help="per-node bound for the whole run, 0 for none (default 300)")
+    add("-l", "--login", dest="user", metavar="USER",
+        help="ssh login user (clush's -l; give it before the ACTION)")
+    add("-o", "--ssh-options", metavar="OPTIONS", help="extra ssh options")
+    add("--sudo", action="store_const", const=True,
+        help="run systemctl through `sudo -n` (never prompts for a password)")
+    add("--persist", action="store_const", const=True,
+        help="keep ssh connections open between runs (OpenSSH ControlPersist)")
+    add("--persist-for", type=_typed(int, "--persist-for takes a number of seconds"),
+        metavar="SECONDS", help="with --persist: how long an idle connection stays "
+        "open (600)")
+
+
+def _action_options(group) -> None:
+    add = group.add_argument
+    add("--now", action="store_true", help="with enable, disable, mask: also start/stop")
+    add("--settle", type=_typed(float, "--settle takes a number of seconds"),
+        metavar="SECONDS", help="after starting units, watch them this long: one that "
+        "dies or keeps restarting is failed (default 0: read once, right after "
+        "systemctl returns)")
+    add("--batch", metavar="COUNT", help="rolling: act on COUNT nodes at a time (N or N%%)")
+    add("--max-fail", metavar="COUNT",
+        help="with --batch: stop before the next batch once more nodes failed")
+    add("--batch-wait", type=_typed(float, "--batch-wait takes a number of seconds"),
+        metavar="SECONDS", help="with --batch: pause between batches")
+    add("-p", "--property", dest="properties", action="append", default=[],
+        metavar="PROP[,PROP]", help="with show: the properties to show")
+    add("--failed", action="store_true", help="with list-units: the failed units")
+    add("--state", metavar="STATE", help="with list-units: units in this state")
+    add("--diff", action="store_true",
+        help="with cat: show how each node differs from the most common version")
+    add("--dry-run", action="store_true",
+        help="show the nodes and the remote command, contact nothing")
+
+
+def _output_options(group) -> None:
+    add = group.add_argument
+    add("-q", "--quiet", action="count", default=0,
+        help="only problems and the summary; -qq: nothing at all when all is well")
+    add("-v", "--verbose", action="store_true", help="show systemctl's own output")
+    add("-b", dest="gather", action="store_true",
+        help="gather identical results (always done; accepted for clush's habit)")
+    add("-L", dest="line_mode", action="store_true",
+        help="one line per node and unit, by node: `node1: demo.service: active`")
+    add("-r", "--regroup", action="store_true",
+        help="name nodes by their ClusterShell groups (@web) where groups match")
+    add("--json", action="store_true", help="print one JSON document")
+    add("--log", metavar="FILE", help="append one JSON line per node and unit")
+    add("--html", metavar="FILE", help="write a self-contained HTML report")
+    add("--syslog", action="store_const", const=True,
+        help="send a one-line summary to syslog")
+    add("--run", metavar="ID", help="with report: which logged run (default: the last)")
+    add("--color", choices=("auto", "always", "never"),
+        help="colour (auto: on a terminal, unless NO_COLOR or TERM=dumb; "
+        "CLICOLOR_FORCE forces it)")
+    add("-O", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="set a svcctl.conf key for this run")
+
+
+def _file_options(group) -> None:
+    add = group.add_argument
+    add("-c", "--config", nargs="?", const="", metavar="FILE",
+        help="cluster file: act on its services (all, or those named); without "
+        "FILE: %s" % DEFAULT_CLUSTER_FILE)
     add("-n", "--nodes", action="append", default=[], metavar="NODESET",
         help="with -c: only these nodes")
     add("--no-deps", action="store_true",
         help="with -c: only the named services, not what they depend on")
     add("--check-config", action="store_true",
         help="with -c: validate the file, contact nothing")
-    add("-f", "--fanout", type=int, help="nodes contacted at once (clush.conf, 64)")
-    add("-t", "--connect-timeout", type=float, metavar="SECONDS",
-        help="ssh connect timeout (clush.conf, 10)")
-    add("-u", "--command-timeout", type=float, metavar="SECONDS",
-        help="per-node bound for the whole run, 0 for none (default 300)")
-    add("-l", "--user", help="ssh login user")
-    add("-o", "--ssh-options", metavar="OPTIONS", help="extra ssh options")
-    add("--sudo", action="store_true",
-        help="run systemctl through `sudo -n` (never prompts for a password)")
-    add("--now", action="store_true", help="with enable, disable, mask: also start/stop")
-    add("--settle", type=float, default=0.0, metavar="SECONDS",
-        help="after starting units, watch them this long: one that dies or keeps "
-        "restarting is failed (default 0: read once, right after systemctl returns)")
-    add("--batch", metavar="COUNT",
-        help="rolling: act on COUNT nodes at a time (N or N%%)")
-    add("--max-fail", metavar="COUNT",
-        help="with --batch: stop before the next batch once more nodes failed")
-    add("--batch-wait", type=float, default=0.0, metavar="SECONDS",
-        help="with --batch: pause between batches")
-    add("--persist", action="store_true",
-        help="keep ssh connections open between runs (OpenSSH ControlPersist)")
-    add("--persist-for", type=int, default=600, metavar="SECONDS",
-        help="with --persist: how long an idle connection stays open (600)")
-    add("--max-nodes", type=int, default=MAX_NODES, metavar="N",
-        help="refuse NodeSets of more nodes (default %d)" % MAX_NODES)
-    add("-q", "--quiet", action="count", default=0,
-        help="only problems and the summary; -qq: nothing at all when all is well")
-    add("-v", "--verbose", action="store_true", help="show systemctl's own output")
-    add("--json", action="store_true", help="print one JSON document")
-    add("--log", metavar="FILE", help="append one JSON line per node and unit")
-    add("--html", metavar="FILE", help="write a self-contained HTML report")
-    add("--syslog", action="store_true", help="send a one-line summary to syslog")
-    add("--run", metavar="ID", help="with report: which logged run (default: the last)")
-    add("--color", choices=("auto", "always", "never"), default="auto")
-    add("--dry-run", action="store_true",
-        help="show the nodes and the remote command, contact nothing")
-    add("--version", action="version", version="%(prog)s " + __version__)
-    return parser
+
+
+def _habit_options(group) -> None:
+    add = group.add_argument
+    add("--no-pager", action="store_true", help="accepted: svcctl never pages")
+    add("--full", action="store_true", help="accepted: svcctl never cuts lines "
+        "(systemctl's -l: put it as --full, -l is clush's login user)")
+    add("--user", action=_Refused, hint="svcctl acts on the system manager; systemctl's "
+        "per-user manager is not supported (the ssh login user is -l USER or "
+        "--login USER)", help="refused: see the message")
+    add("--no-block", action=_Refused, hint="svcctl waits for each job, to report what "
+        "happened; bound the wait with -u SECONDS", help="refused: see the message")
+    add("-H", "--host", action=_Refused, nargs=1, hint="svcctl reaches the nodes "
+        "itself: name them as a NodeSet (svcctl ACTION UNIT NODE, or -w NODE)",
+        help="refused: see the message")
+
+
+# --- site defaults: /etc/svcctl/svcctl.conf, ~/.config/svcctl, $SVCCTL_CONF --
+
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("yes", "true", "on", "1"):
+        return True
+    if text.lower() in ("no", "false", "off", "0"):
+        return False
+    raise ValueError("yes or no, not %s" % printable(text))
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in choices:
+            raise ValueError("one of %s, not %s" % (", ".join(choices), printable(text)))
+        return text
+    return check
+
+
+def _count_text(text: str) -> str:
+    parse_count(text, 100, "a count")
+    return text
+
+
+def _path_text(text: str) -> str:
+    if not text or "\x00" in text:
+        raise ValueError("a file path")
+    return text
+
+
+def _source_name(text: str) -> str:
+    if not re.fullmatch(_SOURCE, text, re.ASCII):
+        raise ValueError("invalid group source %s" % printable(text))
+    return text
+
+
+# key: (option dest, check). A key sets the option's default; the command
+# line wins.
+SITE_KEYS: Dict[str, Tuple[str, Callable[[str], object]]] = {
+    "fanout": ("fanout", lambda t: check_fanout(int(t))),
+    "connect_timeout": ("connect_timeout", lambda t: check_seconds(float(t))),
+    "command_timeout": ("command_timeout", lambda t: check_seconds(float(t))),
+    "user": ("user", check_user),
+    "ssh_options": ("ssh_options", check_ssh_options),
+    "sudo": ("sudo", _yes_no),
+    "persist": ("persist", _yes_no),
+    "persist_for": ("persist_for", int),
+    "settle": ("settle", lambda t: check_seconds(float(t), "settle")),
+    "batch": ("batch", _count_text),
+    "batch_wait": ("batch_wait", lambda t: check_seconds(float(t), "batch_wait")),
+    "max_fail": ("max_fail", _count_text),
+    "max_nodes": ("max_nodes", int),
+    "groupsource": ("groupsource", _source_name),
+    "log": ("log", _path_text),
+    "html": ("html", _path_text),
+    "syslog": ("syslog", _yes_no),
+    "color": ("color", _choice("auto", "always", "never")),
+    "cluster_file": ("cluster_file", _path_text),
+}
+BUILT_IN = {"settle": 0.0, "batch_wait": 0.0, "max_nodes": MAX_NODES, "persist_for": 600,
+            "color": "auto", "sudo": False, "persist": False, "syslog": False,
+            "cluster_file": DEFAULT_CLUSTER_FILE}
+
+
+def site_config_paths() -> List[str]:
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(
+        os.path.expanduser("~"), ".config")
+    paths = ["/etc/svcctl/svcctl.conf", os.path.join(config_home, "svcctl",
+                                                    "svcctl.conf")]
+    return paths + ([os.environ["SVCCTL_CONF"]] if os.environ.get("SVCCTL_CONF") else [])
+
+
+def read_site_config(paths: Sequence[str], overrides: Sequence[str]) -> Dict[str, object]:
+    """The keys of the site's files, later ones winning, then -O KEY=VALUE.
+    Unknown keys and bad values: one line naming the file and the line."""
+    values: Dict[str, object] = {}
+    for index, path in enumerate(paths):
+        if not os.path.exists(path) and index < 2:
+            continue                # the standard places are optional, $SVCCTL_CONF not
+        for number, line in enumerate(read_text_file(path).split("\n"), 1):
+            line = line.strip()
+            if not line or line[0] in "#;" or line == "[svcctl]":
+                continue
+            key, value = re.split(r"\s*[=:]\s*", line, 1) if re.search("[=:]", line) \
+                else (line, None)
+            where = "%s:%d" % (printable(path), number)
+            if value is None:
+                raise UsageError("%s: expected KEY = VALUE" % where)
+            values[key] = site_value(key, value, where)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError("-O %s: expected KEY=VALUE" % printable(item))
+        values[key.strip()] = site_value(key.strip(), value.strip(), "-O")
+    return values
+
+
+def site_value(key: str, text: str, where: str) -> object:
+    if key not in SITE_KEYS:
+        raise UsageError("%s: unknown key %s (known: %s)" % (
+            where, printable(key), ", ".join(SITE_KEYS)))
+    try:
+        return SITE_KEYS[key][1](text)
+    except (ValueError, UsageError) as exc:
+        raise UsageError("%s: %s: %s" % (where, key, printable(str(exc))))
+
+
+def apply_site_defaults(args: argparse.Namespace) -> None:
+    """Options not given on the command line take the site's values, then
+    svcctl's own (clush.conf's are read with the connection settings)."""
+    values = read_site_config(site_config_paths(), args.overrides)
+    for key, (dest, _) in SITE_KEYS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, values.get(key, BUILT_IN.get(key)))
+
+
+# --- reading the command line ------------------------------------------------
+
+def action_position(argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
+    """Where the ACTION is in argv: the first word that is not an option or
+    an option's value (len(argv) if none)."""
+    takes_value = {option for action in parser._actions for option in action.option_strings
+                   if action.nargs is None or action.nargs == 1}
+    skip = False
+    for index, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word == "--":
+            return index + 1
+        elif word.startswith("-") and len(word) > 1:
+            skip = word in takes_value
+        else:
+            return index
+    return len(argv)
+
+
+def check_habits(argv: Sequence[str], parser: argparse.ArgumentParser) -> None:
+    """`svcctl status -l httpd node1`: a systemctl user's -l (--full) would
+    be read as clush's login user: stop, and say what to type instead."""
+    start = action_position(argv, parser)
+    for word in argv[start:]:
+        if word == "--":
+            break
+        if word.startswith("-l") and not word.startswith("--"):
+            raise UsageError("-l after the ACTION: systemctl's -l (--full) is what svcctl "
+                             "always does, drop it; for the ssh login user, put -l USER "
+                             "before the ACTION or use --login USER")
+
+
+def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser()
+    check_habits(argv, parser)
+    args = parser.parse_intermixed_args(argv)
+    # `-c status`: -c took the ACTION for its FILE; it means the default file
+    if args.config and args.config in list(ACTIONS) + ["report"] \
+            and not os.path.exists(args.config):
+        if args.action is not None:
+            args.targets.insert(0, args.action)
+        args.action, args.config = args.config, ""
+    if args.action is not None and args.action not in ACTIONS and args.action != "report":
+        raise UsageError("unknown ACTION %s (one of: %s, report)" % (
+            printable(args.action), ", ".join(ACTIONS)))
+    apply_site_defaults(args)
+    if args.config == "":
+        args.config = args.cluster_file
+    for option, value in (("--log", args.log), ("--html", args.html)):
+        if value == "":             # `--log "$LOG"` with LOG unset, in a crontab
+            raise UsageError("%s needs a file name" % option)
+    return args
+
+
+def read_hostfile(path: str, stdin) -> List[str]:
+    """NodeSet patterns, several a line, `#` comments; `-` is stdin (a pipe
+    from squeue or sinfo)."""
+    if path == "-":
+        text = stdin.read(FILE_MAX_BYTES * 8 + 1)
+        if len(text) > FILE_MAX_BYTES * 8:
+            raise UsageError("--hostfile -: more than %d bytes" % (FILE_MAX_BYTES * 8))
+    else:
+        text = read_text_file(path, FILE_MAX_BYTES * 8, pipes=True)
+    words = [word for line in text.split("\n") for word in line.split("#", 1)[0].split()]
+    if not words:
+        raise UsageError("--hostfile %s: no node in it" % printable(path))
+    return words
+
+
+def with_source(pattern: str, source: Optional[str]) -> str:
+    """-s SOURCE: `@group` means `@SOURCE:group` (`@*` all of SOURCE)."""
+    if not source:
+        return pattern
+    return re.sub(r"(^|[,!&^]\s*)@(?![@])(?![A-Za-z0-9_.+-]*:)", r"\1@%s:" % source,
+                  pattern)
+
+
+def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin) -> NodeSet:
+    """The NodeSet from the positional NodeSets or clush's options."""
+    source = args.groupsource
+    for name in args.groups + args.exclude_groups:
+        if not re.fullmatch(_NAME, name, re.ASCII):
+            raise UsageError("invalid group name: %s" % printable(name))
+    patterns = list(positional) + args.where + ["@" + g for g in args.groups] \
+        + (["@*"] if args.all else [])
+    for path in args.hostfiles:
+        patterns += read_hostfile(path, stdin)
+    exclude = args.exclude + ["@" + g for g in args.exclude_groups]
+    if not patterns:
+        raise UsageError("no node given: a NodeSet after the units, or -w, -g, -a, "
+                         "--hostfile")
+    nodes = parse_nodes([with_source(p, source) for p in patterns],
+                        [with_source(p, source) for p in exclude], limit=args.max_nodes)
+    if args.pick is not None and args.pick < len(nodes):
+        if args.pick < 1:
+            raise UsageError("--pick takes a number of nodes >= 1")
+        import random
+        nodes = fold(random.sample(list(nodes), args.pick))
+    return nodes
 
 
 def parse_count(text: Optional[str], total: int, what: str) -> Optional[int]:
@@ -2620,16 +3211,30 @@ CONTROL_PATH_MAX = 60       # a unix socket path has ~107 bytes; %C takes 40
 
 
 def control_directories() -> List[str]:
-    """Where ssh's control sockets may live, best first."""
-    uid = os.getuid()
-    places = [os.path.join(os.environ["XDG_RUNTIME_DIR"], "svcctl")] \
-        if os.environ.get("XDG_RUNTIME_DIR") else []
+    """Where ssh's control sockets may live, best first: XDG_RUNTIME_DIR when
+    it is really ours (not another user's, left by `su` without `-`), then
+    /tmp/svcctl-UID, then the home directory. Only plain paths: the path
+    becomes an ssh option."""
+    uid = os.geteuid()
+    places = []
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and owned_privately(runtime):
+        places.append(os.path.join(runtime, "svcctl"))
     places.append("/tmp/svcctl-%d" % uid)
     try:
         places.append(os.path.join(pwd.getpwuid(uid).pw_dir, ".svcctl-sockets"))
     except KeyError:
         pass
-    return [place for place in places if len(place) <= CONTROL_PATH_MAX]
+    return [place for place in places if len(place) <= CONTROL_PATH_MAX
+            and re.fullmatch(r"[A-Za-z0-9_./-]+", place)]
+
+
+def owned_privately(path: str) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
 def private_directory(path: str) -> bool:
@@ -2645,7 +3250,7 @@ def private_directory(path: str) -> bool:
         info = os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() \
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() \
         and not info.st_mode & 0o077
 
 
@@ -2688,6 +3293,7 @@ class Request:
     html: Optional[str] = None
     syslog: bool = False
     dry_run: bool = False
+    options: dict = field(default_factory=dict)     # Protocol's extra, pattern...
 
     @property
     def subject(self) -> str:
@@ -2700,7 +3306,7 @@ class Request:
 
     def protocol(self, marker: str) -> Protocol:
         return Protocol(self.action, marker, self.sudo, self.now, self.display.verbose,
-                        self.settle, self.settings.command_timeout)
+                        self.settle, self.settings.command_timeout, **self.options)
 
     def connection(self, create: bool = True) -> Settings:
         """The ssh settings, with --persist's private socket directory (made
@@ -2724,7 +3330,7 @@ class Request:
 
 
 def connection_settings(args: argparse.Namespace) -> Settings:
-    """clush.conf's [Main], then the command line."""
+    """clush.conf's [Main], then the site's svcctl.conf, then the command line."""
     settings = read_clush_conf()
     if args.fanout is not None:
         settings.fanout = check_fanout(args.fanout)
@@ -2758,13 +3364,28 @@ def file_targets(args: argparse.Namespace, action: Action
 
 
 def check_combinations(args: argparse.Namespace, action: Action) -> None:
+    """Options that go with some actions only, and values out of range."""
     if args.now and not action.takes_now:
         raise UsageError("--now goes with %s" % ", ".join(
             a.name for a in ACTION_TABLE if a.takes_now))
-    if args.config and (args.batch or args.max_fail):
-        raise UsageError("--batch and --max-fail do not go with -c")
-    if not args.config and (action.file_only or args.nodes or args.no_deps):
+    given = {"-p": args.properties, "--failed": args.failed, "--state": args.state,
+             "--diff": args.diff}
+    for option, value in given.items():
+        if value and option not in action.takes:
+            raise UsageError("%s goes with %s" % (option, ", ".join(
+                a.name for a in ACTION_TABLE if option in a.takes)))
+    if action.needs and not given[action.needs]:
+        raise UsageError("%s needs %s: all of a unit's properties differ from node to "
+                         "node (PIDs, times); choose some" % (action, action.needs))
+    if args.config is not None and (args.batch or args.max_fail or args.where
+                                    or args.groups or args.all or args.hostfiles):
+        raise UsageError("-c takes its nodes from the file (-n and -x restrict them): "
+                         "--batch, --max-fail, -w, -g, -a, --hostfile do not go with it")
+    if args.config is None and (action.file_only or args.nodes or args.no_deps):
         raise UsageError("apply, -n and --no-deps go with -c FILE")
+    if any(value.isdigit() for value in args.nodes):
+        raise UsageError("-n takes a NodeSet (MilkCheck's -n); systemctl's -n/--lines "
+                         "is not supported: status -v shows systemctl's own text")
     if args.max_fail is not None and args.batch is None:
         raise UsageError("--max-fail goes with --batch")
     if args.max_nodes < 1:
@@ -2775,27 +3396,71 @@ def check_combinations(args: argparse.Namespace, action: Action) -> None:
     check_seconds(args.settle, "--settle")
 
 
-def make_request(args: argparse.Namespace, argv: Sequence[str], stdout) -> Request:
+_PROPERTY_RE = re.compile(r"[A-Z][A-Za-z0-9]*", re.ASCII)
+_STATE_RE = re.compile(r"[a-z][a-z-]*", re.ASCII)
+_UNIT_PATTERN_RE = re.compile(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
+
+
+def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dict:
+    """The checked systemctl options of show, list-units and cat."""
+    properties = [p for text in args.properties for p in text.split(",")]
+    for name in properties:
+        if not _PROPERTY_RE.fullmatch(name):
+            raise UsageError("invalid property name: %s" % printable(name))
+    state = "failed" if args.failed else args.state
+    if state and not _STATE_RE.fullmatch(state):
+        raise UsageError("invalid state: %s" % printable(state))
+    if pattern and not _UNIT_PATTERN_RE.fullmatch(pattern):
+        raise UsageError("invalid unit pattern: %s" % printable(pattern))
+    extra = (("-p", ",".join(properties)) if properties else ()) + \
+        (("--state=" + state,) if state else ())
+    return {"extra": extra, "pattern": pattern, "listed_is_no": state == "failed",
+            "diff": args.diff}
+
+
+def split_targets(args: argparse.Namespace, action: Action
+                  ) -> Tuple[List[str], str, List[str]]:
+    """ACTION's positional words: (units, list-units' pattern, NodeSets)."""
+    targets = list(args.targets)
+    elsewhere = bool(args.where or args.groups or args.all or args.hostfiles)
+    units: List[str] = []
+    pattern = ""
+    if action.lists:
+        if len(targets) > (1 if elsewhere else 2) or (not elsewhere and not targets):
+            raise UsageError("%s [PATTERN] NODESET" % action)
+        if len(targets) == (1 if elsewhere else 2):
+            pattern = targets.pop(0)
+    elif action.kind != "node":
+        if not targets:
+            raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action)
+        units = parse_units(targets.pop(0))
+    if elsewhere and targets:
+        raise UsageError("the nodes are given by -w, -g, -a or --hostfile: after "
+                         "%s, name only %s" % (action, "the units" if units else
+                                               "nothing more"))
+    if not elsewhere and not targets:
+        raise UsageError("%s needs a NodeSet" % action)
+    return units, pattern, targets
+
+
+def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
+                 stdin=None) -> Request:
     """Validate every value of the command line; contact nothing."""
     action = ACTIONS[args.action]
     check_combinations(args, action)
     services: List[Service] = []
     nodes_of: Dict[str, NodeSet] = {}
-    units: List[str] = []
-    if args.config:
+    pattern = ""
+    if args.config is not None:
         services, nodes_of, nodes = file_targets(args, action)
         units = [s.unit for s in services] if action.kind != "node" else []
     else:
-        targets = list(args.targets)
-        if action.kind != "node":
-            if not targets:
-                raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action)
-            units = parse_units(targets.pop(0))
-        if not targets:
-            raise UsageError("%s needs a NodeSet" % action)
-        nodes = parse_nodes(targets, args.exclude, limit=args.max_nodes)
+        units, pattern, positional = split_targets(args, action)
+        nodes = chosen_nodes(args, positional, stdin or sys.stdin)
     batch = parse_count(args.batch, len(nodes), "--batch")
-    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json)
+    regroup = (args.groupsource or "") if args.regroup else None
+    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
+                      args.line_mode, regroup)
     return Request(
         action, units, nodes, connection_settings(args), display,
         command=" ".join(shlex.quote(a) for a in [PROG] + list(argv)),
@@ -2804,7 +3469,8 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout) -> Reque
         max_fail=parse_count(args.max_fail, len(nodes), "--max-fail"),
         batch_wait=args.batch_wait, persist=args.persist_for if args.persist else None,
         config=args.config or "", services=services, nodes_of=nodes_of,
-        log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run)
+        log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run,
+        options=action_extras(args, action, pattern))
 
 
 def dry_run(request: Request) -> str:
@@ -2834,10 +3500,11 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         stderr.write("%s: %s\n" % (PROG, line))
     if len(skipped_lines) > 20:
         stderr.write("%s: %d more lines skipped\n" % (PROG, len(skipped_lines) - 20))
-    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json)
+    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
+                      args.line_mode, (args.groupsource or "") if args.regroup else None)
     code = publish(report, display, [(args.html, lambda path: write_file(
         path, render_html(report)))], stdout, stderr)
-    return code or (EXIT_FAILED if skipped_lines else EXIT_OK)
+    return worse_exit(code, EXIT_FAILED if skipped_lines else EXIT_OK)
 
 
 def publish(report: Report, display: Display, outputs: Sequence[Tuple[Optional[str],
@@ -2884,26 +3551,33 @@ def new_progress(request: Request, stderr) -> Optional[Progress]:
     return Progress(len(request.nodes), stderr, live, True, request.batch_wait)
 
 
-def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
+def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
+         stdin=None) -> int:
     """Entry point; returns the exit code (tests call it in-process). One
     error handler maps every expected error to `svcctl: message`, exit 2."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_intermixed_args(argv)
+        args = read_command_line(argv)
         if args.check_config:
             if not args.config:
                 raise UsageError("--check-config goes with -c FILE")
             cluster = load_cluster_file(args.config, args.max_nodes)
             stdout.write("%s: ok, %d services, %d groups\n" % (
                 printable(args.config), len(cluster.services), len(cluster.groups)))
+            if args.verbose:        # the services in dependency order
+                stdout.write("".join("  %s: %s on %s, declared %s%s\n" % (
+                    s.name, s.unit, s.nodes, s.declared.text(), "".join(
+                        "; %s %s" % (key, ", ".join(getattr(s, key)))
+                        for key in ("requires", "after") if getattr(s, key)))
+                    for s in cluster.services))
             return EXIT_OK
         if not args.action:
             raise UsageError("ACTION is required")
         if args.action == "report":
             return show_logged_run(args, stdout, stderr)
-        request = make_request(args, argv, stdout)
+        request = make_request(args, argv, stdout, stdin)
         if request.dry_run:
             stdout.write(dry_run(request))
             return EXIT_OK
@@ -2923,11 +3597,15 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None) -> int:
         stderr.write("%s: topology: %s\n" % (PROG, printable(str(exc))))
         return EXIT_USAGE
     code = publish(report, request.display, run_outputs(request, report), stdout, stderr)
-    return report.exit_code() or code
+    return worse_exit(report.exit_code(), code)
 
 
 def console_main() -> None:
-    """Console script: no traceback for Ctrl-C or a closed pipe."""
+    """Console script: no traceback for Ctrl-C, a closed pipe, or a terminal
+    whose encoding cannot show a character (it is escaped)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         code = main()
     except KeyboardInterrupt:

@@ -61,8 +61,8 @@ def check_usage_error(code, out, err, elapsed, message):
 
 
 def test_dry_run_contacts_nothing():
-    code, out, err, elapsed = run("--dry-run", "stop", "demo,web", "hang1", "down1",
-                                  "-l", "ops", "--sudo")
+    code, out, err, elapsed = run("--dry-run", "-l", "ops", "stop", "demo,web", "hang1",
+                                  "down1", "--sudo")
     assert code == 0 and err == ""
     assert elapsed < 2
     assert out.startswith("stop: dry run, nothing contacted\nnodes: down1,hang1 (2)\n")
@@ -114,3 +114,155 @@ def test_persist_skips_a_socket_path_too_long(monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/tmp/" + "x" * 80)
     code, out, err, _ = run("--dry-run", "--persist", "start", "demo", "node1")
     assert code == 0 and "-oControlPath=/tmp/svcctl-%d/%%C" % os.getuid() in out
+
+
+# --- systemctl's and clush's habits ------------------------------------------
+
+@pytest.mark.parametrize("argv,hint", [
+    (["status", "-l", "httpd", "node1", "node2"], "-l after the ACTION: systemctl's -l "
+                                                  "(--full) is what svcctl always does"),
+    (["status", "-lhttpd", "node1", "node2"], "-l after the ACTION"),
+    (["--user", "status", "demo", "node1"], "--user: svcctl acts on the system manager"),
+    (["status", "demo", "node1", "--no-block"], "--no-block: svcctl waits for each job"),
+    (["status", "-H", "node1", "demo"], "-H: svcctl reaches the nodes itself"),
+    (["list-units", "-t", "service", "node1"], "-t is clush's connect timeout in seconds"),
+    (["enable", "-f", "demo", "node1"], "-f is clush's fanout, a number of nodes"),
+    (["status", "demo", "node1", "-o", "json"], "invalid ssh options json"),
+    (["-c", "x.yaml", "status", "-n", "50"], "-n takes a NodeSet (MilkCheck's -n)"),
+    (["status", "-w", "node1", "demo", "node2"], "the nodes are given by -w"),
+    (["show", "demo", "node1"], "show needs -p"),
+    (["status", "demo", "node1", "--failed"], "--failed goes with list-units"),
+    (["frobnicate", "demo", "node1"], "unknown ACTION frobnicate"),
+])
+def test_habits_are_never_misread(argv, hint):
+    """A habit from systemctl or clush does what was meant or stops with one
+    line saying what to type; it never runs something else."""
+    code, out, err, elapsed = run(*argv)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert hint in err
+    assert elapsed < 2
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--dry-run", "status", "demo", "node1", "--no-pager", "--full"], "nodes: node1 (1)"),
+    (["--dry-run", "-l", "ops", "status", "demo", "node1"], "user=ops"),
+    (["--dry-run", "--login", "ops", "status", "demo", "node1"], "user=ops"),
+    (["--dry-run", "-w", "node[1-4]", "-x", "node2", "status", "demo"],
+     "nodes: node[1,3-4] (3)"),
+    (["--dry-run", "-b", "status", "demo", "node1"], "nodes: node1 (1)"),
+    (["--dry-run", "status", "/home", "node1"], "$(s home.mount)"),
+    (["--dry-run", "list-units", "--failed", "node1"], "list-units --plain --no-legend "
+                                                       "--no-pager --full --state=failed"),
+    (["--dry-run", "list-units", "demo*", "node1"], "--full -- '\"'\"'demo*'\"'\"';"),
+    (["--dry-run", "show", "demo", "node1", "-p", "ExecStart,Environment"],
+     "systemctl show -p ExecStart,Environment -- demo.service"),
+    (["--dry-run", "cat", "demo", "node1", "--diff"], "systemctl cat -- demo.service"),
+])
+def test_habits_that_do_what_was_meant(argv, expected):
+    code, out, err, _ = run(*argv)
+    assert code == 0, err
+    assert expected in out
+
+
+def test_hostfile_from_stdin():
+    out, err = io.StringIO(), io.StringIO()
+    stdin = io.StringIO("node1\n# a comment\nnode3 node[5-6]\n")
+    code = svcctl.main(["--dry-run", "is-active", "demo", "--hostfile", "-"], out, err,
+                       stdin)
+    assert code == 0, err.getvalue()
+    assert "nodes: node[1,3,5-6] (4)" in out.getvalue()
+
+
+def test_pick():
+    code, out, _, _ = run("--dry-run", "is-active", "demo", "-w", "node[1-100]",
+                          "--pick", "7")
+    assert code == 0 and " (7)\n" in out
+
+
+def test_with_source_names_the_group_source():
+    assert svcctl.with_source("@web,node1!@db", "site") == "@site:web,node1!@site:db"
+    assert svcctl.with_source("@other:web,@*", "site") == "@other:web,@site:*"
+
+
+# --- site defaults -----------------------------------------------------------
+
+def test_site_config_then_override_then_command_line(tmp_path, monkeypatch):
+    conf = tmp_path / "svcctl.conf"
+    conf.write_text("# site defaults\n[svcctl]\nfanout = 7\nuser: ops\n"
+                    "command_timeout = 60\n")
+    monkeypatch.setenv("SVCCTL_CONF", str(conf))
+    code, out, err, _ = run("--dry-run", "status", "demo", "node1")
+    assert code == 0, err
+    assert "user=ops fanout=7" in out and "command_timeout=60" in out
+    code, out, _, _ = run("--dry-run", "status", "demo", "node1", "-O", "fanout=9")
+    assert "fanout=9" in out
+    code, out, _, _ = run("--dry-run", "status", "demo", "node1", "-O", "fanout=9",
+                          "-f", "3")
+    assert "fanout=3" in out
+
+
+@pytest.mark.parametrize("body,message", [
+    ("fanout = 7\nfanut = 3\n", "svcctl.conf:2: unknown key fanut (known: fanout, "),
+    ("fanout = lots\n", "svcctl.conf:1: fanout: invalid literal"),
+    ("sudo = maybe\n", "svcctl.conf:1: sudo: yes or no, not maybe"),
+    ("command_timeout = inf\n", "svcctl.conf:1: command_timeout: a timeout must be"),
+    ("just words\n", "svcctl.conf:1: expected KEY = VALUE"),
+    ("user = root;id\n", "svcctl.conf:1: user: invalid user name"),
+])
+def test_site_config_errors_name_file_and_line(tmp_path, monkeypatch, body, message):
+    conf = tmp_path / "svcctl.conf"
+    conf.write_text(body)
+    monkeypatch.setenv("SVCCTL_CONF", str(conf))
+    code, out, err, _ = run("--dry-run", "status", "demo", "node1")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert message in err
+
+
+def test_override_errors():
+    code, _, err, _ = run("--dry-run", "status", "demo", "node1", "-O", "colour=red")
+    assert code == 2 and "-O: unknown key colour" in err
+
+
+def test_default_cluster_file(tmp_path, monkeypatch):
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("services:\n  demo: {nodes: 'node[1-2]'}\n")
+    conf = tmp_path / "svcctl.conf"
+    conf.write_text("cluster_file = %s\n" % cluster)
+    monkeypatch.setenv("SVCCTL_CONF", str(conf))
+    code, out, err, _ = run("-c", "--check-config")
+    assert code == 0 and out == "%s: ok, 1 services, 0 groups\n" % cluster, err
+    code, out, err, _ = run("-c", "status", "--dry-run")
+    assert code == 0 and "nodes: node[1-2] (2)" in out, err
+    monkeypatch.delenv("SVCCTL_CONF")
+    code, _, err, _ = run("-c", "status", "--dry-run")
+    assert code == 2 and err.startswith("svcctl: /etc/svcctl/cluster.yaml: cannot read")
+
+
+@pytest.mark.parametrize("env,tty,expected", [
+    ({}, True, True), ({}, False, False), ({"NO_COLOR": "1"}, True, False),
+    ({"TERM": "dumb"}, True, False), ({"CLICOLOR_FORCE": "1"}, False, True),
+    ({"CLICOLOR_FORCE": "0"}, False, False),
+])
+def test_colour_follows_the_environment(monkeypatch, env, tty, expected):
+    for name in ("NO_COLOR", "TERM", "CLICOLOR_FORCE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    class Stream:
+        def isatty(self):
+            return tty
+    assert svcctl.use_color("auto", Stream()) is expected
+
+
+@pytest.mark.parametrize("argv", [["--log", ""], ["--html", ""]])
+def test_empty_output_paths_are_refused(argv):
+    """`--log "$LOG"` with LOG unset in a crontab: say so, do not run."""
+    code, out, err, _ = run("is-active", "demo", "hang1", *argv)
+    assert code == 2 and "needs a file name" in err
+
+
+def test_exit_code_precedence_with_outputs():
+    assert svcctl.worse_exit(3, 1) == 1 and svcctl.worse_exit(1, 3) == 1
+    assert svcctl.worse_exit(4, 1) == 4 and svcctl.worse_exit(0, 1) == 1
+    assert svcctl.worse_exit(130, 4) == 130

@@ -268,3 +268,52 @@ def test_any_file_values_are_refused_or_safe(tmp_path_factory, unit, nodes, stat
         assert all(not n.startswith("-") for n in service.nodes)
         assert service.state in ("running", "stopped")
         assert service.enabled in (True, False, None)
+
+
+def test_a_skipped_requirement_skips_its_dependents_in_the_same_wave(tmp_path):
+    """storage (p[1-2]) <- app (p[1-4]) <- monitor (p[1-2]): storage failed,
+    so app is skipped, and monitor must be skipped too, not run."""
+    cluster = load(tmp_path, """\
+        services:
+          storage: {nodes: 'p[1-2]'}
+          app: {nodes: 'p[1-4]', requires: storage}
+          monitor: {nodes: 'p[1-2]', requires: app}
+        """)
+    plan = waves("start", cluster.services, fail={("p1", "storage.service")})
+    ran = [(str(j.nodes), [s.unit for s in j.steps]) for w in plan for j in w.jobs]
+    assert ran == [("p[1-2]", ["storage.service"])]
+    skipped = {(r.node, u.unit) for w in plan for r in w.decided for u in r.units}
+    assert ("p1", "monitor.service") in skipped and ("p3", "app.service") in skipped
+
+
+@pytest.mark.parametrize("value", ["!!bool maybe", "!!int n1", "!!float x",
+                                   "!!timestamp 2001-13-45", "!!timestamp 2001-02-30"])
+def test_a_tag_that_does_not_fit_is_one_line(tmp_path, value):
+    with pytest.raises(UsageError) as err:
+        load(tmp_path, "services:\n  a: {nodes: n1, enabled: %s}\n" % value)
+    assert "services.a.enabled: must be true or false" in str(err.value) or \
+        "must be" in str(err.value)
+
+
+def test_many_large_groups_are_refused_before_memory_runs_out(tmp_path):
+    """22 KB: 1000 groups of 100,000 nodes each, every one under the limit."""
+    import time
+    text = "groups:\n" + "".join("  g%d: 'n[1-100000]'\n" % i for i in range(1000)) \
+        + "services:\n  a: {nodes: n1}\n"
+    start = time.monotonic()
+    with pytest.raises(UsageError) as err:
+        load(tmp_path, text)
+    assert "the file names more than 2000000 nodes in all" in str(err.value)
+    assert time.monotonic() - start < 30
+
+
+def test_aliases_are_refused(tmp_path):
+    with pytest.raises(UsageError) as err:
+        load(tmp_path, "groups:\n  a: &x n1\n  b: *x\nservices:\n  s: {nodes: n1}\n")
+    assert "aliases are not allowed" in str(err.value)
+
+
+def test_deep_nesting_is_one_line(tmp_path):
+    with pytest.raises(UsageError) as err:
+        load(tmp_path, "services: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert "\n" not in str(err.value)

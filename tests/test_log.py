@@ -123,13 +123,31 @@ def test_new_log_is_private(tmp_path):
     assert len(log.read_text().splitlines()) == 2
 
 
-def test_html_over_a_planted_symlink_replaces_the_link(attacker, shared, victim):
+def test_html_over_a_planted_symlink_is_refused(attacker, shared, victim):
     page = shared / "report.html"
     as_user(attacker, os.symlink, str(victim), str(page))
-    svcctl.write_file(str(page), svcctl.render_html(a_report()))
-    assert victim.read_text() == "root's secret\n"
-    assert not page.is_symlink() and page.read_text().startswith("<!DOCTYPE html>")
+    with pytest.raises(svcctl.OutputError) as err:
+        svcctl.write_file(str(page), svcctl.render_html(a_report()))
+    assert str(err.value) == "not a regular file (a symbolic link)"
+    assert victim.read_text() == "root's secret\n" and page.is_symlink()
     assert sorted(p.name for p in shared.iterdir()) == ["report.html"]
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "/dev/stdout"])
+def test_html_never_replaces_a_device(target):
+    """`--html /dev/null` from cron once made /dev/null a regular file."""
+    before = os.lstat(target)
+    with pytest.raises(svcctl.OutputError):
+        svcctl.write_file(target, "<html>")
+    assert os.lstat(target).st_mode == before.st_mode
+
+
+def test_html_replaces_its_own_report(tmp_path):
+    page = tmp_path / "report.html"
+    svcctl.write_file(str(page), "first")
+    svcctl.write_file(str(page), "second")
+    assert page.read_text() == "second" and [p.name for p in tmp_path.iterdir()] == \
+        ["report.html"]
 
 
 def test_html_temporary_name_cannot_be_guessed(attacker, shared, victim):
@@ -167,12 +185,30 @@ def test_persist_directory_is_never_another_users(attacker, tmp_path, monkeypatc
         subprocess.run(["rm", "-rf", place], check=True)
 
 
-def test_persist_directory_is_made_private(shared, monkeypatch):
-    tmp_path = shared
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    options = svcctl.persist_options(60)
-    assert "-oControlPath=%s/svcctl/%%C" % tmp_path in options
-    assert stat.S_IMODE((tmp_path / "svcctl").stat().st_mode) == 0o700
+def test_persist_directory_is_made_private(monkeypatch):
+    runtime = tempfile.mkdtemp(dir="/tmp")          # 0700, ours
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    try:
+        options = svcctl.persist_options(60)
+        assert "-oControlPath=%s/svcctl/%%C" % runtime in options
+        assert stat.S_IMODE(os.stat(os.path.join(runtime, "svcctl")).st_mode) == 0o700
+    finally:
+        shutil.rmtree(runtime)
+
+
+@pytest.mark.parametrize("runtime", ["shared", "attacker's", "/tmp/x -oProxyCommand=y",
+                                     "/tmp/q'x", "relative"])
+def test_persist_ignores_a_runtime_dir_that_is_not_really_ours(attacker, shared,
+                                                               monkeypatch, runtime):
+    """`su` without `-` leaves another user's XDG_RUNTIME_DIR; a crafted one
+    could carry ssh options or quotes."""
+    if runtime == "shared":
+        runtime = str(shared)
+    elif runtime == "attacker's":
+        runtime = str(shared / "run")
+        as_user(attacker, os.mkdir, runtime, 0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    assert all(not place.startswith(runtime) for place in svcctl.control_directories())
 
 
 # --- reading a log back ------------------------------------------------------
@@ -195,7 +231,7 @@ def logged(**change):
     ({"action": "format-disk"}, "unknown action"),
     ({"rc": 99999}, "bad rc"),
     ({"before": {"LoadState": 3}}, "bad unit state"),
-    ({"run_id": "../x"}, "bad run_id"),
+    ({"run_id": "../x"}, "not an svcctl log line (no run_id)"),
     ({"interrupted_by": "SIGKILL"}, "bad interrupted_by"),
 ])
 def test_a_damaged_line_is_named_and_skipped(tmp_path, change, reason):
@@ -224,8 +260,32 @@ def test_report_exit_code_says_lines_were_skipped(tmp_path):
     write_log(log, [logged(), {"not": "ours"}])
     out, err = io.StringIO(), io.StringIO()
     assert svcctl.main(["report", str(log)], out, err) == 1
-    assert err.getvalue() == "svcctl: %s:2: skipped: unknown action\n" % log
+    assert err.getvalue() == "svcctl: %s:2: skipped: not an svcctl log line (no " \
+                             "run_id)\n" % log
     assert "node1" in out.getvalue()
     empty = tmp_path / "empty.log"
     empty.write_text("garbage\n")
     assert svcctl.main(["report", str(empty)], io.StringIO(), io.StringIO()) == 2
+    for odd in ("/dev/zero", str(tmp_path)):
+        err = io.StringIO()
+        assert svcctl.main(["report", odd], io.StringIO(), err) == 2
+        assert err.getvalue().count("\n") == 1
+
+
+def test_report_of_a_fifo_does_not_hang(tmp_path):
+    fifo = tmp_path / "log"
+    os.mkfifo(str(fifo))
+    err = io.StringIO()
+    assert svcctl.main(["report", str(fifo)], io.StringIO(), err) == 2
+    assert "not a regular file" in err.getvalue()
+
+
+def test_report_reads_only_the_run_it_shows(tmp_path):
+    log = tmp_path / "svcctl.log"
+    write_log(log, [logged(run_id="run%03d" % i, node="node%d" % i) for i in range(300)])
+    report, skipped = svcctl.report_from_log(str(log))
+    assert report.run_id == "run299" and [r.node for r in report.nodes] == ["node299"]
+    report, _ = svcctl.report_from_log(str(log), "run007")
+    assert [r.node for r in report.nodes] == ["node7"]
+    with pytest.raises(svcctl.UsageError):
+        svcctl.report_from_log(str(log), "nosuch")

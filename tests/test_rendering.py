@@ -177,7 +177,31 @@ def test_report_rebuilt_from_the_log(tmp_path):
     svcctl.append_log(str(path), svcctl.log_lines(report))
     svcctl.append_log(str(path), b"not json\n")
     rebuilt, skipped = svcctl.report_from_log(str(path))
-    assert skipped == ["%s:9: skipped: Expecting value: line 1 column 1 (char 0)" % path]
+    assert skipped == ["%s:9: skipped: not an svcctl log line (no run_id)" % path]
     assert svcctl.render_text(rebuilt) == svcctl.render_text(report)
     assert svcctl.report_dict(rebuilt)["summary"] == svcctl.report_dict(report)["summary"]
     assert rebuilt.command == report.command and rebuilt.run_id == report.run_id
+
+
+def test_runtime_fields_of_exec_properties_are_removed():
+    text = ("ExecStart={ path=/bin/sleep ; argv[]=/bin/sleep infinity ; ignore_errors=no "
+            "; start_time=[Fri 2026-11-27 07:40:01 UTC] ; stop_time=[n/a] ; pid=1234 ; "
+            "code=(null) ; status=0/0 }")
+    assert svcctl._clean_properties(text) == \
+        "ExecStart={ path=/bin/sleep ; argv[]=/bin/sleep infinity ; ignore_errors=no }"
+
+
+def test_line_mode_and_quiet_levels():
+    report = sample_report()
+    lines = svcctl.render_text(report, svcctl.Display(lines=True)).splitlines()
+    assert lines[:3] == ["node1: demo.service: changed, inactive (dead), disabled -> "
+                         "active (running), disabled",
+                         "node2: demo.service: changed, inactive (dead), disabled -> "
+                         "active (running), disabled",
+                         "node3: demo.service: ok, active (running), disabled"]
+    assert "node5: unreachable: Connection refused" in lines
+    assert svcctl.render_text(report, svcctl.Display(quiet=2)) == \
+        svcctl.render_text(report, svcctl.Display(quiet=1))
+    fine = svcctl.Report("start", ["demo.service"], [report.nodes[2]], 0, 1.0)
+    assert svcctl.render_text(fine, svcctl.Display(quiet=2)) == ""
+    assert svcctl.render_text(fine, svcctl.Display(quiet=1)).startswith("== start")

@@ -303,3 +303,102 @@ def test_any_reply_beside_good_nodes(tmp_path_factory, noise, framing):
     for good in ("good1", "good2"):
         assert [u["outcome"] for u in by_node[good]["units"]] == ["changed", "ok"]
     assert "good[1-2] (2)" in text and page.count('<b class="o') == 3
+
+
+# --- found in review: each one a test ----------------------------------------
+
+def test_a_signal_is_never_swallowed_by_a_nodes_guard():
+    """Ctrl-C landing while a reply is read must stop the run, not make that
+    node `error: unreadable reply: SIGINT`."""
+    assert issubclass(svcctl.Interrupted, BaseException)
+    assert not issubclass(svcctl.Interrupted, Exception)
+
+
+@pytest.mark.parametrize("action,before,after,now,message", [
+    ("stop", ACTIVE, ACTIVE, False, "systemctl said done, but the unit is active (running)"),
+    ("mask", INACTIVE, INACTIVE, False, "systemctl said done, but the unit is inactive"),
+    ("disable", state(file="enabled-runtime"), state(file="enabled-runtime"), False,
+     "systemctl said done, but the unit is inactive (dead), enabled-runtime"),
+    ("disable", state(active="active", sub="running", file="enabled"), ACTIVE, True,
+     "systemctl said done, but the unit is active (running)"),
+])
+def test_an_action_that_did_not_reach_its_goal_failed(action, before, after, now, message):
+    """A socket-activated service back up right after `stop`, a unit still
+    enabled at runtime after `disable`: not ok."""
+    protocol = svcctl.Protocol(A[action], MARKER, now=now)
+    raw_result = raw(frame("demo.service", before, after) + end())
+    unit = svcctl.read_reply(protocol, "n1", raw_result, [svcctl.Step("demo.service")])
+    assert unit.outcome == "failed" and unit.units[0].message.startswith(message)
+
+
+def test_a_sudo_warning_is_not_a_refusal():
+    lines = frame("demo.service", INACTIVE, FAILED, 1, [
+        "sudo: unable to resolve host node7: Name or service not known",
+        "Job for demo.service failed because the control process exited"]) + end()
+    assert classify("start", lines).outcome == "failed"
+
+
+def test_node_actions_tell_failures_from_no():
+    m = MARKER.encode() + b" "
+    missing = [m + b"unit ping", b"sh: 1: systemctl: not found", m + b"rc 127"] + end()
+    assert read("ping", missing, units=()).outcome == "failed"
+    refused = [m + b"unit daemon-reload", b"sudo: a password is required",
+               m + b"rc 1"] + end()
+    assert read("daemon-reload", refused, units=()).outcome == "denied"
+
+
+def test_a_query_cut_short_is_not_judged_by_its_exit_code():
+    """status -v timing out after one unit ran: that unit timed out too."""
+    m = MARKER.encode() + b" "
+    lines = [m + b"unit demo.service", b"demo.service - svcctl demo", m + b"rc 3",
+             m + b"unit web.service"]
+    protocol = svcctl.Protocol(A["status"], MARKER, verbose=True, timeout=5)
+    result = svcctl.read_reply(protocol, "n1", raw(lines, rc=None, timed_out=True),
+                               [svcctl.Step("demo.service"), svcctl.Step("web.service")])
+    assert [u.outcome for u in result.units] == ["timeout", "timeout"]
+
+
+def apply_reply(before, after, did):
+    m = MARKER.encode() + b" "
+    return [m + b"unit a.service before " + b" ".join(before),
+            m + b"rc 0 did " + did + b" after " + b" ".join(after)] + end()
+
+
+@pytest.mark.parametrize("declared,before,after,did,outcome", [
+    (svcctl.Declared("a", "running"), INACTIVE, ACTIVE, b"start,", "changed"),
+    (svcctl.Declared("a", "running"), ACTIVE, ACTIVE, b"-", "ok"),
+    (svcctl.Declared("a", "running", False), state(active="active", sub="running",
+                                                   file="static"),
+     state(active="active", sub="running", file="static"), b"disable,", "failed"),
+    (svcctl.Declared("a", "stopped"), state(active="activating", sub="auto-restart"),
+     INACTIVE, b"stop,", "changed"),
+])
+def test_apply_says_what_it_did_and_whether_it_worked(declared, before, after, did,
+                                                      outcome):
+    protocol = svcctl.Protocol(A["apply"], MARKER)
+    result = svcctl.read_reply(protocol, "n1", raw(apply_reply(before, after, did)),
+                               [svcctl.Step("a.service", declared=declared)])
+    assert result.units[0].outcome == outcome
+    if outcome == "failed":
+        assert result.units[0].message.startswith("still not as declared")
+
+
+def test_a_unit_stuck_restarting_is_not_stopped():
+    declared = svcctl.Declared("a", "stopped")
+    assert declared.drifted(svcctl.UnitState("loaded", "activating", "auto-restart", "x"))
+    assert not declared.drifted(svcctl.UnitState("loaded", "failed", "failed", "x"))
+    script = svcctl.remote_script(svcctl.Protocol(A["apply"], MARKER),
+                                  [svcctl.Step("a.service", declared=declared)])
+    assert '*" ActiveState=inactive "*|*" ActiveState=failed "*) off=1' in script
+    assert 'if [ "$2$off" = stopped0 ]; then c stop; fi' in script
+
+
+def test_settle_compares_restarts_with_its_own_start():
+    script = svcctl.remote_script(svcctl.Protocol(A["start"], MARKER, settle=2),
+                                  [svcctl.Step("demo.service")])
+    assert 'n=$(v NRestarts "$@")' in script
+    assert '[ "$(v NRestarts "$@")" = "$n" ] || return' in script
+
+
+def test_printable_escapes_surrogates():
+    assert svcctl.printable("bad \ud800") == "bad \\ud800"

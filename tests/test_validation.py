@@ -13,7 +13,6 @@ from svcctl import UsageError
     ("demo", "demo.service"),
     ("demo.service", "demo.service"),
     ("getty@tty1", "getty@tty1.service"),
-    ("demo@.service", "demo@.service"),
     ("sshd.socket", "sshd.socket"),
     ("-.mount", "-.mount"),
     ("foo.bar", "foo.bar.service"),
@@ -196,8 +195,16 @@ def test_unit_names_as_systemd_judges_them(name, expected):
     unit_name_is_valid(name, UNIT_NAME_ANY) does (test-unit-name.c)."""
     valid = len(name) <= svcctl.UNIT_NAME_MAX and bool(svcctl._UNIT_RE.fullmatch(name))
     assert valid is expected
-    if expected:
+    if expected and "@." not in name:
         assert svcctl.normalise_unit(name) == name
+
+
+@pytest.mark.parametrize("name", ["foo@.service", "getty@", ".test@.service"])
+def test_templates_are_refused_with_a_hint(name):
+    """systemctl show stops at a template, so no unit's state would be read."""
+    with pytest.raises(UsageError) as err:
+        svcctl.normalise_unit(name)
+    assert "is a template: name an instance" in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["foo@bar@baz.service", "mbsync@me@example.com",
@@ -336,3 +343,27 @@ def test_a_user_without_passwd_entry(monkeypatch):
         raise KeyError(uid)
     monkeypatch.setattr(svcctl.pwd, "getpwuid", missing)
     assert svcctl.current_user() == "uid %d" % svcctl.os.getuid()
+
+
+from systemd_vectors import (LOCAL_252_FROM_PATH_OBSERVATIONS,  # noqa: E402
+                             UNIT_NAME_FROM_PATH)
+
+
+@pytest.mark.parametrize("path,suffix,expected", [
+    v for v in UNIT_NAME_FROM_PATH + LOCAL_252_FROM_PATH_OBSERVATIONS
+    if v[1] in (".mount", ".device")])
+def test_paths_become_units_as_systemd_mangles_them(path, suffix, expected):
+    """systemctl status /home means home.mount (unit_name_from_path). svcctl
+    refuses, rather than hashes, a path whose unit name would be too long."""
+    if expected is None or len(expected) == svcctl.UNIT_NAME_MAX:
+        with pytest.raises(UsageError):
+            svcctl.unit_from_path(path, suffix)
+    else:
+        assert svcctl.unit_from_path(path, suffix) == expected
+
+
+@pytest.mark.parametrize("typed,unit", [("/home", "home.mount"), ("/", "-.mount"),
+                                        ("/dev/sda", "dev-sda.device"),
+                                        ("/sys/devices/x", "sys-devices-x.device")])
+def test_systemctl_paths_on_the_command_line(typed, unit):
+    assert svcctl.parse_units(typed) == [unit]

@@ -2212,22 +2212,25 @@ SYSLOG_ADDRESS = "/dev/log"
 
 
 def syslog_line(report: Report) -> str:
-    """One line a run: what, where, each outcome's NodeSet, exit code."""
-    outcomes = ", ".join("%s %s (%d)" % (name, nodes, len(nodes))
+    """One line a run: run id, user, action and units, counts with each
+    outcome's NodeSet, exit code."""
+    outcomes = ", ".join("%s %d (%s)" % (name, len(nodes), nodes)
                          for name, nodes in report.outcomes.items())
-    return "%s: %s; exit %d; run %s by %s" % (
-        summary_line(report).strip("= "), outcomes, report.exit_code(),
-        report.run_id, report.user)
+    return "run %s by %s: %s on %d nodes: %s; exit %d" % (
+        report.run_id, report.user, report.title(), len(report.nodes), outcomes,
+        report.exit_code())
 
 
-def send_syslog(line: str, failed: bool) -> None:
-    """To the local syslog socket, user facility: info, or err on failure."""
-    import socket
-    severity = 3 if failed else 6
-    packet = "<%d>%s[%d]: %s" % (8 + severity, PROG, os.getpid(), line)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(SYSLOG_ADDRESS)
-        sock.send(packet.encode("utf-8", "replace")[:8192])
+def send_syslog(path: str, line: str, failed: bool) -> None:
+    """With the standard library's syslog, facility user: info, or err when
+    the exit code is not 0. No syslog socket is an error said on stderr
+    (syslog(3) itself would drop the line silently)."""
+    import syslog
+    if not os.path.exists(path):
+        raise OutputError("no syslog socket there")
+    syslog.openlog(PROG, syslog.LOG_PID, syslog.LOG_USER)
+    syslog.syslog(syslog.LOG_ERR if failed else syslog.LOG_INFO, line[:4000])
+    syslog.closelog()
 
 
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
@@ -3540,7 +3543,8 @@ def run_outputs(request: Request, report: Report) -> List[Tuple[Optional[str],
     return [(request.log, lambda path: append_log(path, log_lines(report))),
             (request.html, lambda path: write_file(path, render_html(report))),
             (SYSLOG_ADDRESS if request.syslog else None,
-             lambda path: send_syslog(syslog_line(report), report.exit_code() != EXIT_OK))]
+             lambda path: send_syslog(path, syslog_line(report),
+                                      report.exit_code() != EXIT_OK))]
 
 
 def new_progress(request: Request, stderr) -> Optional[Progress]:

@@ -1676,16 +1676,32 @@ def drive_plan(plan: Plan, perform: Callable[[Wave, str], Tuple[Dict[str, NodeRe
     return interrupted
 
 
-def run(request: "Request", progress: Optional["Progress"] = None) -> Report:
+LivePage = Callable[[Report, List[str]], None]
+
+
+def run(request: "Request", progress: Optional["Progress"] = None,
+        live: Optional[LivePage] = None) -> Report:
     """Run the request's plan and account for every targeted node. Once the
     first node is contacted nothing of ours stops the others from being
-    reported: an internal error makes the unfinished nodes `error`."""
+    reported: an internal error makes the unfinished nodes `error`. `live`
+    is shown the run so far, and the nodes still to do, between waves."""
     protocol = request.protocol(new_marker())
     started, clock = time.time(), time.monotonic()
     parts: Dict[str, List[NodeResult]] = {}
     notes: List[str] = []
+
+    def report(results: List[NodeResult], interrupted: str) -> Report:
+        return Report(request.action.name, request.units, results, started,
+                      time.monotonic() - clock, command=request.command,
+                      user=request.user, run_id=protocol.marker.rsplit("-", 1)[-1],
+                      interrupted_by=interrupted, notes=list(notes),
+                      subject=request.subject, services=[s.name for s in request.services])
+
     with Signals() as signals:
         def perform(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
+            if live and parts:
+                live(report([merge_results(n, parts[n]) for n in fold(parts)], ""),
+                     [node for node in request.nodes if node not in parts])
             return perform_wave(protocol, request.settings, wave, signals, progress)
         try:
             interrupted = drive_plan(request.plan(), perform, parts, notes)
@@ -1702,16 +1718,11 @@ def run(request: "Request", progress: Optional["Progress"] = None) -> Report:
     results = account(request, parts, interrupted)
     if protocol.diff:
         judge_against_majority(results)
-    report = Report(request.action.name, request.units, results, started,
-                    time.monotonic() - clock, command=request.command,
-                    user=request.user, run_id=protocol.marker.rsplit("-", 1)[-1],
-                    interrupted_by=interrupted, notes=notes, subject=request.subject,
-                    services=[s.name for s in request.services])
-    if request.action.kind == "apply" and report.exit_code() == EXIT_OK and \
+    final = report(results, interrupted)
+    if request.action.kind == "apply" and final.exit_code() == EXIT_OK and \
             all(r.outcome == "ok" for r in results):
-        report.notes.append("nothing to change: the cluster matches %s"
-                            % request.config)
-    return report
+        final.notes.append("nothing to change: the cluster matches %s" % request.config)
+    return final
 
 
 def perform_wave(protocol: Protocol, settings: Settings, wave: Wave, signals: "Signals",
@@ -2050,35 +2061,166 @@ def clock_text(seconds: float) -> str:
         "%d:%02d:%02d" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
 
 
-def render_html(report: Report) -> str:
-    """One self-contained page: no external script, font or request; its one
-    script and one style sheet allowed by their hashes, nothing else."""
-    action = ACTIONS[report.action]
-    index = {name: n for n, name in enumerate(OUTCOMES)}
+# =============================================================================
+# HTML pages: a run, a node check, a cluster file, a history; all offline,
+# one script and one style sheet each, allowed by their hashes
+# =============================================================================
+
+OUTCOME_INDEX = {name: index for index, name in enumerate(OUTCOMES)}
+
+
+def page_data(payload: dict) -> str:
+    """JSON for a `<script type="application/json">` block: nothing in it can
+    close the block or open a comment."""
+    return json.dumps(payload, separators=(",", ":")).replace("<", "\\u003c") \
+        .replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def html_page(title: str, meta: str, body: str, data: dict, refresh: int = 0) -> str:
+    """The frame of every page: CSP by hash, the style, the data, the script."""
     style = HTML_STYLE + "".join(
         ".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
-            index[o.name], o.html, o.ink, index[o.name], o.symbol)
+            OUTCOME_INDEX[o.name], o.html, o.ink, OUTCOME_INDEX[o.name], o.symbol)
         for o in OUTCOME_TABLE)
-    cells = "".join('<b class="o%d" title="%s"></b>' % (
-        index[r.outcome], html.escape("%s: %s\n%s" % (
-            r.node, r.outcome, "\n".join(node_lines(action, r, True))), quote=True))
-        for r in report.nodes)
-    summary = "".join(
-        '<tr><td><span class="sw o%d"></span></td><td>%s</td><td>%d</td>'
-        "<td><code>%s</code></td></tr>" % (index[name], name, len(nodes),
-                                           html.escape(str(nodes)))
-        for name, nodes in report.outcomes.items())
+    return HTML_PAGE % {
+        "csp": content_policy(style, HTML_SCRIPT), "title": html.escape(title),
+        "refresh": '<meta http-equiv="refresh" content="%d">' % refresh if refresh else "",
+        "meta": meta, "style": style, "body": body, "data": page_data(data),
+        "script": HTML_SCRIPT}
+
+
+def content_policy(style: str, script: str) -> str:
+    """Nothing may load or run but this page's own style and script, named by
+    their hashes (inline event handlers, forms and base URLs refused)."""
+    def digest(text: str) -> str:
+        return "'sha256-%s'" % base64.b64encode(
+            hashlib.sha256(text.encode()).digest()).decode()
+    return ("default-src 'none'; style-src %s; script-src %s; base-uri 'none'; "
+            "form-action 'none'" % (digest(style), digest(script)))
+
+
+def render_html(report: Report, groups: Optional[Dict[str, NodeSet]] = None,
+                cluster: Optional["ClusterFile"] = None, pending: Sequence[str] = (),
+                refresh: int = 0) -> str:
+    """A run as one page: the summary (a row highlights its nodes), a node
+    check for ping, the services and their graph for a cluster file, every
+    node by name in a grid grouped by ClusterShell group or by service, a
+    filter that takes a NodeSet, @group or outcome; the grouped text. With
+    `pending` (a live page during a run) the nodes not done yet are shown."""
+    action = ACTIONS[report.action]
+    details: Dict[Tuple[str, ...], int] = {}
+    views = service_views(report)
+    body = [render_summary(report)]
+    if action.no_when_failed:
+        body.append(render_node_check(report))
+    if views:
+        body.append(render_html_services(views))
+        if cluster:
+            body.append(render_graph(cluster, views))
+    sections = grid_sections(report, groups or {}, pending)
+    body.append(render_grid(report, sections, details, pending))
+    body.append("<h2>Grouped results</h2><pre>%s</pre>" % html.escape(render_text(report)))
+    title = "svcctl %s: %d node%s, %s" % (
+        report.title(), len(report.nodes), "s" * (len(report.nodes) != 1),
+        "running, %d to go" % len(pending) if pending else "exit %d" % report.exit_code())
     meta = "%s by <b>%s</b>, %.1f s, run %s<br><code>%s</code>" % (
         iso_time(report.started), html.escape(report.user or "?"), report.elapsed,
         html.escape(report.run_id), html.escape(report.command))
-    title = "svcctl %s: %d node%s, exit %d" % (
-        report.title(), len(report.nodes), "s" * (len(report.nodes) != 1),
-        report.exit_code())
-    return HTML_PAGE % {
-        "csp": content_policy(style, HTML_SCRIPT), "title": html.escape(title),
-        "meta": meta, "style": style, "summary": summary, "cells": cells,
-        "services": render_html_services(service_views(report)),
-        "text": html.escape(render_text(report)), "script": HTML_SCRIPT}
+    data = {"details": [list(lines) for lines in details],
+            "groups": {name: str(nodes) for name, nodes in (groups or {}).items()},
+            "outcomes": list(OUTCOMES)}
+    return html_page(title, meta, "\n".join(body), data, refresh)
+
+
+def render_summary(report: Report) -> str:
+    rows = "".join(
+        '<tr class="pick" data-o="%d" tabindex="0"><td><span class="sw o%d"></span></td>'
+        "<td>%s</td><td>%d</td><td><code>%s</code></td></tr>" % (
+            OUTCOME_INDEX[name], OUTCOME_INDEX[name], name, len(nodes),
+            html.escape(str(nodes)))
+        for name, nodes in report.outcomes.items())
+    return ('<table id="summary"><tr><th></th><th>outcome</th><th>nodes</th>'
+            "<th>NodeSet (click a row: its nodes stand out)</th></tr>%s</table>" % rows)
+
+
+def render_node_check(report: Report) -> str:
+    """ping, as the project's first GUI drew it: nodes that answer, nodes that
+    do not (with ssh's reason), and errors (systemd degraded...)."""
+    answering, silent, errors = [], {}, {}
+    for result in report.nodes:
+        outcome = OUTCOMES[result.outcome]
+        if result.outcome == "ok":
+            answering.append(result.node)
+        elif outcome.exit_code == EXIT_UNREACHABLE:
+            silent.setdefault(result.reason or outcome.label, []).append(result.node)
+        else:
+            text = result.units[0].answer or result.units[0].message or outcome.label
+            errors.setdefault(text.split("\n")[0], []).append(result.node)
+    lists = [("Answering", {"": answering} if answering else {}),
+             ("Not answering", silent), ("Errors", errors)]
+    out = ['<div class="check">']
+    for title, by_reason in lists:
+        count = sum(len(nodes) for nodes in by_reason.values())
+        out.append("<div><h3>%s (%d)</h3>%s</div>" % (title, count, "".join(
+            "<p><code>%s</code> (%d)%s</p>" % (
+                html.escape(str(fold(nodes))), len(nodes),
+                ": " + html.escape(reason) if reason else "")
+            for reason, nodes in by_reason.items()) or "<p>none</p>"))
+    return "".join(out) + "</div>"
+
+
+def grid_sections(report: Report, groups: Dict[str, NodeSet], pending: Sequence[str]
+                  ) -> List[Tuple[str, List[Tuple[str, str, Optional[UnitResult]]]]]:
+    """(title, [(node, outcome, unit result or None)]) per section: one per
+    service of a cluster file, else a partition by ClusterShell groups (the
+    largest groups first, none holding every node), else one grid."""
+    if report.services:
+        return [(service, [(result.node, unit.outcome, unit) for result in report.nodes
+                           for unit in result.units if unit.service == service])
+                for service in report.services]
+    cells = {r.node: (r.node, r.outcome, None) for r in report.nodes}
+    cells.update({node: (node, "", None) for node in pending})
+    everyone = fold(cells)
+    sections, left = [], set(cells)
+    for name, members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        inside = [n for n in members if n in left]
+        if 1 < len(inside) < len(everyone) and len(inside) == len(members & everyone):
+            sections.append((name, [cells[n] for n in fold(inside)]))
+            left.difference_update(inside)
+    if left:
+        sections.append(("other nodes" if sections else "all nodes",
+                         [cells[n] for n in fold(left)]))
+    return sections
+
+
+def render_grid(report: Report, sections, details: Dict[Tuple[str, ...], int],
+                pending: Sequence[str]) -> str:
+    action = ACTIONS[report.action]
+    by_node = {r.node: r for r in report.nodes}
+    out = ['<h2>Nodes</h2><p class="tools"><label>Show <input id="filter" size="40" '
+           'placeholder="a NodeSet, @group or outcome: node[10-20], @web, failed">'
+           '</label> <span id="shown"></span></p>']
+    for title, cells in sections:
+        counts: Dict[str, int] = {}
+        for _, outcome, _ in cells:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        out.append('<section><h3>%s <small>%d: %s</small></h3><div class="grid">' % (
+            html.escape(title), len(cells), ", ".join(
+                "%s %d %s" % (OUTCOMES[o].symbol, counts[o], o) if o else "%d pending"
+                % counts[o] for o in list(OUTCOMES) + [""] if o in counts)))
+        for node, outcome, unit in cells:
+            if not outcome:
+                out.append('<b class="pe" tabindex="0">%s</b>' % html.escape(node))
+                continue
+            key = tuple(unit_lines(action, unit, True) if unit else
+                        node_lines(action, by_node[node], True))
+            index = details.setdefault(key, len(details))
+            out.append('<b class="o%d" data-d="%d" tabindex="0">%s</b>' % (
+                OUTCOME_INDEX[outcome], index, html.escape(node)))
+        out.append("</div></section>")
+    out.append('<pre id="detail">Click a node (or Tab to it, then Enter) to see its '
+               "result.</pre>")
+    return "".join(out)
 
 
 def render_html_services(views: Sequence[ServiceView]) -> str:
@@ -2096,14 +2238,152 @@ def render_html_services(views: Sequence[ServiceView]) -> str:
             "<th>declared</th><th>states</th><th>drift</th></tr>%s</table>" % rows)
 
 
-def content_policy(style: str, script: str) -> str:
-    """Nothing may load or run but this page's own style and script, named by
-    their hashes (inline event handlers, forms and base URLs refused)."""
-    def digest(text: str) -> str:
-        return "'sha256-%s'" % base64.b64encode(
-            hashlib.sha256(text.encode()).digest()).decode()
-    return ("default-src 'none'; style-src %s; script-src %s; base-uri 'none'; "
-            "form-action 'none'" % (digest(style), digest(script)))
+def render_graph(cluster: "ClusterFile", views: Sequence[ServiceView] = ()) -> str:
+    """The services and their dependencies as an inline SVG: a column per
+    depth, `requires` solid and `after` dashed; after a run, each service
+    coloured by how it went (drift marked)."""
+    depth: Dict[str, int] = {}
+    for service in cluster.services:        # in dependency order already
+        depth[service.name] = max([0] + [depth[d] + 1 for d in service.requires
+                                         + service.after if d in depth])
+    rows: Dict[int, int] = {}
+    place: Dict[str, Tuple[int, int]] = {}
+    for service in cluster.services:
+        column = depth[service.name]
+        place[service.name] = (20 + column * 250, 20 + rows.get(column, 0) * 90)
+        rows[column] = rows.get(column, 0) + 1
+    seen = {view.service: view for view in views}
+    out = []
+    for service in cluster.services:
+        x, y = place[service.name]
+        for deps, dashed in ((service.requires, False), (service.after, True)):
+            for dep in (d for d in deps if d in place):
+                dx, dy = place[dep]
+                out.append('<path d="M%d %d C%d %d %d %d %d %d" class="edge%s"/>' % (
+                    dx + 200, dy + 30, dx + 225, dy + 30, x - 25, y + 30, x - 6, y + 30,
+                    " after" if dashed else ""))
+        view = seen.get(service.name)
+        tone = "" if view is None else " drift" if view.drift else \
+            " bad" if view.problem else " good"
+        out.append('<g class="svc%s"><rect x="%d" y="%d" width="200" height="60" rx="6"/>'
+                   '<text x="%d" y="%d" class="name">%s%s</text>'
+                   '<text x="%d" y="%d">%s</text><text x="%d" y="%d">%s</text></g>' % (
+                       tone, x, y, x + 8, y + 18, html.escape(service.name),
+                       " \u2248 drift" if view and view.drift else "",
+                       x + 8, y + 35, html.escape(service.unit[:30]), x + 8, y + 51,
+                       html.escape(("%s, %s" % (service.declared.text(),
+                                                service.nodes))[:34])))
+    width = 250 * (max(depth.values(), default=0) + 1)
+    height = 90 * max(rows.values(), default=1) + 10
+    return ('<h2>Dependencies</h2><svg class="graph" width="%d" height="%d" '
+            'viewBox="0 0 %d %d" role="img" aria-label="service dependencies">'
+            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" '
+            'markerWidth="7" markerHeight="7" orient="auto"><path d="M0 0L10 5L0 10z"/>'
+            "</marker></defs>%s</svg><p class=\"legend\">solid: requires (skipped where it "
+            "failed), dashed: after (order only)</p>" % (width, height, width, height,
+                                                          "".join(out)))
+
+
+def render_cluster_page(cluster: "ClusterFile") -> str:
+    """The cluster file itself, read-only: services, where they run, what they
+    should be, what they depend on, and the graph."""
+    rows = "".join(
+        "<tr><td>%s</td><td><code>%s</code></td><td><code>%s</code> (%d)</td><td>%s</td>"
+        "<td>%s</td><td>%s</td></tr>" % (
+            html.escape(s.name), html.escape(s.unit), html.escape(str(s.nodes)),
+            len(s.nodes), html.escape(s.declared.text()),
+            html.escape(", ".join(s.requires)) or "", html.escape(", ".join(s.after)))
+        for s in cluster.services)
+    groups = "".join("<tr><td>@%s</td><td><code>%s</code> (%d)</td></tr>" % (
+        html.escape(name), html.escape(str(nodes)), len(nodes))
+        for name, nodes in cluster.groups.items())
+    body = ("<h2>Services</h2><p>In dependency order: start runs them top to bottom, "
+            "stop bottom to top.</p><table><tr><th>service</th><th>unit</th><th>nodes"
+            "</th><th>declared</th><th>requires</th><th>after</th></tr>%s</table>%s%s"
+            % (rows, render_graph(cluster), "<h2>Groups</h2><table>%s</table>" % groups
+               if groups else ""))
+    return html_page("svcctl cluster file %s: %d services" % (cluster.path,
+                                                               len(cluster.services)),
+                     "<code>%s</code>, read %s" % (html.escape(cluster.path),
+                                                   iso_time(time.time())), body,
+                     {"details": [], "groups": {}, "outcomes": list(OUTCOMES)})
+
+
+@dataclass
+class History:
+    """Runs of a log, node by node: each node's worst outcome in each run."""
+    path: str
+    runs: List[dict] = field(default_factory=list)  # id, time, title, user
+    cells: Dict[str, Dict[int, str]] = field(default_factory=dict)
+    messages: Dict[Tuple[str, int], str] = field(default_factory=dict)  # problems
+
+    @property
+    def nodes(self) -> List[str]:
+        return list(fold(self.cells))
+
+
+def render_history_text(history: History, everyone: bool = False, last: int = 40) -> str:
+    """Per node, its last outcomes as symbols (oldest first), problems only
+    unless `everyone`, and since when it has been failing."""
+    runs = history.runs
+    first = max(0, len(runs) - last)
+    out = ["== history of %s: %d runs%s, %d nodes ==" % (
+        printable(history.path), len(runs), ", %s to %s" % (
+            iso_time(runs[0]["time"]), iso_time(runs[-1]["time"])) if runs else "",
+        len(history.cells))]
+    for node in history.nodes:
+        row = history.cells[node]
+        bad = [i for i, outcome in row.items() if OUTCOMES[outcome].problem]
+        if not bad and not everyone:
+            continue
+        symbols = "".join(OUTCOMES[row[i]].symbol if i in row else "\u00b7"
+                          for i in range(first, len(runs)))
+        text = "%s  %s" % (node, symbols)
+        latest = max(row)
+        if OUTCOMES[row[latest]].problem:
+            since = latest
+            while since - 1 in row and OUTCOMES[row[since - 1]].problem:
+                since -= 1
+            run = runs[since]
+            text += "  %s since %s (run %s, %s by %s)" % (
+                row[latest], iso_time(run["time"]), run["id"], run["title"], run["user"])
+        elif bad:
+            text += "  last problem %s in run %s" % (iso_time(runs[bad[-1]]["time"]),
+                                                     runs[bad[-1]]["id"])
+        out.append(text)
+    return "\n".join(out) + "\n"
+
+
+def render_history_html(history: History) -> str:
+    """A node x run matrix: one row a node (its name beside, as text the
+    browser's find reaches), one column a run; a click says what happened."""
+    nodes = history.nodes
+    codes = "abcdefghijklmnopqrstuvwxyz"
+    rows = ["".join(codes[OUTCOME_INDEX[history.cells[node][i]]]
+                    if i in history.cells[node] else "." for i in range(len(history.runs)))
+            for node in nodes]
+    index = {node: n for n, node in enumerate(nodes)}
+    messages = {"%d,%d" % (index[node], run): text
+                for (node, run), text in history.messages.items()}
+    data = {"runs": [[r["id"], iso_time(r["time"]), r["title"], r["user"]]
+                     for r in history.runs],
+            "nodes": nodes, "rows": rows, "messages": messages,
+            "outcomes": list(OUTCOMES), "colors": [o.html for o in OUTCOME_TABLE],
+            "inks": [o.ink for o in OUTCOME_TABLE],
+            "symbols": [o.symbol for o in OUTCOME_TABLE], "details": [], "groups": {}}
+    names = "".join("<div>%s</div>" % html.escape(node) for node in nodes)
+    legend = " ".join('<span class="sw o%d"></span> %s' % (OUTCOME_INDEX[o.name], o.name)
+                      for o in OUTCOME_TABLE)
+    body = ('<h2>Nodes \u00d7 runs</h2><p class="legend">%s</p><p class="legend">Each '
+            "column a run, oldest first; click a cell for that node's result in that "
+            'run. <span id="hover"></span></p><div class="history"><div class="names">'
+            '%s</div><div class="matrix"><canvas id="matrix"></canvas></div></div>'
+            '<pre id="detail">Click a cell.</pre>' % (legend, names))
+    runs = history.runs
+    meta = "%d runs, %s to %s" % (len(runs), iso_time(runs[0]["time"]) if runs else "-",
+                                  iso_time(runs[-1]["time"]) if runs else "-")
+    return html_page("svcctl history of %s: %d nodes" % (history.path, len(nodes)),
+                     meta, body, data)
 
 
 # =============================================================================
@@ -2286,6 +2566,81 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Li
                                      if run_id is None else "no run %s in this log"
                                      % printable(run_id)))
     return logged_report(records), skipped_lines
+
+
+_LOGGED_NODE_RE = re.compile(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
+_LOGGED_OUTCOME_RE = re.compile(rb'"outcome": "([a-z-]{1,20})"')
+
+
+def read_history(path: str, since: Optional[float] = None) -> Tuple["History", List[str]]:
+    """Every run of a log (since a time), as each node's worst outcome per
+    run, and the first problem's message; quick: a line is read in full only
+    when it opens a run or tells a problem (a log of 1,000 runs x 1,000
+    nodes is a million lines)."""
+    history, skipped, column_of = History(printable(path)), [], {}
+    try:
+        with open_to_read(path) as handle:
+            for number, line in log_lines_of(handle):
+                run = _LOGGED_RUN_ID_RE.search(line)
+                node = _LOGGED_NODE_RE.search(line)
+                outcome = _LOGGED_OUTCOME_RE.search(line)
+                if not (run and node and outcome) or outcome.group(1).decode() not in OUTCOMES:
+                    skipped.append("%s:%d: skipped: not an svcctl log line" % (
+                        printable(path), number))
+                    continue
+                run_id = run.group(1).decode()
+                if run_id not in column_of:
+                    column_of[run_id] = history_run(history, line, since)
+                column = column_of[run_id]
+                if column is not None:
+                    history_cell(history, column, node.group(1).decode(),
+                                 outcome.group(1).decode(), line)
+    except OSError as exc:
+        raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror))
+    return history, skipped
+
+
+def history_run(history: "History", line: bytes, since: Optional[float]) -> Optional[int]:
+    """A new run's column (None: before --since, or its first line is bad)."""
+    try:
+        record = read_log_record(line)
+    except (ValueError, TypeError, KeyError, UsageError):
+        return None
+    if since is not None and record["time"] < since:
+        return None
+    what = record["subject"] or ",".join(record["units"] or [])
+    history.runs.append({"id": record["run_id"], "time": record["time"],
+                         "title": record["action"] + (" " + what if what else ""),
+                         "user": record["user"]})
+    return len(history.runs) - 1
+
+
+def history_cell(history: "History", column: int, node: str, outcome: str,
+                 line: bytes) -> None:
+    row = history.cells.setdefault(node, {})
+    if column not in row or SEVERITY[outcome] > SEVERITY[row[column]]:
+        row[column] = outcome
+    if OUTCOMES[outcome].problem and (node, column) not in history.messages:
+        try:
+            record = read_log_record(line)
+        except (ValueError, TypeError, KeyError, UsageError):
+            return
+        text = (record["message"] or record["reason"]).split("\n")[0]
+        history.messages[(node, column)] = "%s: %s%s" % (
+            record["unit"], outcome, ": " + text if text else "")
+
+
+def parse_age(text: str) -> float:
+    """--since: `7d`, `12h`, `30m`, or an ISO date; the time it means."""
+    match = re.fullmatch(r"(\d{1,6})([dhm])", text.strip())
+    if match:
+        return time.time() - int(match.group(1)) * {"d": 86400, "h": 3600,
+                                                     "m": 60}[match.group(2)]
+    try:
+        return _time(text.strip()) if "T" in text or "+" in text else \
+            datetime.fromisoformat(text.strip()).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        raise UsageError("--since takes 7d, 12h, 30m or a date, not %s" % printable(text))
 
 
 def logged_report(records: List[dict]) -> Report:
@@ -2943,6 +3298,10 @@ def _output_options(group) -> None:
     add("--syslog", action="store_const", const=True,
         help="send a one-line summary to syslog")
     add("--run", metavar="ID", help="with report: which logged run (default: the last)")
+    add("--history", action="store_true", help="with report: every run of the log, "
+        "node by node (problems only; -v: every node; --html: a node x run matrix)")
+    add("--since", metavar="AGE", help="with report --history: runs since 7d, 12h, "
+        "30m or a date")
     add("--color", choices=("auto", "always", "never"),
         help="colour (auto: on a terminal, unless NO_COLOR or TERM=dumb; "
         "CLICOLOR_FORCE forces it)")
@@ -3297,6 +3656,16 @@ class Request:
     syslog: bool = False
     dry_run: bool = False
     options: dict = field(default_factory=dict)     # Protocol's extra, pattern...
+    file_groups: Dict[str, NodeSet] = field(default_factory=dict)   # with -c
+    groupsource: Optional[str] = None
+
+    def page_groups(self) -> Dict[str, NodeSet]:
+        """The groups an HTML page knows (its filter, its grid): the site's
+        that hold some of the nodes, and the cluster file's."""
+        return dict(site_groups(self.nodes, self.groupsource), **self.file_groups)
+
+    def cluster(self) -> Optional[ClusterFile]:
+        return ClusterFile(self.config, {}, self.services) if self.services else None
 
     @property
     def subject(self) -> str:
@@ -3349,7 +3718,7 @@ def connection_settings(args: argparse.Namespace) -> Settings:
 
 
 def file_targets(args: argparse.Namespace, action: Action
-                 ) -> Tuple[List[Service], Dict[str, NodeSet], NodeSet]:
+                 ) -> Tuple[ClusterFile, List[Service], Dict[str, NodeSet], NodeSet]:
     """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
     cluster = load_cluster_file(args.config, args.max_nodes)
     services = select_services(cluster, args.targets, action.reverse, not args.no_deps)
@@ -3363,7 +3732,7 @@ def file_targets(args: argparse.Namespace, action: Action
     nodes = fold(n for ns in nodes_of.values() for n in ns)
     if not nodes:
         raise UsageError("no node to run on")
-    return services, nodes_of, nodes
+    return cluster, services, nodes_of, nodes
 
 
 def check_combinations(args: argparse.Namespace, action: Action) -> None:
@@ -3454,8 +3823,10 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
     services: List[Service] = []
     nodes_of: Dict[str, NodeSet] = {}
     pattern = ""
+    groups: Dict[str, NodeSet] = {}
     if args.config is not None:
-        services, nodes_of, nodes = file_targets(args, action)
+        cluster, services, nodes_of, nodes = file_targets(args, action)
+        groups = {"@" + name: members for name, members in cluster.groups.items()}
         units = [s.unit for s in services] if action.kind != "node" else []
     else:
         units, pattern, positional = split_targets(args, action)
@@ -3473,7 +3844,8 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         batch_wait=args.batch_wait, persist=args.persist_for if args.persist else None,
         config=args.config or "", services=services, nodes_of=nodes_of,
         log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run,
-        options=action_extras(args, action, pattern))
+        options=action_extras(args, action, pattern), file_groups=groups,
+        groupsource=args.groupsource)
 
 
 def dry_run(request: Request) -> str:
@@ -3498,6 +3870,13 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         raise UsageError("report needs one LOGFILE")
     if args.log or args.syslog:
         raise UsageError("report reads a log: --log and --syslog do not go with it")
+    if args.history:
+        history, skipped_lines = read_history(args.targets[0], parse_age(args.since)
+                                              if args.since else None)
+        stdout.write(render_history_text(history, args.verbose))
+        code = publish_files([(args.html, lambda path: write_file(
+            path, render_history_html(history)))], stderr)
+        return worse_exit(code, EXIT_FAILED if skipped_lines else EXIT_OK)
     report, skipped_lines = report_from_log(args.targets[0], args.run)
     for line in skipped_lines[:20]:
         stderr.write("%s: %s\n" % (PROG, line))
@@ -3505,8 +3884,9 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         stderr.write("%s: %d more lines skipped\n" % (PROG, len(skipped_lines) - 20))
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
                       args.line_mode, (args.groupsource or "") if args.regroup else None)
+    groups = site_groups(fold(r.node for r in report.nodes), args.groupsource)
     code = publish(report, display, [(args.html, lambda path: write_file(
-        path, render_html(report)))], stdout, stderr)
+        path, render_html(report, groups)))], stdout, stderr)
     return worse_exit(code, EXIT_FAILED if skipped_lines else EXIT_OK)
 
 
@@ -3515,6 +3895,17 @@ def publish(report: Report, display: Display, outputs: Sequence[Tuple[Optional[s
     """Write the files first (the log is what cron keeps), then the terminal
     output; whatever fails is said on stderr and makes the exit code 1, and
     never stops the other outputs."""
+    code = publish_files(outputs, stderr)
+    if display.json:
+        stdout.write(json.dumps(report_dict(report), indent=1) + "\n")
+    else:
+        stdout.write(render_text(report, display))
+    stdout.flush()
+    return code
+
+
+def publish_files(outputs: Sequence[Tuple[Optional[str], Callable[[str], None]]],
+                  stderr) -> int:
     code = EXIT_OK
     for path, write in outputs:
         if not path:
@@ -3530,21 +3921,59 @@ def publish(report: Report, display: Display, outputs: Sequence[Tuple[Optional[s
             stderr.write("%s: internal error writing %s: %s\n" % (
                 PROG, printable(path), printable(repr(exc))[:300]))
             code = EXIT_FAILED
-    if display.json:
-        stdout.write(json.dumps(report_dict(report), indent=1) + "\n")
-    else:
-        stdout.write(render_text(report, display))
-    stdout.flush()
     return code
 
 
 def run_outputs(request: Request, report: Report) -> List[Tuple[Optional[str],
                                                                  Callable[[str], None]]]:
     return [(request.log, lambda path: append_log(path, log_lines(report))),
-            (request.html, lambda path: write_file(path, render_html(report))),
+            (request.html, lambda path: write_file(path, render_html(
+                report, request.page_groups(), request.cluster()))),
             (SYSLOG_ADDRESS if request.syslog else None,
              lambda path: send_syslog(path, syslog_line(report),
                                       report.exit_code() != EXIT_OK))]
+
+
+def live_page(request: Request) -> Optional[LivePage]:
+    """With --html, a run of several batches or waves rewrites its page after
+    each one, and the page refreshes itself until the final one replaces it."""
+    if not request.html:
+        return None
+    groups, cluster = request.page_groups(), request.cluster()
+
+    def show(report: Report, pending: List[str]) -> None:
+        try:
+            write_file(request.html, render_html(report, groups, cluster, pending,
+                                                 refresh=LIVE_REFRESH))
+        except (OSError, OutputError):
+            pass                # said once, by the final page's write
+    return show
+
+
+LIVE_REFRESH = 3        # seconds between reloads of a live page
+
+
+def site_groups(nodes: NodeSet, source: Optional[str] = None,
+                most: int = 300) -> Dict[str, NodeSet]:
+    """ClusterShell's groups (of `source`) that hold some of these nodes, for
+    an HTML page's filter and grid: best effort, a failing source gives none."""
+    resolver = std_group_resolver()
+    try:
+        names = resolver.grouplist(source)
+    except Exception:       # noqa: BLE001 -- the site's sources are theirs
+        return {}
+    groups = {}
+    for name in names[:most]:
+        if not re.fullmatch(_NAME, name, re.ASCII):
+            continue
+        try:
+            members = NodeSet.fromlist(resolver.group_nodes(name, source),
+                                       resolver=RESOLVER_NOGROUP) & nodes
+        except Exception:   # noqa: BLE001
+            continue
+        if members:
+            groups["@" + name] = members
+    return groups
 
 
 def new_progress(request: Request, stderr) -> Optional[Progress]:
@@ -3570,6 +3999,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
             cluster = load_cluster_file(args.config, args.max_nodes)
             stdout.write("%s: ok, %d services, %d groups\n" % (
                 printable(args.config), len(cluster.services), len(cluster.groups)))
+            if args.html:
+                write_file(args.html, render_cluster_page(cluster))
             if args.verbose:        # the services in dependency order
                 stdout.write("".join("  %s: %s on %s, declared %s%s\n" % (
                     s.name, s.unit, s.nodes, s.declared.text(), "".join(
@@ -3589,7 +4020,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
         request.persist = None
         progress = new_progress(request, stderr)
         try:
-            report = run(request, progress)
+            report = run(request, progress, live_page(request))
         finally:
             if progress:
                 progress.clear()
@@ -3629,42 +4060,213 @@ def console_main() -> None:
 
 HTML_STYLE = """\
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fdfdfb}
-h1{font-size:1.3em;margin:0 0 .3em}
+h1{font-size:1.3em;margin:0 0 .3em} h2{font-size:1.1em;margin:1.2em 0 .4em}
+h3{font-size:1em;margin:.8em 0 .2em} h3 small{font-weight:normal;color:#555}
 .meta{color:#555;margin-bottom:1em} .meta code{background:#eee;padding:0 .3em}
 table{border-collapse:collapse;margin:.5em 0 1em} td,th{padding:.2em .6em;
 text-align:left;border-bottom:1px solid #ddd;vertical-align:top}
-td code{overflow-wrap:anywhere}
-.grid{display:flex;flex-wrap:wrap;gap:2px;margin:.5em 0 1em}
-.grid b,.sw{display:inline-block;width:15px;height:15px;font:bold 11px/15px sans-serif;
-text-align:center;border-radius:2px;-webkit-print-color-adjust:exact;
+td code,p code{overflow-wrap:anywhere;word-break:break-all}
+tr.pick{cursor:pointer} tr.pick:hover,tr.pick:focus,tr.pick.on{background:#eef3fb}
+.grid{display:flex;flex-wrap:wrap;gap:3px;margin:.3em 0 .8em}
+.grid b{display:inline-block;font:11px/17px ui-monospace,monospace;padding:0 4px;
+border-radius:3px;cursor:pointer;white-space:nowrap;-webkit-print-color-adjust:exact;
 print-color-adjust:exact}
-.grid b{cursor:pointer}
+.grid b::after{margin-left:3px;font-weight:bold}
+.grid b:focus{outline:2px solid #000;outline-offset:1px}
+.grid b.dim{opacity:.2} .grid b.hid,section.hid{display:none}
+.grid b.pe{background:#eee;color:#666} .grid b.pe::after{content:'\\00b7'}
+.sw{display:inline-block;width:15px;height:15px;font:bold 11px/15px sans-serif;
+text-align:center;border-radius:2px;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.tools input{font:inherit;padding:.15em .3em} #shown{color:#555}
+.check{display:flex;flex-wrap:wrap;gap:1em;margin:.5em 0 1em}
+.check>div{flex:1 1 16em;border:1px solid #ddd;border-radius:4px;padding:0 .8em}
 pre{background:#f4f4f0;padding:.8em;overflow:auto;max-height:40em}
 #detail{min-height:3em;white-space:pre-wrap}
 .drift{background:#fbe3c0}
+svg.graph{max-width:100%;height:auto;background:#fff;border:1px solid #ddd}
+.graph text{font:12px system-ui,sans-serif;fill:#222} .graph .name{font-weight:bold}
+.svc rect{fill:#eef1f8;stroke:#556} .svc.good rect{fill:#d9f0e6}
+.svc.drift rect{fill:#fbe3c0;stroke:#E69F00;stroke-width:2}
+.svc.bad rect{fill:#f8d9cc;stroke:#D55E00;stroke-width:2}
+.edge{fill:none;stroke:#556;stroke-width:1.5;marker-end:url(#arrow)}
+.edge.after{stroke-dasharray:5 4} .legend{color:#555;font-size:.9em}
+.history{display:flex;overflow:auto;max-height:75vh;border:1px solid #ddd}
+.names{flex:none;background:#fff;position:sticky;left:0}
+#hover{color:#222;font-weight:bold}
+.names div{height:14px;font:11px/14px ui-monospace,monospace;padding:0 6px;
+white-space:nowrap} canvas{display:block;cursor:pointer}
 @media print{pre{max-height:none}}
 """
 
-HTML_SCRIPT = """
-document.getElementById("grid").addEventListener("click", function (e) {
-  if (e.target.title) document.getElementById("detail").textContent = e.target.title;
+# The pages' one script: a node's result on click or Enter, the summary's
+# rows highlighting their nodes, the filter (ClusterShell's NodeSet syntax,
+# @groups given in the page, or outcome names), the history's matrix.
+HTML_SCRIPT = r"""
+(function () {
+"use strict";
+var data = JSON.parse(document.getElementById("data").textContent);
+var detail = document.getElementById("detail");
+var show = function (text) { if (detail) { detail.textContent = text; } };
+var cells = function () { return Array.prototype.slice.call(document.querySelectorAll(".grid b")); };
+var outcomeOf = function (cell) {
+  var m = /(?:^| )o(\d+)(?: |$)/.exec(cell.className);
+  return m ? data.outcomes[+m[1]] : "pending";
+};
+var describe = function (cell) {
+  var d = cell.getAttribute("data-d");
+  show([cell.textContent + ": " + outcomeOf(cell)].concat(d === null ? [] : data.details[+d]).join("\n"));
+};
+var lit = null;
+var highlight = function (row) {
+  var name = "o" + row.getAttribute("data-o");
+  lit = lit === name ? null : name;
+  cells().forEach(function (c) { c.classList.toggle("dim", lit !== null && !c.classList.contains(lit)); });
+  document.querySelectorAll("tr.pick").forEach(function (r) { r.classList.toggle("on", r === row && lit !== null); });
+};
+document.addEventListener("click", function (e) {
+  var t = e.target;
+  if (t.tagName === "B" && t.parentNode.classList.contains("grid")) { describe(t); }
+  var row = t.closest ? t.closest("tr.pick") : null;
+  if (row) { highlight(row); }
 });
+document.addEventListener("keydown", function (e) {
+  var t = e.target;
+  if (e.key !== "Enter" && e.key !== " ") { return; }
+  if (t.tagName === "B") { describe(t); e.preventDefault(); }
+  else if (t.classList && t.classList.contains("pick")) { highlight(t); e.preventDefault(); }
+});
+var ranges = function (text) {
+  var out = [];
+  text.split(",").forEach(function (item) {
+    var m = /^(\d+)(?:-(\d+)(?:\/(\d+))?)?$/.exec(item.trim());
+    if (!m) { throw new Error("bad range: " + item); }
+    var low = +m[1], high = m[2] === undefined ? low : +m[2], step = +(m[3] || 1);
+    var pad = m[1].length > 1 && m[1].charAt(0) === "0" ? m[1].length : 0;
+    if (high < low || step < 1 || (high - low) / step > 200000) { throw new Error("bad range: " + item); }
+    for (var n = low; n <= high; n += step) {
+      var s = String(n);
+      while (s.length < pad) { s = "0" + s; }
+      out.push(s);
+    }
+  });
+  return out;
+};
+var expand = function (text) {
+  var open = text.indexOf("[");
+  if (open < 0) {
+    if (/[\[\]@\s]/.test(text)) { throw new Error("bad node name: " + text); }
+    return [text];
+  }
+  var close = text.indexOf("]", open);
+  if (close < 0) { throw new Error("missing ]"); }
+  var head = text.slice(0, open), rest = text.slice(close + 1), out = [];
+  var tails = rest ? expand(rest) : [""];
+  ranges(text.slice(open + 1, close)).forEach(function (n) {
+    tails.forEach(function (t) { out.push(head + n + t); });
+  });
+  if (out.length > 200000) { throw new Error("too many nodes"); }
+  return out;
+};
+var nodeset = function (text, depth) {
+  if (depth > 8) { throw new Error("groups nested too deeply"); }
+  var result = new Set(), op = ",", part = "", level = 0;
+  for (var i = 0; i <= text.length; i++) {
+    var ch = text.charAt(i);
+    if (i === text.length || (level === 0 && ",!&^".indexOf(ch) >= 0)) {
+      var item = part.trim(), other;
+      if (!item) { throw new Error("empty NodeSet element"); }
+      if (item.charAt(0) === "@") {
+        if (data.groups[item] === undefined) { throw new Error("unknown group " + item); }
+        other = nodeset(data.groups[item], depth + 1);
+      } else { other = new Set(expand(item)); }
+      if (op === ",") { other.forEach(function (n) { result.add(n); }); }
+      else if (op === "!") { other.forEach(function (n) { result.delete(n); }); }
+      else if (op === "&") { result.forEach(function (n) { if (!other.has(n)) { result.delete(n); } }); }
+      else { other.forEach(function (n) { if (result.has(n)) { result.delete(n); } else { result.add(n); } }); }
+      op = ch; part = ""; continue;
+    }
+    if (ch === "[") { level++; } else if (ch === "]") { level--; }
+    part += ch;
+  }
+  return result;
+};
+var select = function (text) {
+  var words = text.split(/\s*,\s*/);
+  if (words.every(function (w) { return data.outcomes.indexOf(w) >= 0 || w === "pending"; })) {
+    return function (c) { return words.indexOf(outcomeOf(c)) >= 0; };
+  }
+  var set = nodeset(text, 0);
+  return function (c) { return set.has(c.textContent); };
+};
+var input = document.getElementById("filter"), timer = null;
+var filter = function () {
+  var text = input.value.trim(), note = document.getElementById("shown"), wanted = null, shown = 0;
+  if (text) {
+    try { wanted = select(text); } catch (err) { note.textContent = err.message; return; }
+  }
+  var all = cells();
+  all.forEach(function (c) {
+    var keep = wanted === null || wanted(c);
+    c.classList.toggle("hid", !keep);
+    if (keep) { shown++; }
+  });
+  document.querySelectorAll("section").forEach(function (s) {
+    s.classList.toggle("hid", s.querySelector(".grid b:not(.hid)") === null);
+  });
+  note.textContent = wanted === null ? "" : shown + " of " + all.length + " shown";
+};
+if (input) {
+  input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(filter, 120); });
+}
+var canvas = document.getElementById("matrix");
+if (canvas && data.rows) {
+  var S = 14, ctx = canvas.getContext("2d");
+  canvas.width = Math.max(1, data.runs.length * S);
+  canvas.height = Math.max(1, data.nodes.length * S);
+  ctx.font = "bold 10px sans-serif";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  data.rows.forEach(function (row, y) {
+    for (var x = 0; x < row.length; x++) {
+      var c = row.charCodeAt(x) - 97;
+      if (c < 0) { continue; }
+      ctx.fillStyle = data.colors[c];
+      ctx.fillRect(x * S, y * S + 1, S - 1, S - 2);
+      ctx.fillStyle = data.inks[c];        // a symbol too: colour is never the only cue
+      ctx.fillText(data.symbols[c], x * S + S / 2, y * S + S / 2 + 1);
+    }
+  });
+  var at = function (e) {
+    var box = canvas.getBoundingClientRect();
+    var x = Math.floor((e.clientX - box.left) / S), y = Math.floor((e.clientY - box.top) / S);
+    return y < 0 || x < 0 || y >= data.nodes.length || x >= data.runs.length ? null : [x, y];
+  };
+  var runText = function (run) { return "run " + run[0] + " (" + run[1] + ", " + run[2] + " by " + run[3] + ")"; };
+  canvas.addEventListener("mousemove", function (e) {
+    var p = at(e), hover = document.getElementById("hover");
+    if (p && hover) { hover.textContent = data.nodes[p[1]] + ", " + runText(data.runs[p[0]]); }
+  });
+  canvas.addEventListener("click", function (e) {
+    var p = at(e);
+    if (!p) { return; }
+    var c = data.rows[p[1]].charCodeAt(p[0]) - 97, message = data.messages[p[1] + "," + p[0]];
+    var text = data.nodes[p[1]] + " in " + runText(data.runs[p[0]]) + ": " +
+      (c < 0 ? "not in this run" : data.symbols[c] + " " + data.outcomes[c]);
+    show(message ? text + "\n" + message : text);
+  });
+}
+}());
 """
 
 HTML_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="%(csp)s">
-<title>%(title)s</title>
+%(refresh)s<title>%(title)s</title>
 <style>%(style)s</style></head><body>
 <h1>%(title)s</h1>
 <div class="meta">%(meta)s</div>
-<table><tr><th></th><th>outcome</th><th>nodes</th><th>NodeSet</th></tr>%(summary)s</table>
-%(services)s
-<h2>Nodes</h2>
-<div class="grid" id="grid">%(cells)s</div>
-<pre id="detail">Click or hover a node to see its result.</pre>
-<h2>Grouped results</h2>
-<pre>%(text)s</pre>
+%(body)s
+<script type="application/json" id="data">%(data)s</script>
 <script>%(script)s</script>
 </body></html>
 """

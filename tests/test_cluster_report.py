@@ -52,7 +52,7 @@ def test_report_of_a_mixed_run(svcctl, on_nodes, tmp_path):
     html = page.read_text()
     assert html.count('<b class="o') == 9
     for result in doc["nodes"]:
-        assert 'title="%s: %s\n' % (result["node"], result["outcome"]) in html
+        assert 'tabindex="0">%s</b>' % result["node"] in html
     assert "svcctl start demo.service,web.service,demo-fail.service: 9 nodes, exit 4" in html
 
     # the same page, rebuilt later from the log (a cron job's status page)
@@ -77,7 +77,8 @@ def test_report_of_a_cluster_file_status(svcctl, tmp_path):
     html = page.read_text()
     assert "<h2>Services</h2>" in html
     assert "<td>db</td><td><code>demo@db.service</code></td><td>running, enabled</td>" in html
-    assert html.count('<b class="o') == 8
+    assert html.count('<b class="o') == 20     # a grid per service: 4 + 4 + 4 + 8
+    assert "<h2>Dependencies</h2>" in html
 
 
 def test_chromium_check_would_see_a_request(tmp_path):

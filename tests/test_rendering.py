@@ -146,7 +146,12 @@ def test_html_report_is_self_contained_and_complete():
     assert page.count('<b class="o') == 8
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     assert "http://" not in page and "https://" not in page and "src=" not in page
-    assert 'title="node5: unreachable\nunreachable: Connection refused"' in page
+    assert "unsafe-inline" not in page and "script-src 'sha256-" in page
+    for node in range(1, 9):        # every node by name, as text a browser finds
+        assert '" tabindex="0">node%d</b>' % node in page
+    data = svcctl.json.loads(page.split('<script type="application/json" id="data">')[1]
+                             .split("</script>")[0])
+    assert ["unreachable: Connection refused"] in data["details"]
     assert "svcctl start demo.service: 8 nodes, exit 4" in page
     assert "<code>node[1-2,6-7]</code>" in page
     # the same grouped text as the terminal, escaped

@@ -39,12 +39,10 @@ template at the end.
 """
 
 import argparse
-import base64
 import configparser
 import errno
 import fcntl
-import hashlib
-import html
+import functools
 import json
 import math
 import os
@@ -69,11 +67,7 @@ from ClusterShell.Event import EventHandler
 from ClusterShell.NodeSet import (RESOLVER_NOGROUP, NodeSet, NodeSetException,
                                   std_group_resolver)
 from ClusterShell.NodeUtils import GroupResolverError, GroupSourceError
-from ClusterShell.Propagation import RouteResolvingError
 from ClusterShell.RangeSet import RangeSet
-from ClusterShell.Task import TimeoutError as TaskTimeoutError
-from ClusterShell.Task import task_self
-from ClusterShell.Topology import TopologyError
 
 __version__ = "0.2.0"
 PROG = "svcctl"
@@ -82,6 +76,19 @@ SCHEMA = 1          # version of the JSON document and of the log lines
 # =============================================================================
 # Model: what outcomes and actions mean, unit states, results
 # =============================================================================
+
+
+class Regex:
+    """A regular expression compiled when first used: dozens of them compiled
+    at import would be a good part of svcctl's start-up."""
+
+    def __init__(self, pattern, flags: int = 0):
+        self._args = (pattern, flags)
+
+    def __getattr__(self, name: str):
+        value = getattr(re.compile(*self._args), name)
+        setattr(self, name, value)      # the next calls go straight to it
+        return value
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,7 @@ class UnitState:
             return None
         return cls(*(str(props.get(key, "")) for key in STATE_KEYS))
 
+    @functools.lru_cache(maxsize=4096)      # equal states, one dict (JSON, log)
     def as_dict(self) -> Dict[str, str]:
         return dict(zip(STATE_KEYS, (self.load, self.active, self.sub, self.file,
                                      self.result, self.main_code, self.main_status,
@@ -260,7 +268,7 @@ def _answer_shown(state: UnitState) -> Tuple[str, bool]:
 
 # Parts of `systemctl show` that differ on every node and every run (PIDs,
 # times): removed, so that nodes with the same configuration fold.
-_RUNTIME_FIELDS_RE = re.compile(r" ; (?:start_time|stop_time|pid|code|status)=[^;}]*?"
+_RUNTIME_FIELDS_RE = Regex(r" ; (?:start_time|stop_time|pid|code|status)=[^;}]*?"
                                 r"(?= [;}])")
 
 
@@ -447,6 +455,13 @@ class UnitResult:
     declared: str = ""
     drift: bool = False
 
+    def clone(self) -> "UnitResult":
+        """A copy (faster than copy.copy: a node's result from a reply that
+        other nodes sent too)."""
+        twin = object.__new__(UnitResult)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
     def as_dict(self) -> dict:
         return {"unit": self.unit, "outcome": self.outcome,
                 "before": self.before.as_dict() if self.before else None,
@@ -466,7 +481,8 @@ class NodeResult:
 
     @property
     def outcome(self) -> str:
-        return worst(unit.outcome for unit in self.units)
+        units = self.units
+        return units[0].outcome if len(units) == 1 else worst(u.outcome for u in units)
 
 
 @dataclass
@@ -524,7 +540,7 @@ class Report:
         return self.action + (" " + what if what else "")
 
 
-_NUMBERED_RE = re.compile(r"([A-Za-z0-9._:-]*?)(\d+)([A-Za-z._:-]*)", re.ASCII)
+_NUMBERED_RE = Regex(r"([A-Za-z0-9._:-]*?)(\d+)([A-Za-z._:-]*)", re.ASCII)
 
 
 def fold(names: Iterable[str]) -> NodeSet:
@@ -562,11 +578,11 @@ UNIT_SUFFIXES = ("service", "socket", "device", "mount", "automount", "swap",
 # systemd's unit-name rules (unit_name_is_valid), ASCII only: look-alike
 # letters are refused. An instance may hold '@' (mbsync@me@example.com).
 _UNIT_CHARS = r"A-Za-z0-9:_.\\-"
-_UNIT_RE = re.compile(r"[%s]+(@[@%s]*)?\.(%s)" % (_UNIT_CHARS, _UNIT_CHARS,
+_UNIT_RE = Regex(r"[%s]+(@[@%s]*)?\.(%s)" % (_UNIT_CHARS, _UNIT_CHARS,
                                                   "|".join(UNIT_SUFFIXES)), re.ASCII)
-_NODE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]*", re.ASCII)
-_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*", re.ASCII)
-_PATH_RE = re.compile(r"[A-Za-z0-9_./+-]+", re.ASCII)
+_NODE_RE = Regex(r"[A-Za-z0-9_][A-Za-z0-9._:-]*", re.ASCII)
+_USER_RE = Regex(r"[A-Za-z0-9_][A-Za-z0-9._-]*", re.ASCII)
+_PATH_RE = Regex(r"[A-Za-z0-9_./+-]+", re.ASCII)
 UNIT_NAME_MAX = 255
 NODE_NAME_MAX = 253
 MAX_NODES = 100000          # per run, unless --max-nodes says otherwise
@@ -592,7 +608,7 @@ def normalise_unit(name: str) -> str:
     return full
 
 
-_PATH_CHARS_RE = re.compile(r"[^A-Za-z0-9:_./]", re.ASCII)
+_PATH_CHARS_RE = Regex(r"[^A-Za-z0-9:_./]", re.ASCII)
 
 
 def unit_from_path(path: str, suffix: str = "") -> str:
@@ -638,10 +654,10 @@ _RANGES = r"\[%s(?:,%s)*\]" % (_RNG, _RNG)
 _NAME = r"(?:[A-Za-z0-9_]|%s)(?:[A-Za-z0-9_.+-]|%s)*" % (_RANGES, _RANGES)
 _SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
 _TOKEN = r"(?:%s|@(?:%s:)?(?:%s|\*)|@@(?:%s)?)" % (_NAME, _SOURCE, _NAME, _SOURCE)
-_PATTERN_RE = re.compile(r"[ \t]*%s[ \t]*(?:[,!&^][ \t]*%s[ \t]*)*" % (_TOKEN, _TOKEN),
+_PATTERN_RE = Regex(r"[ \t]*%s[ \t]*(?:[,!&^][ \t]*%s[ \t]*)*" % (_TOKEN, _TOKEN),
                          re.ASCII)
-_OPERAND_RE = re.compile(r"([,!&^]?)[ \t]*((?:[^,!&^\[]|\[[^\]]*\])+)")
-_RANGE_RE = re.compile(r"(\d+)(?:-(\d+)(?:/(\d+))?)?", re.ASCII)
+_OPERAND_RE = Regex(r"([,!&^]?)[ \t]*((?:[^,!&^\[]|\[[^\]]*\])+)")
+_RANGE_RE = Regex(r"(\d+)(?:-(\d+)(?:/(\d+))?)?", re.ASCII)
 
 
 def pattern_size(pattern: str) -> int:
@@ -756,8 +772,8 @@ _INVISIBLE = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
               "\ud800-\udfff\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
               "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
               "\U000e0001\U000e0020-\U000e007f")
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f%s]" % _INVISIBLE)
-_CONTROL_BUT_TAB_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f%s]" % _INVISIBLE)
+_CONTROL_RE = Regex("[\x00-\x1f\x7f-\x9f%s]" % _INVISIBLE)
+_CONTROL_BUT_TAB_RE = Regex("[\x00-\x08\x0a-\x1f\x7f-\x9f%s]" % _INVISIBLE)
 
 
 def _escape(match) -> str:
@@ -1163,6 +1179,11 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
     """Run each (command, nodes) job at once through ClusterShell; return the
     raw results of every node (unfinished ones included) and the signal that
     interrupted the run, if any."""
+    # imported here, not at the top: --help, --dry-run, report and the
+    # cluster file's checks start faster without them
+    from ClusterShell.Propagation import RouteResolvingError
+    from ClusterShell.Task import TimeoutError as TaskTimeoutError, task_self
+    from ClusterShell.Topology import TopologyError
     raw = {node: RawResult() for _, nodes in jobs for node in nodes}
     if signals.caught:
         return raw, signals.caught
@@ -1194,7 +1215,8 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
         unreached = "no route (gateway unreachable?): %s" % printable(str(exc))
     except TopologyError as exc:
         if not any(result.started for result in raw.values()):
-            raise                   # a topology.conf that cannot route: nothing ran
+            # a topology.conf that cannot route: a configuration error
+            raise UsageError("topology: %s" % printable(str(exc)))
         unreached = "gateway error: %s" % printable(str(exc))
     except TaskTimeoutError:
         # a backstop for a gateway that hangs: shell()'s timeout does not
@@ -1228,7 +1250,7 @@ def task_done(raw: Dict[str, RawResult]) -> bool:
 # Results: read each node's reply and decide every unit's outcome, once
 # =============================================================================
 
-_DENIED_RE = re.compile(r"Access denied|Interactive authentication required|"
+_DENIED_RE = Regex(r"Access denied|Interactive authentication required|"
                         r"Permission denied|^sudo: (a password is required|a terminal is "
                         r"required)|is not in the sudoers|is not allowed to execute", re.M)
 CUT_SHORT = "cut short"
@@ -1478,29 +1500,40 @@ def read_reply(protocol: Protocol, node: str, raw: "RawResult", steps: Sequence[
     """One node's result, every step accounted for. Whatever the node sent,
     this never raises: a reply that cannot be read makes that node an error,
     never the run."""
-    steps = node_steps(protocol.action, steps)
     duration = (raw.ended - raw.started) if raw.started and raw.ended else None
-    if raw.too_large:           # nothing of a node that was cut off is trusted
-        reason = "reply too large (%s): stopped reading it" % raw.too_large
+    # Most nodes send the same reply, word for word: read it once.
+    units, reason = _judged_reply(protocol, tuple(node_steps(protocol.action, steps)),
+                                  tuple(raw.stdout), tuple(raw.stderr), raw.rc,
+                                  raw.timed_out, raw.error, raw.too_large, interrupted)
+    return NodeResult(node, [unit.clone() for unit in units], reason, duration)
+
+
+@functools.lru_cache(maxsize=1024)
+def _judged_reply(protocol: Protocol, steps: Tuple[Step, ...], stdout: Tuple[bytes, ...],
+                  stderr: Tuple[bytes, ...], rc: Optional[int], timed_out: bool,
+                  error: str, too_large: str, interrupted: bool
+                  ) -> Tuple[Tuple[UnitResult, ...], str]:
+    """A reply's units and the reason the node as a whole was not reached."""
+    if too_large:               # nothing of a node that was cut off is trusted
+        reason = "reply too large (%s): stopped reading it" % too_large
     else:
         try:
-            return _read_reply(protocol, node, raw, steps, interrupted, duration)
+            raw = RawResult(list(stdout), list(stderr), rc, timed_out, error)
+            return _read_reply(protocol, raw, steps, interrupted)
         except Exception as exc:    # noqa: BLE001 -- one node, never the run
             reason = "unreadable reply: %s" % printable(
                 str(exc) or type(exc).__name__)[:300]
-    return NodeResult(node, [judge_skipped(step, reason, "error") for step in steps],
-                      reason, duration)
+    return tuple(judge_skipped(step, reason, "error") for step in steps), reason
 
 
-def _read_reply(protocol: Protocol, node: str, raw: "RawResult", steps: List[Step],
-                interrupted: bool, duration: Optional[float]) -> NodeResult:
+def _read_reply(protocol: Protocol, raw: "RawResult", steps: Sequence[Step],
+                interrupted: bool) -> Tuple[Tuple[UnitResult, ...], str]:
     framed = parse_output(raw.stdout, protocol.marker)
     done = judge_units(protocol, steps, framed)
     missing, reason = _missing_reason(protocol, raw, framed, interrupted)
-    results = [done.get(step.unit) or judge_skipped(step, reason, missing)
-               for step in steps]
-    whole = reason if all(step.unit not in done for step in steps) else ""
-    return NodeResult(node, results, whole, duration)
+    results = tuple(done.get(step.unit) or judge_skipped(step, reason, missing)
+                    for step in steps)
+    return results, reason if all(step.unit not in done for step in steps) else ""
 
 
 def _missing_reason(protocol: Protocol, raw: "RawResult", framed: Framed,
@@ -1705,11 +1738,11 @@ def run(request: "Request", progress: Optional["Progress"] = None,
             return perform_wave(protocol, request.settings, wave, signals, progress)
         try:
             interrupted = drive_plan(request.plan(), perform, parts, notes)
-        except TopologyError as exc:
+        except UsageError as exc:       # a topology that cannot route
             if not parts:
                 raise               # nothing ran: a configuration error
             interrupted = signals.caught
-            notes.append("topology: %s" % printable(str(exc))[:300])
+            notes.append(printable(str(exc))[:300])
         except Exception as exc:    # noqa: BLE001 -- report what was done
             interrupted = signals.caught
             notes.append("internal error, unfinished nodes not judged: %s"
@@ -1878,9 +1911,13 @@ def render_text(report: Report, display: Display = Display()) -> str:
 def render_groups(report: Report, display: Display) -> List[str]:
     action = ACTIONS[report.action]
     groups: Dict[Tuple[str, ...], List[NodeResult]] = {}
+    seen: Dict[tuple, Tuple[str, ...]] = {}     # equal results, text made once
     for result in report.nodes:
-        groups.setdefault(tuple(node_lines(action, result, display.verbose)),
-                          []).append(result)
+        key = (result.reason, tuple((u.unit, u.outcome, u.before, u.after, u.message,
+                                     u.answer) for u in result.units))
+        if key not in seen:
+            seen[key] = tuple(node_lines(action, result, display.verbose))
+        groups.setdefault(seen[key], []).append(result)
     # (worst outcome, nodes, lines) per group: problems last, then by first node
     ordered = sorted(((worst(r.outcome for r in results),
                        fold(r.node for r in results), lines)
@@ -1942,7 +1979,7 @@ def iso_time(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
-def report_dict(report: Report) -> dict:
+def report_dict(report: Report, with_nodes: bool = True) -> dict:
     """The JSON document (its fields: README, "JSON and log fields")."""
     by_outcome = report.outcomes
     return {
@@ -1954,12 +1991,27 @@ def report_dict(report: Report) -> dict:
         "exit_code": report.exit_code(),
         "summary": {name: str(nodes) for name, nodes in by_outcome.items()},
         "counts": {name: len(nodes) for name, nodes in by_outcome.items()},
-        "nodes": [{"node": r.node, "outcome": r.outcome, "reason": r.reason,
-                   "duration": round(r.duration, 3) if r.duration is not None else None,
-                   "units": [u.as_dict() for u in r.units]} for r in report.nodes],
+        "nodes": [node_dict(r) for r in report.nodes] if with_nodes else [],
         "notes": report.notes,
         "services": [view.as_dict() for view in service_views(report)] or None,
     }
+
+
+def node_dict(result: NodeResult) -> dict:
+    return {"node": result.node, "outcome": result.outcome, "reason": result.reason,
+            "duration": round(result.duration, 3) if result.duration is not None else None,
+            "units": [unit.as_dict() for unit in result.units]}
+
+
+def json_chunks(report: Report) -> Iterable[str]:
+    """The JSON document in pieces, a node at a time, so that 100,000 nodes
+    never sit in memory twice (as objects, then as one string)."""
+    head, tail = json.dumps(report_dict(report, with_nodes=False), indent=1).split(
+        '"nodes": []', 1)
+    yield head + '"nodes": ['
+    for index, result in enumerate(report.nodes):
+        yield ("," if index else "") + "\n  " + json.dumps(node_dict(result))
+    yield "\n ]" + tail + "\n"
 
 
 def render_dry_run(protocol: Protocol, nodes: NodeSet, settings: Settings) -> str:
@@ -2083,15 +2135,24 @@ def html_page(title: str, meta: str, body: str, data: dict, refresh: int = 0) ->
             OUTCOME_INDEX[o.name], o.html, o.ink, OUTCOME_INDEX[o.name], o.symbol)
         for o in OUTCOME_TABLE)
     return HTML_PAGE % {
-        "csp": content_policy(style, HTML_SCRIPT), "title": html.escape(title),
+        "csp": content_policy(style, HTML_SCRIPT), "title": escape(title),
         "refresh": '<meta http-equiv="refresh" content="%d">' % refresh if refresh else "",
         "meta": meta, "style": style, "body": body, "data": page_data(data),
         "script": HTML_SCRIPT}
 
 
+def escape(text: str) -> str:
+    """Text for HTML, quotes included (html.escape; its import costs start-up)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+        .replace('"', "&quot;").replace("'", "&#x27;")
+
+
 def content_policy(style: str, script: str) -> str:
     """Nothing may load or run but this page's own style and script, named by
     their hashes (inline event handlers, forms and base URLs refused)."""
+    import base64
+    import hashlib
+
     def digest(text: str) -> str:
         return "'sha256-%s'" % base64.b64encode(
             hashlib.sha256(text.encode()).digest()).decode()
@@ -2119,13 +2180,13 @@ def render_html(report: Report, groups: Optional[Dict[str, NodeSet]] = None,
             body.append(render_graph(cluster, views))
     sections = grid_sections(report, groups or {}, pending)
     body.append(render_grid(report, sections, details, pending))
-    body.append("<h2>Grouped results</h2><pre>%s</pre>" % html.escape(render_text(report)))
+    body.append("<h2>Grouped results</h2><pre>%s</pre>" % escape(render_text(report)))
     title = "svcctl %s: %d node%s, %s" % (
         report.title(), len(report.nodes), "s" * (len(report.nodes) != 1),
         "running, %d to go" % len(pending) if pending else "exit %d" % report.exit_code())
     meta = "%s by <b>%s</b>, %.1f s, run %s<br><code>%s</code>" % (
-        iso_time(report.started), html.escape(report.user or "?"), report.elapsed,
-        html.escape(report.run_id), html.escape(report.command))
+        iso_time(report.started), escape(report.user or "?"), report.elapsed,
+        escape(report.run_id), escape(report.command))
     data = {"details": [list(lines) for lines in details],
             "groups": {name: str(nodes) for name, nodes in (groups or {}).items()},
             "outcomes": list(OUTCOMES)}
@@ -2137,7 +2198,7 @@ def render_summary(report: Report) -> str:
         '<tr class="pick" data-o="%d" tabindex="0"><td><span class="sw o%d"></span></td>'
         "<td>%s</td><td>%d</td><td><code>%s</code></td></tr>" % (
             OUTCOME_INDEX[name], OUTCOME_INDEX[name], name, len(nodes),
-            html.escape(str(nodes)))
+            escape(str(nodes)))
         for name, nodes in report.outcomes.items())
     return ('<table id="summary"><tr><th></th><th>outcome</th><th>nodes</th>'
             "<th>NodeSet (click a row: its nodes stand out)</th></tr>%s</table>" % rows)
@@ -2163,8 +2224,8 @@ def render_node_check(report: Report) -> str:
         count = sum(len(nodes) for nodes in by_reason.values())
         out.append("<div><h3>%s (%d)</h3>%s</div>" % (title, count, "".join(
             "<p><code>%s</code> (%d)%s</p>" % (
-                html.escape(str(fold(nodes))), len(nodes),
-                ": " + html.escape(reason) if reason else "")
+                escape(str(fold(nodes))), len(nodes),
+                ": " + escape(reason) if reason else "")
             for reason, nodes in by_reason.items()) or "<p>none</p>"))
     return "".join(out) + "</div>"
 
@@ -2205,18 +2266,18 @@ def render_grid(report: Report, sections, details: Dict[Tuple[str, ...], int],
         for _, outcome, _ in cells:
             counts[outcome] = counts.get(outcome, 0) + 1
         out.append('<section><h3>%s <small>%d: %s</small></h3><div class="grid">' % (
-            html.escape(title), len(cells), ", ".join(
+            escape(title), len(cells), ", ".join(
                 "%s %d %s" % (OUTCOMES[o].symbol, counts[o], o) if o else "%d pending"
                 % counts[o] for o in list(OUTCOMES) + [""] if o in counts)))
         for node, outcome, unit in cells:
             if not outcome:
-                out.append('<b class="pe" tabindex="0">%s</b>' % html.escape(node))
+                out.append('<b class="pe" tabindex="0">%s</b>' % escape(node))
                 continue
             key = tuple(unit_lines(action, unit, True) if unit else
                         node_lines(action, by_node[node], True))
             index = details.setdefault(key, len(details))
             out.append('<b class="o%d" data-d="%d" tabindex="0">%s</b>' % (
-                OUTCOME_INDEX[outcome], index, html.escape(node)))
+                OUTCOME_INDEX[outcome], index, escape(node)))
         out.append("</div></section>")
     out.append('<pre id="detail">Click a node (or Tab to it, then Enter) to see its '
                "result.</pre>")
@@ -2228,11 +2289,11 @@ def render_html_services(views: Sequence[ServiceView]) -> str:
         return ""
     rows = "".join(
         "<tr%s><td>%s</td><td><code>%s</code></td><td>%s</td><td>%s</td><td>%s</td></tr>"
-        % (' class="drift"' if view.drift else "", html.escape(view.service),
-           html.escape(view.unit), html.escape(view.declared),
-           "<br>".join("%s: <code>%s</code>" % (html.escape(state), html.escape(str(nodes)))
+        % (' class="drift"' if view.drift else "", escape(view.service),
+           escape(view.unit), escape(view.declared),
+           "<br>".join("%s: <code>%s</code>" % (escape(state), escape(str(nodes)))
                        for state, nodes in view.states),
-           html.escape(str(view.drift)) or "none")
+           escape(str(view.drift)) or "none")
         for view in views)
     return ("<h2>Services</h2><table><tr><th>service</th><th>unit</th>"
             "<th>declared</th><th>states</th><th>drift</th></tr>%s</table>" % rows)
@@ -2268,10 +2329,10 @@ def render_graph(cluster: "ClusterFile", views: Sequence[ServiceView] = ()) -> s
         out.append('<g class="svc%s"><rect x="%d" y="%d" width="200" height="60" rx="6"/>'
                    '<text x="%d" y="%d" class="name">%s%s</text>'
                    '<text x="%d" y="%d">%s</text><text x="%d" y="%d">%s</text></g>' % (
-                       tone, x, y, x + 8, y + 18, html.escape(service.name),
+                       tone, x, y, x + 8, y + 18, escape(service.name),
                        " \u2248 drift" if view and view.drift else "",
-                       x + 8, y + 35, html.escape(service.unit[:30]), x + 8, y + 51,
-                       html.escape(("%s, %s" % (service.declared.text(),
+                       x + 8, y + 35, escape(service.unit[:30]), x + 8, y + 51,
+                       escape(("%s, %s" % (service.declared.text(),
                                                 service.nodes))[:34])))
     width = 250 * (max(depth.values(), default=0) + 1)
     height = 90 * max(rows.values(), default=1) + 10
@@ -2290,12 +2351,12 @@ def render_cluster_page(cluster: "ClusterFile") -> str:
     rows = "".join(
         "<tr><td>%s</td><td><code>%s</code></td><td><code>%s</code> (%d)</td><td>%s</td>"
         "<td>%s</td><td>%s</td></tr>" % (
-            html.escape(s.name), html.escape(s.unit), html.escape(str(s.nodes)),
-            len(s.nodes), html.escape(s.declared.text()),
-            html.escape(", ".join(s.requires)) or "", html.escape(", ".join(s.after)))
+            escape(s.name), escape(s.unit), escape(str(s.nodes)),
+            len(s.nodes), escape(s.declared.text()),
+            escape(", ".join(s.requires)) or "", escape(", ".join(s.after)))
         for s in cluster.services)
     groups = "".join("<tr><td>@%s</td><td><code>%s</code> (%d)</td></tr>" % (
-        html.escape(name), html.escape(str(nodes)), len(nodes))
+        escape(name), escape(str(nodes)), len(nodes))
         for name, nodes in cluster.groups.items())
     body = ("<h2>Services</h2><p>In dependency order: start runs them top to bottom, "
             "stop bottom to top.</p><table><tr><th>service</th><th>unit</th><th>nodes"
@@ -2304,7 +2365,7 @@ def render_cluster_page(cluster: "ClusterFile") -> str:
                if groups else ""))
     return html_page("svcctl cluster file %s: %d services" % (cluster.path,
                                                                len(cluster.services)),
-                     "<code>%s</code>, read %s" % (html.escape(cluster.path),
+                     "<code>%s</code>, read %s" % (escape(cluster.path),
                                                    iso_time(time.time())), body,
                      {"details": [], "groups": {}, "outcomes": list(OUTCOMES)})
 
@@ -2371,7 +2432,7 @@ def render_history_html(history: History) -> str:
             "outcomes": list(OUTCOMES), "colors": [o.html for o in OUTCOME_TABLE],
             "inks": [o.ink for o in OUTCOME_TABLE],
             "symbols": [o.symbol for o in OUTCOME_TABLE], "details": [], "groups": {}}
-    names = "".join("<div>%s</div>" % html.escape(node) for node in nodes)
+    names = "".join("<div>%s</div>" % escape(node) for node in nodes)
     legend = " ".join('<span class="sw o%d"></span> %s' % (OUTCOME_INDEX[o.name], o.name)
                       for o in OUTCOME_TABLE)
     body = ('<h2>Nodes \u00d7 runs</h2><p class="legend">%s</p><p class="legend">Each '
@@ -2513,10 +2574,10 @@ def send_syslog(path: str, line: str, failed: bool) -> None:
     syslog.closelog()
 
 
-_RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+_RUN_ID_RE = Regex(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
-_LOGGED_RUN_ID_RE = re.compile(rb'"run_id": "([A-Za-z0-9_-]{1,64})"')
+_LOGGED_RUN_ID_RE = Regex(rb'"run_id": "([A-Za-z0-9_-]{1,64})"')
 LOG_LINE_MAX = 1 << 20
 
 
@@ -2568,8 +2629,8 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Li
     return logged_report(records), skipped_lines
 
 
-_LOGGED_NODE_RE = re.compile(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
-_LOGGED_OUTCOME_RE = re.compile(rb'"outcome": "([a-z-]{1,20})"')
+_LOGGED_NODE_RE = Regex(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
+_LOGGED_OUTCOME_RE = Regex(rb'"outcome": "([a-z-]{1,20})"')
 
 
 def read_history(path: str, since: Optional[float] = None) -> Tuple["History", List[str]]:
@@ -2761,7 +2822,7 @@ def _time(value) -> float:
 
 FILE_KEYS = ("groups", "services")
 SERVICE_KEYS = ("unit", "nodes", "state", "enabled", "requires", "after")
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
+_NAME_RE = Regex(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
 FILE_MAX_BYTES = 1 << 20
 FILE_MAX_ENTRIES = 1000         # services, and groups
 FILE_NODE_BUDGET = 20           # all its NodeSets together: 20 x --max-nodes
@@ -3768,9 +3829,9 @@ def check_combinations(args: argparse.Namespace, action: Action) -> None:
     check_seconds(args.settle, "--settle")
 
 
-_PROPERTY_RE = re.compile(r"[A-Z][A-Za-z0-9]*", re.ASCII)
-_STATE_RE = re.compile(r"[a-z][a-z-]*", re.ASCII)
-_UNIT_PATTERN_RE = re.compile(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
+_PROPERTY_RE = Regex(r"[A-Z][A-Za-z0-9]*", re.ASCII)
+_STATE_RE = Regex(r"[a-z][a-z-]*", re.ASCII)
+_UNIT_PATTERN_RE = Regex(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
 
 
 def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dict:
@@ -3897,7 +3958,8 @@ def publish(report: Report, display: Display, outputs: Sequence[Tuple[Optional[s
     never stops the other outputs."""
     code = publish_files(outputs, stderr)
     if display.json:
-        stdout.write(json.dumps(report_dict(report), indent=1) + "\n")
+        for chunk in json_chunks(report):
+            stdout.write(chunk)
     else:
         stdout.write(render_text(report, display))
     stdout.flush()
@@ -4026,10 +4088,6 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
                 progress.clear()
     except UsageError as exc:
         stderr.write("%s: %s\n" % (PROG, exc))
-        return EXIT_USAGE
-    except (RouteResolvingError, TopologyError) as exc:
-        # a topology.conf that cannot route: a configuration error, nothing run
-        stderr.write("%s: topology: %s\n" % (PROG, printable(str(exc))))
         return EXIT_USAGE
     code = publish(report, request.display, run_outputs(request, report), stdout, stderr)
     return worse_exit(report.exit_code(), code)

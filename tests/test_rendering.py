@@ -155,7 +155,7 @@ def test_html_report_is_self_contained_and_complete():
     assert "svcctl start demo.service: 8 nodes, exit 4" in page
     assert "<code>node[1-2,6-7]</code>" in page
     # the same grouped text as the terminal, escaped
-    assert svcctl.html.escape(svcctl.render_text(sample_report())) in page
+    assert svcctl.escape(svcctl.render_text(sample_report())) in page
 
 
 def test_html_escapes_what_nodes_print():
@@ -210,3 +210,10 @@ def test_line_mode_and_quiet_levels():
     fine = svcctl.Report("start", ["demo.service"], [report.nodes[2]], 0, 1.0)
     assert svcctl.render_text(fine, svcctl.Display(quiet=2)) == ""
     assert svcctl.render_text(fine, svcctl.Display(quiet=1)).startswith("== start")
+
+
+def test_json_in_chunks_is_the_same_document():
+    report = sample_report()
+    text = "".join(svcctl.json_chunks(report))
+    assert json.loads(text) == json.loads(json.dumps(svcctl.report_dict(report)))
+    assert text.endswith("}\n")

@@ -39,6 +39,7 @@ template at the end.
 """
 
 import argparse
+import bisect
 import configparser
 import errno
 import fcntl
@@ -59,15 +60,15 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from string import Template
-from typing import (Callable, Dict, Generator, Iterable, List, Optional, Sequence,
+from typing import (Callable, Dict, Generator, Iterable, List, Optional, Sequence, Set,
                     Tuple)
 
 from ClusterShell.Defaults import config_paths
 from ClusterShell.Event import EventHandler
-from ClusterShell.NodeSet import (RESOLVER_NOGROUP, NodeSet, NodeSetException,
-                                  std_group_resolver)
+from ClusterShell.NodeSet import (RESOLVER_NOGROUP, NodeSet, NodeSetBase,
+                                  NodeSetException, std_group_resolver)
 from ClusterShell.NodeUtils import GroupResolverError, GroupSourceError
-from ClusterShell.RangeSet import RangeSet
+from ClusterShell.RangeSet import RangeSet, RangeSetND
 
 __version__ = "0.2.0"
 PROG = "svcctl"
@@ -455,13 +456,6 @@ class UnitResult:
     declared: str = ""
     drift: bool = False
 
-    def clone(self) -> "UnitResult":
-        """A copy (faster than copy.copy: a node's result from a reply that
-        other nodes sent too)."""
-        twin = object.__new__(UnitResult)
-        twin.__dict__.update(self.__dict__)
-        return twin
-
     def as_dict(self) -> dict:
         return {"unit": self.unit, "outcome": self.outcome,
                 "before": self.before.as_dict() if self.before else None,
@@ -540,28 +534,254 @@ class Report:
         return self.action + (" " + what if what else "")
 
 
-_NUMBERED_RE = Regex(r"([A-Za-z0-9._:-]*?)(\d+)([A-Za-z._:-]*)", re.ASCII)
+# A name ClusterShell reads as one node with nothing to strip or escape:
+# printable ASCII without whitespace, '%' or the operators ,!&^[] (with no
+# group resolver, '@', '*' and '?' are plain characters). Other names are
+# left to ClusterShell itself.
+_FOLD_PLAIN_RE = Regex(r"[\x22-\x24\x27-\x2b\x2d-\x5a\x5c\x5f-\x7e]+")
+_FOLD_DIGITS_RE = Regex(r"([0-9]+)")
+_FOLD_HUGE_RE = Regex(r"[0-9]{101}")   # ClusterShell refuses > 1e100
 
 
 def fold(names: Iterable[str]) -> NodeSet:
-    """NodeSet.fromlist, ten times faster on thousands of names: names are
-    grouped by their last number into one pattern per prefix and suffix, so
-    ClusterShell parses a few patterns instead of every name. Names are never
-    read as groups (a name from a log or a node is data, not a pattern)."""
-    ranges: Dict[Tuple[str, str], RangeSet] = {}
-    others: List[str] = []
+    """NodeSet.fromlist(names) with no group resolution, built faster: the
+    same nodes, the same string and the same order. A name is text cut at its
+    digit runs: the texts make its pattern (node%s-ib%s), the runs its
+    indexes, kept as written (007 stays padded). Each pattern is folded once
+    over all its indexes, as ClusterShell folds them."""
+    flat: Dict[Tuple[str, ...], Set[str]] = {}   # one index: (pre, post)
+    multi: Dict[Tuple[str, ...], Set[Tuple[str, ...]]] = {}
+    bare: Set[str] = set()                       # no index
+    odd: List[str] = []                          # for ClusterShell to parse
     for name in names:
-        match = _NUMBERED_RE.fullmatch(name)
-        if match:
-            ranges.setdefault((match.group(1), match.group(3)), RangeSet()).add(
-                match.group(2))
+        if not _FOLD_PLAIN_RE.fullmatch(name) or (
+                len(name) > 100 and _FOLD_HUGE_RE.search(name)):
+            odd.append(name)
+            continue
+        parts = _FOLD_DIGITS_RE.split(name)
+        if len(parts) == 3:
+            flat.setdefault((parts[0], parts[2]), set()).add(parts[1])
+        elif len(parts) == 1:
+            bare.add(name)
         else:
-            others.append(name)
-    nodes = NodeSet.fromlist(others, resolver=RESOLVER_NOGROUP)
-    for (prefix, suffix), numbers in ranges.items():
-        nodes.update(NodeSet("%s[%s]%s" % (prefix, numbers, suffix),
-                             resolver=RESOLVER_NOGROUP))
+            multi.setdefault(tuple(parts[0::2]), set()).add(tuple(parts[1::2]))
+    nodes = NodeSet.fromlist(odd, resolver=RESOLVER_NOGROUP)
+    for name in bare:
+        nodes.update(NodeSetBase(name))
+    for texts, indexes in flat.items():
+        nodes.update(NodeSetBase("%s".join(texts), _rangeset(indexes), False))
+    for texts, points in multi.items():
+        nodes.update(NodeSetBase("%s".join(texts), _fold_nd(points), False))
     return nodes
+
+
+def _rangeset(indexes: Iterable[str]) -> RangeSet:
+    """A RangeSet of indexes as written ("007", "7")."""
+    rangeset = RangeSet()
+    rangeset.update(indexes)
+    return rangeset
+
+
+def _fold_nd(points: Set[Tuple[str, ...]]) -> RangeSetND:
+    """The RangeSetND that ClusterShell makes of these index tuples, folded.
+    A full grid (every combination of the indexes seen on each axis: racks x
+    nodes, or one axis varying) is one vector: RangeSetND's univariate
+    folding, or its multivariate one, which merges a grid axis after axis
+    from the last. Otherwise the vectors of its multivariate folding,
+    computed by _NDFolder without its cost."""
+    axes = [set(axis) for axis in zip(*points)]
+    if math.prod(len(axis) for axis in axes) == len(points):
+        return RangeSetND([[_rangeset(axis) for axis in axes]],
+                          copy_rangeset=False)
+    rangesetnd = RangeSetND()
+    # it keeps its folded vectors in _veclist and folds them again while
+    # _dirty: it is given them folded as it would fold them
+    if not {"_veclist", "_dirty"} <= set(vars(rangesetnd)):
+        return RangeSetND(list(points))     # another ClusterShell: it folds
+    rangesetnd._veclist = [[_rangeset(axis) for axis in vector]
+                           for vector in _NDFolder().fold(points)]
+    rangesetnd._dirty = False
+    return rangesetnd
+
+
+_NDVector = Tuple[frozenset, ...]
+
+
+class _NDFolder:
+    """RangeSetND._fold_multivariate_merge (ClusterShell 1.9-1.10), same
+    steps, same result, same vector order, in less time.
+
+    ClusterShell expands the set into single points, then repeats passes
+    over its vectors, sorted anew before each pass: a vector absorbs the
+    next ones while they differ from it on one axis only (easy passes), and
+    once a pass changes nothing, it absorbs any later one that does (full
+    passes) until a full pass changes nothing. Vectors are disjoint, so two
+    of them merge exactly when they differ on one axis. Here each axis is a
+    frozenset interned once (equal sets are the same object, compared with
+    `is`), the first pass runs on the sorted points themselves, and full
+    passes find candidates by hash instead of comparing every pair."""
+
+    def __init__(self):
+        self._interned: Dict[frozenset, frozenset] = {}
+        self._ends: Dict[frozenset, Tuple[str, str]] = {}
+
+    def fold(self, points: Set[Tuple[str, ...]]) -> List[_NDVector]:
+        """The folded vectors, in ClusterShell's final (sorted) order."""
+        vectors, changed = self._first_pass(sorted(points))
+        full = False
+        while True:
+            if not changed:
+                if full:
+                    return vectors
+                full = True
+            vectors.sort(key=self._sort_key)    # stable, as list.sort
+            if full:
+                vectors, changed = self._full_pass(vectors)
+            else:
+                vectors, changed = self._easy_pass(vectors)
+
+    def _set(self, indexes) -> frozenset:
+        """The one frozenset object equal to indexes."""
+        key = frozenset(indexes)
+        return self._interned.setdefault(key, key)
+
+    def _sort_key(self, vector: _NDVector):
+        """RangeSetND._sort's key: larger vectors first, then per axis larger
+        sets, then lower first and last index (as strings, sorted by length
+        then text as RangeSet sorts them)."""
+        size = 1
+        axes = []
+        for axis in vector:
+            size *= len(axis)
+            ends = self._ends.get(axis)
+            if ends is None:
+                ends = self._ends[axis] = (min(axis, key=_index_key),
+                                           max(axis, key=_index_key))
+            axes.append((-len(axis), ends[0], ends[1]))
+        return -size, tuple(axes)
+
+    def _first_pass(self, points: List[Tuple[str, ...]]):
+        """The easy pass over the sorted single points: runs of points that
+        differ from the run's first on one same axis make one vector."""
+        vectors: List[_NDVector] = []
+        run, axis, grown = points[0], -1, set()
+        for point in points[1:]:
+            if axis < 0:
+                axis = _only_diff(run, point)
+                if axis >= 0:
+                    grown = {run[axis], point[axis]}
+                    continue
+            elif (point[:axis] == run[:axis]
+                  and point[axis + 1:] == run[axis + 1:]):
+                grown.add(point[axis])
+                continue
+            vectors.append(self._vector(run, axis, grown))
+            run, axis = point, -1
+        vectors.append(self._vector(run, axis, grown))
+        return vectors, len(vectors) < len(points)
+
+    def _vector(self, point: Tuple[str, ...], axis: int, grown) -> _NDVector:
+        """The vector of a run: its point, with the grown axis if any."""
+        return tuple(self._set(grown if i == axis else (index,))
+                     for i, index in enumerate(point))
+
+    def _merged(self, vector: _NDVector, other: _NDVector, axis: int) -> _NDVector:
+        """Union of two vectors that differ on this axis only."""
+        return (vector[:axis] + (self._set(vector[axis] | other[axis]),)
+                + vector[axis + 1:])
+
+    def _easy_pass(self, vectors: List[_NDVector]):
+        """Each vector absorbs the following ones while they differ from it
+        on one axis only."""
+        result: List[_NDVector] = []
+        current = vectors[0]
+        for vector in vectors[1:]:
+            axis = _only_other_axis(current, vector)
+            if axis >= 0:
+                current = self._merged(current, vector, axis)
+            else:
+                result.append(current)
+                current = vector
+        result.append(current)
+        return result, len(result) < len(vectors)
+
+    def _full_pass(self, vectors: List[_NDVector]):
+        """Each vector absorbs, in order, every later vector that differs
+        from it (as grown so far) on one axis only; a vector skipped is not
+        looked at again in this pass."""
+        index = _AxisIndex(vectors)
+        result: List[_NDVector] = []
+        for position, current in enumerate(vectors):
+            if not index.alive[position]:
+                continue
+            after = position
+            while True:
+                after, axis = index.next_match(current, after)
+                if after < 0:
+                    break
+                current = self._merged(current, vectors[after], axis)
+            result.append(current)
+        return result, len(result) < len(vectors)
+
+
+class _AxisIndex:
+    """Positions of vectors by their value on all axes but one, to find the
+    first later vector that differs from a given one on one axis only."""
+
+    def __init__(self, vectors: List[_NDVector]):
+        self.alive = [True] * len(vectors)
+        self._axes = range(len(vectors[0]))
+        self._buckets: List[Dict[_NDVector, List[int]]] = [{} for _ in self._axes]
+        for position, vector in enumerate(vectors):
+            for axis in self._axes:
+                key = vector[:axis] + vector[axis + 1:]
+                self._buckets[axis].setdefault(key, []).append(position)
+
+    def next_match(self, vector: _NDVector, after: int) -> Tuple[int, int]:
+        """(position, axis) of the first live vector past `after` that
+        differs from vector on that axis only, which is then taken out;
+        (-1, -1) if none."""
+        best, best_axis = -1, -1
+        for axis in self._axes:
+            positions = self._buckets[axis].get(vector[:axis] + vector[axis + 1:])
+            if not positions:
+                continue
+            at = bisect.bisect_right(positions, after)
+            while at < len(positions) and not self.alive[positions[at]]:
+                del positions[at]       # absorbed earlier: forget it
+            if at < len(positions) and (best < 0 or positions[at] < best):
+                best, best_axis = positions[at], axis
+        if best >= 0:
+            self.alive[best] = False
+        return best, best_axis
+
+
+def _only_diff(one: Tuple[str, ...], other: Tuple[str, ...]) -> int:
+    """The only axis where two points differ, or -1 (none, or several)."""
+    found = -1
+    for axis, (mine, theirs) in enumerate(zip(one, other)):
+        if mine != theirs:
+            if found >= 0:
+                return -1
+            found = axis
+    return found
+
+
+def _only_other_axis(one: _NDVector, other: _NDVector) -> int:
+    """The only axis where two vectors differ, or -1: their sets are
+    interned, so equal sets are the same object."""
+    found = -1
+    for axis, (mine, theirs) in enumerate(zip(one, other)):
+        if mine is not theirs:
+            if found >= 0:
+                return -1
+            found = axis
+    return found
+
+
+def _index_key(index: str) -> Tuple[int, str]:
+    """RangeSet's order of indexes: by length, then text."""
+    return len(index), index
 
 
 class UsageError(Exception):
@@ -1505,7 +1725,9 @@ def read_reply(protocol: Protocol, node: str, raw: "RawResult", steps: Sequence[
     units, reason = _judged_reply(protocol, tuple(node_steps(protocol.action, steps)),
                                   tuple(raw.stdout), tuple(raw.stderr), raw.rc,
                                   raw.timed_out, raw.error, raw.too_large, interrupted)
-    return NodeResult(node, [unit.clone() for unit in units], reason, duration)
+    # Equal replies share their unit results: nothing changes one once made
+    # (a later judgement replaces it in the node's list).
+    return NodeResult(node, list(units), reason, duration)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1574,23 +1796,24 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
     a node whose text differs drifts, and its message says how (a unified
     diff from the reference, the same for every node with that text)."""
     import difflib
-    texts: Dict[str, Dict[str, List[Tuple[str, UnitResult]]]] = {}
+    texts: Dict[str, Dict[str, List[Tuple[NodeResult, int]]]] = {}
     for result in results:
-        for item in result.units:
+        for index, item in enumerate(result.units):
             if item.outcome == "ok":
                 texts.setdefault(item.unit, {}).setdefault(item.message, []).append(
-                    (result.node, item))
+                    (result, index))
     for versions in texts.values():
         reference = max(versions, key=lambda text: len(versions[text]))
-        where = fold(node for node, _ in versions[reference])
+        where = fold(result.node for result, _ in versions[reference])
         for text, items in versions.items():
             if text == reference:
                 continue
             diff = "\n".join(difflib.unified_diff(
                 reference.split("\n"), text.split("\n"),
                 "the most common version (%s)" % where, "this version", lineterm="", n=1))
-            for _, item in items:
-                item.outcome, item.message = "drift", diff
+            for result, index in items:     # replaced, not changed: nodes
+                result.units[index] = replace(    # with equal replies share units
+                    result.units[index], outcome="drift", message=diff)
 
 
 def service_views(report: Report) -> List[ServiceView]:
@@ -1919,12 +2142,14 @@ def render_groups(report: Report, display: Display) -> List[str]:
             seen[key] = tuple(node_lines(action, result, display.verbose))
         groups.setdefault(seen[key], []).append(result)
     # (worst outcome, nodes, lines) per group: problems last, then by first node
+    order = {node: index for index, node in enumerate(r.node for r in report.nodes)}
     ordered = sorted(((worst(r.outcome for r in results),
-                       fold(r.node for r in results), lines)
+                       fold(r.node for r in results), lines,
+                       min(order[r.node] for r in results))
                       for lines, results in groups.items()),
-                     key=lambda group: (SEVERITY[group[0]], group[1][0]))
+                     key=lambda group: (SEVERITY[group[0]], group[3]))
     out: List[str] = []
-    for name, nodes, lines in ordered:
+    for name, nodes, lines, _ in ordered:
         outcome = OUTCOMES[name]
         if display.quiet and outcome.exit_code == EXIT_OK:
             continue
@@ -2009,8 +2234,16 @@ def json_chunks(report: Report) -> Iterable[str]:
     head, tail = json.dumps(report_dict(report, with_nodes=False), indent=1).split(
         '"nodes": []', 1)
     yield head + '"nodes": ['
+    units: Dict[Tuple[int, ...], str] = {}      # shared unit results: JSON made once
     for index, result in enumerate(report.nodes):
-        yield ("," if index else "") + "\n  " + json.dumps(node_dict(result))
+        key = tuple(id(unit) for unit in result.units)
+        if key not in units:
+            units[key] = json.dumps([unit.as_dict() for unit in result.units])
+        yield '%s\n  {"node": %s, "outcome": "%s", "reason": %s, "duration": %s, ' \
+            '"units": %s}' % ("," if index else "", json.dumps(result.node), result.outcome,
+                              json.dumps(result.reason), json.dumps(
+                                  round(result.duration, 3) if result.duration is not None
+                                  else None), units[key])
     yield "\n ]" + tail + "\n"
 
 

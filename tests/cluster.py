@@ -361,6 +361,7 @@ def up(count):
     write(os.path.join(STATE, "count"), str(count))
     cfgdir = write_config(count)
     start_hang_server()
+    shrink(count)
     started = time.monotonic()
     booted = [index for index in range(1, count + 1) if boot_node(index)]
     deadline = time.monotonic() + 60 + 2 * count
@@ -376,6 +377,18 @@ def up(count):
     if booted:
         log("%d node(s) booted in %.1f s" % (len(booted), time.monotonic() - started))
     print("export CLUSTERSHELL_CFGDIR=%s" % cfgdir)
+
+
+def shrink(count):
+    """`up -n 8` after a larger cluster (the bench's): the nodes beyond count
+    are stopped, so that the groups and the nodes agree."""
+    extra = [name for name in node_names() if name[4:].isdigit() and int(name[4:]) > count]
+    for name in extra:
+        stop_process(read_pid(os.path.join(node_dir(name), "pid")), 5)
+        kill(name)
+        shutil.rmtree(node_dir(name), ignore_errors=True)
+    if extra:
+        log("%d node(s) beyond node%d stopped" % (len(extra), count))
 
 
 def ssh_argv(node, *command):

@@ -1402,21 +1402,13 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
     # imported here, not at the top: --help, --dry-run, report and the
     # cluster file's checks start faster without them
     from ClusterShell.Propagation import RouteResolvingError
-    from ClusterShell.Task import TimeoutError as TaskTimeoutError, task_self
+    from ClusterShell.Task import TimeoutError as TaskTimeoutError
     from ClusterShell.Topology import TopologyError
     raw = {node: RawResult() for _, nodes in jobs for node in nodes}
     if signals.caught:
         return raw, signals.caught
     cap_of = {node: cap for (_, nodes), cap in zip(jobs, caps) for node in nodes}
-    raise_fd_limit()
-    task = task_self()
-    for key in ("fanout", "ssh_user", "ssh_path", "ssh_options"):
-        task.set_info(key, getattr(settings, key))
-    # ssh takes whole seconds: 0.5 would become 0, which means no timeout.
-    task.set_info("connect_timeout", math.ceil(settings.connect_timeout))
-    # svcctl keeps its own bounded buffers: no second copy in MsgTrees.
-    task.set_default("stdout_msgtree", False)
-    task.set_default("stderr_msgtree", False)
+    task = prepared_task(settings)
     collector = _Collector(raw, cap_of, node_done, progress)
     interrupted, unreached = "", ""
     try:
@@ -1451,6 +1443,21 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
         if unreached and result.rc is None and not result.timed_out:
             result.error = unreached
     return raw, interrupted or signals.caught
+
+
+def prepared_task(settings: Settings):
+    """ClusterShell's task, set up for this run's ssh settings."""
+    from ClusterShell.Task import task_self
+    raise_fd_limit()
+    task = task_self()
+    for key in ("fanout", "ssh_user", "ssh_path", "ssh_options"):
+        task.set_info(key, getattr(settings, key))
+    # ssh takes whole seconds: 0.5 would become 0, which means no timeout.
+    task.set_info("connect_timeout", math.ceil(settings.connect_timeout))
+    # svcctl keeps its own bounded buffers: no second copy in MsgTrees.
+    task.set_default("stdout_msgtree", False)
+    task.set_default("stderr_msgtree", False)
+    return task
 
 
 def run_bound(settings: Settings) -> Optional[float]:

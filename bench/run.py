@@ -330,6 +330,27 @@ def gateways(cluster, count, reps):
           rows)
 
 
+def key_exchange(cluster, reps):
+    """OpenSSH 9.2's default post-quantum key exchange against curve25519:
+    a site's choice, measured (svcctl and clush alike)."""
+    kex = ["-o", "-oKexAlgorithms=curve25519-sha256"]
+    cluster.on("systemctl start demo")
+    base = [SVCCTL, "is-active", "demo", cluster.nodes] + FAN
+    clush = ["clush", "-b", "-S", "-f", "64", "-w", cluster.nodes]
+    results = compare([(base, cluster.env), (base + kex, cluster.env),
+                       (clush + ["systemctl is-active demo"], cluster.env),
+                       (clush + ["-o", "-oKexAlgorithms=curve25519-sha256",
+                                 "systemctl is-active demo"], cluster.env)], reps)
+    cluster.on("systemctl stop demo")
+    table("%d nodes: ssh key exchange, is-active (default sntrup761x25519 vs "
+          "-oKexAlgorithms=curve25519-sha256)" % cluster.count,
+          ["tool", "default", "curve25519", "ratio", "admin CPU/node default / curve25519"],
+          [[name, "%.2f s" % a[0], "%.2f s" % b[0], "**%.2f**" % (b[0] / a[0]),
+            "%.1f / %.1f ms" % (1000 * a[1] / cluster.count, 1000 * b[1] / cluster.count)]
+           for name, a, b in (("svcctl", results[0], results[1]),
+                              ("clush", results[2], results[3]))])
+
+
 def fanout(cluster, reps):
     rows = []
     for value in (8, 16, 32, 64, 128):
@@ -352,6 +373,7 @@ def cluster_runs(count, reps, args, sizes):
         if not args.skip_ansible:
             ansible(cluster, reps)
         chain(cluster, reps, args.milkcheck)
+        key_exchange(cluster, reps)
         fanout(cluster, reps)
     if count == max(sizes) and args.gateways:
         gateways(cluster, args.gateways, reps)

@@ -2,7 +2,7 @@
 import textwrap
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import svcctl
 from svcctl import NodeSet, UsageError
@@ -317,3 +317,38 @@ def test_deep_nesting_is_one_line(tmp_path):
     with pytest.raises(UsageError) as err:
         load(tmp_path, "services: " + "[" * 3000 + "]" * 3000 + "\n")
     assert "\n" not in str(err.value)
+
+
+PAYLOADS = st.sampled_from(["';touch CANARY;'", "$(touch CANARY)", "`touch CANARY`",
+                            ";touch CANARY", "|touch CANARY", "\ntouch CANARY"])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=PAYLOADS, where=st.sampled_from(["group", "nodes", "list", "source"]),
+       prefix=st.sampled_from(["@", "@site:", "node1,@", "@web!@"]))
+def test_hostile_cluster_files_run_no_command(tmp_path_factory, monkeypatch, payload,
+                                              where, prefix):
+    """A cluster file someone else wrote, whose group names carry shell code,
+    read with a group source whose `map` is a shell command: never run."""
+    from hostile import hostile_resolver
+    tmp_path = tmp_path_factory.mktemp("h")
+    canary = tmp_path / "canary"
+    monkeypatch.setattr(svcctl, "std_group_resolver", lambda: hostile_resolver(tmp_path))
+    pattern = prefix + payload.replace("CANARY", str(canary))
+    import yaml
+    doc = {"services": {"a": {"nodes": "node1"}}}
+    if where == "group":
+        doc["groups"] = {"g": pattern}
+    elif where == "nodes":
+        doc["services"]["a"]["nodes"] = pattern
+    elif where == "list":
+        doc["services"]["a"]["nodes"] = ["node2", pattern]
+    else:
+        doc["services"]["b"] = {"nodes": pattern.replace("@", "@x", 1)}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(UsageError) as err:
+        svcctl.load_cluster_file(str(path))
+    assert "\n" not in str(err.value)
+    assert not canary.exists()

@@ -300,6 +300,7 @@ class Action:
     help: str
     systemctl: Tuple[str, ...] = ()     # arguments after `systemctl`, before `--`
     reads_before: bool = False          # read the state first: changed or ok?
+    tells_change: Optional[Regex] = None    # or systemctl's output says it
     always_changes: bool = False        # restart & co. change whatever the state
     goal: Optional[Callable[[UnitState], bool]] = None      # nothing left to do
     changes_from: Optional[Callable[[UnitState], bool]] = None  # a success from
@@ -334,11 +335,20 @@ class Action:
         return self.kind in ("change", "apply") or self.runs == "always" or (
             verbose and self.runs == "verbose")
 
+    def reads_state_before(self, now: bool) -> bool:
+        """--now starts or stops as well: only a state read first tells."""
+        return self.reads_before or (now and self.takes_now)
+
     def expects_running(self, before: Optional[UnitState], now: bool) -> bool:
         """Must the unit be running after this action succeeded?"""
         if self.must_run == "if it ran":
             return before is None or before.is_running
         return self.must_run == "always" or (now and self.now_starts)
+
+
+# What `systemctl enable/disable/mask/unmask` print when, and only when, they
+# change something: one systemctl process less than a state read first.
+_LINKS_CHANGED_RE = Regex(r"^(Created symlink|Removed) ", re.M)
 
 
 def _running(state: UnitState) -> bool:
@@ -370,17 +380,20 @@ ACTION_TABLE = (
            ("reload-or-restart",), always_changes=True, must_run="always",
            privileged=True),
     Action("enable", "change", "enable units (--now: and start them)", ("enable",),
-           reads_before=True, goal=lambda s: s.is_enabled, ensures_goal=True,
+           tells_change=_LINKS_CHANGED_RE, goal=lambda s: s.is_enabled, ensures_goal=True,
            takes_now=True, now_starts=True, privileged=True),
     Action("disable", "change", "disable units (--now: and stop them)", ("disable",),
-           reads_before=True, goal=lambda s: s.file not in ("enabled", "enabled-runtime"),
+           tells_change=_LINKS_CHANGED_RE,
+           goal=lambda s: s.file not in ("enabled", "enabled-runtime"),
            ensures_goal=True, reverse=True, takes_now=True, now_stops=True,
            privileged=True),
     Action("mask", "change", "mask units (--now: and stop them)", ("mask",),
-           reads_before=True, goal=lambda s: s.load == "masked", ensures_goal=True,
+           tells_change=_LINKS_CHANGED_RE, goal=lambda s: s.load == "masked",
+           ensures_goal=True,
            reverse=True, takes_now=True, now_stops=True, privileged=True),
-    Action("unmask", "change", "unmask units", ("unmask",), reads_before=True,
-           goal=lambda s: s.load != "masked", ensures_goal=True, privileged=True),
+    Action("unmask", "change", "unmask units", ("unmask",),
+           tells_change=_LINKS_CHANGED_RE, goal=lambda s: s.load != "masked",
+           ensures_goal=True, privileged=True),
     Action("reset-failed", "change", "reset units' failed state", ("reset-failed",),
            reads_before=True, goal=lambda s: s.active != "failed", ensures_goal=True,
            privileged=True),
@@ -933,10 +946,14 @@ def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
     return nodes
 
 
+_HUGE_NUMBER_RE = Regex(r"[0-9]{101}")     # ClusterShell refuses indexes over 1e100
+
+
 def check_node(node: str) -> str:
     # A node name becomes an ssh argument: one starting with '-' would be read
     # as an option (-oProxyCommand=...).
-    if len(node) > NODE_NAME_MAX or not _NODE_RE.fullmatch(node):
+    if len(node) > NODE_NAME_MAX or not _NODE_RE.fullmatch(node) or \
+            _HUGE_NUMBER_RE.search(node):
         raise UsageError("invalid node name: %s" % printable(node))
     return node
 
@@ -1173,7 +1190,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
             "settle": " w \"$u\";" if settles else ""}
-    elif action.reads_before:
+    elif action.reads_state_before(protocol.now):
         script += "k state before $(s %s); " % units
     if action.runs_per_unit(protocol.verbose):
         script += "".join(_step_command(protocol, index, step) + "; "
@@ -1596,7 +1613,7 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
             else _failure(None, None, message))
     elif after is None and problem == CUT_SHORT:
         _judge_cut_short(protocol, result)
-    elif after is None or (before is None and action.reads_before):
+    elif after is None or (before is None and action.reads_state_before(protocol.now)):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
         result.message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
@@ -1630,8 +1647,11 @@ def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
     """systemctl said yes: changed or ok; but failed if the unit died once
     started, or is not where the action promised to leave it."""
     action, before, after = protocol.action, result.before, result.after
-    if action.always_changes or before is None:
+    if action.always_changes:
         changed = True
+    elif before is None:        # no state read first: systemctl's output tells
+        changed = ran or action.tells_change is None or \
+            bool(action.tells_change.search(result.message))
     else:
         moved = (before.load, before.active, before.file) != \
                 (after.load, after.active, after.file)
@@ -2634,16 +2654,16 @@ def render_history_text(history: History, everyone: bool = False, last: int = 40
         len(history.cells))]
     for node in history.nodes:
         row = history.cells[node]
-        bad = [i for i, outcome in row.items() if OUTCOMES[outcome].problem]
+        bad = [i for i, outcome in row.items() if OUTCOMES[outcome].exit_code != EXIT_OK]
         if not bad and not everyone:
             continue
         symbols = "".join(OUTCOMES[row[i]].symbol if i in row else "\u00b7"
                           for i in range(first, len(runs)))
         text = "%s  %s" % (node, symbols)
         latest = max(row)
-        if OUTCOMES[row[latest]].problem:
+        if OUTCOMES[row[latest]].exit_code != EXIT_OK:
             since = latest
-            while since - 1 in row and OUTCOMES[row[since - 1]].problem:
+            while since - 1 in row and OUTCOMES[row[since - 1]].exit_code != EXIT_OK:
                 since -= 1
             run = runs[since]
             text += "  %s since %s (run %s, %s by %s)" % (
@@ -2655,19 +2675,24 @@ def render_history_text(history: History, everyone: bool = False, last: int = 40
     return "\n".join(out) + "\n"
 
 
+HISTORY_RUNS = 4000
+
+
 def render_history_html(history: History) -> str:
     """A node x run matrix: one row a node (its name beside, as text the
     browser's find reaches), one column a run; a click says what happened."""
     nodes = history.nodes
     codes = "abcdefghijklmnopqrstuvwxyz"
+    # at most HISTORY_RUNS columns, the latest: a canvas is at most 65,535 px wide
+    first = max(0, len(history.runs) - HISTORY_RUNS)
+    runs = history.runs[first:]
     rows = ["".join(codes[OUTCOME_INDEX[history.cells[node][i]]]
-                    if i in history.cells[node] else "." for i in range(len(history.runs)))
-            for node in nodes]
+                    if i in history.cells[node] else "."
+                    for i in range(first, len(history.runs))) for node in nodes]
     index = {node: n for n, node in enumerate(nodes)}
-    messages = {"%d,%d" % (index[node], run): text
-                for (node, run), text in history.messages.items()}
-    data = {"runs": [[r["id"], iso_time(r["time"]), r["title"], r["user"]]
-                     for r in history.runs],
+    messages = {"%d,%d" % (index[node], run - first): text
+                for (node, run), text in history.messages.items() if run >= first}
+    data = {"runs": [[r["id"], iso_time(r["time"]), r["title"], r["user"]] for r in runs],
             "nodes": nodes, "rows": rows, "messages": messages,
             "outcomes": list(OUTCOMES), "colors": [o.html for o in OUTCOME_TABLE],
             "inks": [o.ink for o in OUTCOME_TABLE],
@@ -2678,11 +2703,12 @@ def render_history_html(history: History) -> str:
     body = ('<h2>Nodes \u00d7 runs</h2><p class="legend">%s</p><p class="legend">Each '
             "column a run, oldest first; click a cell for that node's result in that "
             'run. <span id="hover"></span></p><div class="history"><div class="names">'
-            '%s</div><div class="matrix"><canvas id="matrix"></canvas></div></div>'
+            '%s</div><div class="matrix" id="matrix"></div></div>'
             '<pre id="detail">Click a cell.</pre>' % (legend, names))
-    runs = history.runs
-    meta = "%d runs, %s to %s" % (len(runs), iso_time(runs[0]["time"]) if runs else "-",
-                                  iso_time(runs[-1]["time"]) if runs else "-")
+    meta = "%d runs, %s to %s%s" % (
+        len(runs), iso_time(runs[0]["time"]) if runs else "-",
+        iso_time(runs[-1]["time"]) if runs else "-",
+        " (the last %d of %d)" % (len(runs), len(history.runs)) if first else "")
     return html_page("svcctl history of %s: %d nodes" % (history.path, len(nodes)),
                      meta, body, data)
 
@@ -2817,6 +2843,22 @@ def send_syslog(path: str, line: str, failed: bool) -> None:
 _RUN_ID_RE = Regex(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 
 
+class Skipped(list):
+    """The log lines left out, said by file and line: the first ones kept,
+    the others counted (a log of junk must not fill memory with messages)."""
+    KEPT = 20
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def add(self, path: str, number: int, why: str) -> None:
+        self.count += 1
+        if len(self) < self.KEPT:
+            self.append("%s:%d: skipped: %s" % (printable(path), number,
+                                                printable(why)[:200]))
+
+
 _LOGGED_RUN_ID_RE = Regex(rb'"run_id": "([A-Za-z0-9_-]{1,64})"')
 LOG_LINE_MAX = 1 << 20
 
@@ -2835,7 +2877,7 @@ def log_lines_of(handle) -> Iterable[Tuple[int, bytes]]:
             line = handle.readline(LOG_LINE_MAX)
 
 
-def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, List[str]]:
+def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Skipped]:
     """Rebuild a run's report from its log lines (the last run by default),
     and say which lines were skipped and why. Only that run is read into
     memory (a cron log grows); everything read back is checked again: names
@@ -2847,7 +2889,7 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Li
                        for match in [_LOGGED_RUN_ID_RE.search(line)] if match]
             run_id = ids[-1].decode() if ids else None
         records: List[dict] = []
-        skipped_lines: List[str] = []
+        skipped_lines = Skipped()
         with open_to_read(path) as handle:
             for number, line in log_lines_of(handle):
                 match = _LOGGED_RUN_ID_RE.search(line)
@@ -2858,8 +2900,7 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Li
                         raise ValueError("not an svcctl log line (no run_id)")
                     records.append(read_log_record(line))
                 except (ValueError, TypeError, KeyError, UsageError) as exc:
-                    skipped_lines.append("%s:%d: skipped: %s" % (
-                        printable(path), number, printable(str(exc))[:200]))
+                    skipped_lines.add(path, number, str(exc))
     except OSError as exc:
         raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror))
     if not records:
@@ -2873,12 +2914,13 @@ _LOGGED_NODE_RE = Regex(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
 _LOGGED_OUTCOME_RE = Regex(rb'"outcome": "([a-z-]{1,20})"')
 
 
-def read_history(path: str, since: Optional[float] = None) -> Tuple["History", List[str]]:
+def read_history(path: str, since: Optional[float] = None) -> Tuple["History", Skipped]:
     """Every run of a log (since a time), as each node's worst outcome per
     run, and the first problem's message; quick: a line is read in full only
     when it opens a run or tells a problem (a log of 1,000 runs x 1,000
     nodes is a million lines)."""
-    history, skipped, column_of = History(printable(path)), [], {}
+    history, skipped = History(printable(path)), Skipped()
+    column_of: Dict[str, Optional[int]] = {}
     try:
         with open_to_read(path) as handle:
             for number, line in log_lines_of(handle):
@@ -2886,12 +2928,15 @@ def read_history(path: str, since: Optional[float] = None) -> Tuple["History", L
                 node = _LOGGED_NODE_RE.search(line)
                 outcome = _LOGGED_OUTCOME_RE.search(line)
                 if not (run and node and outcome) or outcome.group(1).decode() not in OUTCOMES:
-                    skipped.append("%s:%d: skipped: not an svcctl log line" % (
-                        printable(path), number))
+                    skipped.add(path, number, "not an svcctl log line")
                     continue
                 run_id = run.group(1).decode()
                 if run_id not in column_of:
-                    column_of[run_id] = history_run(history, line, since)
+                    try:            # its first good line opens the run's column
+                        column_of[run_id] = history_run(history, line, since)
+                    except (ValueError, TypeError, KeyError, UsageError) as exc:
+                        skipped.add(path, number, str(exc))
+                        continue
                 column = column_of[run_id]
                 if column is not None:
                     history_cell(history, column, node.group(1).decode(),
@@ -2902,11 +2947,8 @@ def read_history(path: str, since: Optional[float] = None) -> Tuple["History", L
 
 
 def history_run(history: "History", line: bytes, since: Optional[float]) -> Optional[int]:
-    """A new run's column (None: before --since, or its first line is bad)."""
-    try:
-        record = read_log_record(line)
-    except (ValueError, TypeError, KeyError, UsageError):
-        return None
+    """A new run's column (None: before --since); a bad line raises."""
+    record = read_log_record(line)
     if since is not None and record["time"] < since:
         return None
     what = record["subject"] or ",".join(record["units"] or [])
@@ -2918,15 +2960,19 @@ def history_run(history: "History", line: bytes, since: Optional[float]) -> Opti
 
 def history_cell(history: "History", column: int, node: str, outcome: str,
                  line: bytes) -> None:
+    if not _NODE_RE.fullmatch(node) or _HUGE_NUMBER_RE.search(node):
+        return
     row = history.cells.setdefault(node, {})
-    if column not in row or SEVERITY[outcome] > SEVERITY[row[column]]:
+    worse = column not in row or SEVERITY[outcome] > SEVERITY[row[column]]
+    if worse:
         row[column] = outcome
-    if OUTCOMES[outcome].problem and (node, column) not in history.messages:
+    # the message of the outcome shown: a worse unit's replaces a milder one's
+    if OUTCOMES[outcome].exit_code != EXIT_OK and worse:
         try:
             record = read_log_record(line)
         except (ValueError, TypeError, KeyError, UsageError):
             return
-        text = (record["message"] or record["reason"]).split("\n")[0]
+        text = (record["message"] or record["reason"] or record["answer"]).split("\n")[0]
         history.messages[(node, column)] = "%s: %s%s" % (
             record["unit"], outcome, ": " + text if text else "")
 
@@ -2937,11 +2983,11 @@ def parse_age(text: str) -> float:
     if match:
         return time.time() - int(match.group(1)) * {"d": 86400, "h": 3600,
                                                      "m": 60}[match.group(2)]
-    try:
-        return _time(text.strip()) if "T" in text or "+" in text else \
-            datetime.fromisoformat(text.strip()).replace(tzinfo=timezone.utc).timestamp()
+    try:                        # a date without a zone is UTC, as the log's times
+        when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError("--since takes 7d, 12h, 30m or a date, not %s" % printable(text))
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def logged_report(records: List[dict]) -> Report:
@@ -2965,7 +3011,10 @@ def logged_report(records: List[dict]) -> Report:
 
 def read_log_record(line: bytes) -> dict:
     """One log line, checked field by field; ValueError says what is wrong."""
-    record = json.loads(line.decode("utf-8", "replace"))
+    try:
+        record = json.loads(line.decode("utf-8", "replace"))
+    except RecursionError:
+        raise ValueError("nested too deeply")
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     action = ACTIONS.get(record.get("action"))
@@ -3171,6 +3220,32 @@ class _FileReader:
         self.spend(len(nodes), node, where)
         return nodes
 
+    def prescan(self, root) -> None:
+        """Before any NodeSet is expanded: all the patterns of the file
+        together must fit the budget (a 22 KB file could name 100 million)."""
+        total = 0
+        for node in self.yaml_scalars(root):
+            try:
+                total += pattern_size(node.value)
+            except UsageError:
+                continue        # said with its line when the value is read
+            if total > self.budget:
+                raise self.error(node, "NodeSets", "the file names more than %d nodes in "
+                                 "all (%d times --max-nodes)" % (
+                                     self.budget, FILE_NODE_BUDGET))
+
+    def yaml_scalars(self, node) -> Iterable:
+        """Every scalar of the tree (aliases are refused: no node twice)."""
+        stack = [node]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, self.yaml.ScalarNode):
+                yield node
+            elif isinstance(node, self.yaml.MappingNode):
+                stack.extend(value for _, value in node.value)
+            elif isinstance(node, self.yaml.SequenceNode):
+                stack.extend(node.value)
+
     def spend(self, count: int, node, where: str) -> None:
         self.budget -= count
         if self.budget < 0:
@@ -3234,6 +3309,7 @@ def load_cluster_file(path: str, limit: int = MAX_NODES) -> ClusterFile:
     if root is None:
         raise UsageError("%s: empty file" % printable(path))
     top = reader.mapping(root, "top level", FILE_KEYS)
+    reader.prescan(root)
     groups: Dict[str, NodeSet] = {}
     resolver = _FileGroups(groups, std_group_resolver())
     if "groups" in top:
@@ -3717,7 +3793,7 @@ def read_site_config(paths: Sequence[str], overrides: Sequence[str]) -> Dict[str
         if not os.path.exists(path) and index < 2:
             continue                # the standard places are optional, $SVCCTL_CONF not
         for number, line in enumerate(read_text_file(path).split("\n"), 1):
-            line = line.strip()
+            line = re.sub(r"\s+#.*$", "", line).strip()   # comments, on a line or after
             if not line or line[0] in "#;" or line == "[svcctl]":
                 continue
             key, value = re.split(r"\s*[=:]\s*", line, 1) if re.search("[=:]", line) \
@@ -3744,46 +3820,55 @@ def site_value(key: str, text: str, where: str) -> object:
         raise UsageError("%s: %s: %s" % (where, key, printable(str(exc))))
 
 
+# Site keys that go with some commands only: they apply where they fit, and
+# are left out elsewhere (never an error for a command that did not ask).
+RUN_ONLY_KEYS = ("log", "html", "syslog", "batch", "batch_wait", "max_fail")
+
+
 def apply_site_defaults(args: argparse.Namespace) -> None:
     """Options not given on the command line take the site's values, then
-    svcctl's own (clush.conf's are read with the connection settings)."""
+    svcctl's own (clush.conf's are read with the connection settings). A
+    site's log, html, syslog and rolling keys are for runs: not for report
+    or --check-config, nor for a cluster file's waves (batch, max_fail)."""
     values = read_site_config(site_config_paths(), args.overrides)
+    if args.action == "report" or args.check_config:
+        values = {k: v for k, v in values.items() if k not in RUN_ONLY_KEYS}
+    if args.config is not None or args.batch is not None:
+        values = {k: v for k, v in values.items() if k not in ("batch", "max_fail")}
+    typed_max_fail = args.max_fail is not None
     for key, (dest, _) in SITE_KEYS.items():
         if getattr(args, dest, None) is None:
             setattr(args, dest, values.get(key, BUILT_IN.get(key)))
+    if args.batch is None and not typed_max_fail:
+        args.max_fail = None        # a site's max_fail is for its rolling runs
 
 
 # --- reading the command line ------------------------------------------------
 
-def action_position(argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
-    """Where the ACTION is in argv: the first word that is not an option or
-    an option's value (len(argv) if none)."""
-    takes_value = {option for action in parser._actions for option in action.option_strings
-                   if action.nargs is None or action.nargs == 1}
-    skip = False
-    for index, word in enumerate(argv):
-        if skip:
-            skip = False
-        elif word == "--":
-            return index + 1
-        elif word.startswith("-") and len(word) > 1:
-            skip = word in takes_value
-        else:
-            return index
-    return len(argv)
+# A short option cluster that ends in -l: the flags before it take no value.
+_LOGIN_WORD_RE = Regex(r"-[bvqLra]*l", re.ASCII)
 
 
 def check_habits(argv: Sequence[str], parser: argparse.ArgumentParser) -> None:
     """`svcctl status -l httpd node1`: a systemctl user's -l (--full) would
-    be read as clush's login user: stop, and say what to type instead."""
-    start = action_position(argv, parser)
-    for word in argv[start:]:
+    be read as clush's login user: stop, and say what to type instead. Where
+    the ACTION stands is asked of the parser itself (abbreviations, -c's
+    optional FILE): a -l after it is systemctl's."""
+    for index, word in enumerate(argv):
         if word == "--":
-            break
-        if word.startswith("-l") and not word.startswith("--"):
+            return
+        if _LOGIN_WORD_RE.match(word) and action_before(argv[:index], parser):
             raise UsageError("-l after the ACTION: systemctl's -l (--full) is what svcctl "
                              "always does, drop it; for the ssh login user, put -l USER "
                              "before the ACTION or use --login USER")
+
+
+def action_before(words: Sequence[str], parser: argparse.ArgumentParser) -> bool:
+    try:
+        args, _ = parser.parse_known_intermixed_args(list(words))
+    except UsageError:
+        return False
+    return args.action is not None or args.config in list(ACTIONS) + ["report"]
 
 
 def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
@@ -3827,7 +3912,7 @@ def with_source(pattern: str, source: Optional[str]) -> str:
     """-s SOURCE: `@group` means `@SOURCE:group` (`@*` all of SOURCE)."""
     if not source:
         return pattern
-    return re.sub(r"(^|[,!&^]\s*)@(?![@])(?![A-Za-z0-9_.+-]*:)", r"\1@%s:" % source,
+    return re.sub(r"(^|[,!&^])(\s*)@(?![@])(?![A-Za-z0-9_.+-]*:)", r"\1\2@%s:" % source,
                   pattern)
 
 
@@ -4023,9 +4108,12 @@ def file_targets(args: argparse.Namespace, action: Action
     """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
     cluster = load_cluster_file(args.config, args.max_nodes)
     services = select_services(cluster, args.targets, action.reverse, not args.no_deps)
-    restrict = parse_nodes(args.nodes, limit=args.max_nodes) if args.nodes else None
-    exclude = parse_nodes(args.exclude, limit=args.max_nodes) if args.exclude \
-        else NodeSet()
+    source = args.groupsource
+    restrict = parse_nodes([with_source(p, source) for p in args.nodes],
+                           limit=args.max_nodes) if args.nodes else None
+    excluded = args.exclude + ["@" + g for g in args.exclude_groups]
+    exclude = parse_nodes([with_source(p, source) for p in excluded],
+                          limit=args.max_nodes) if excluded else NodeSet()
     nodes_of = {}
     for service in services:
         nodes = service.nodes & restrict if restrict is not None else NodeSet(service.nodes)
@@ -4051,9 +4139,13 @@ def check_combinations(args: argparse.Namespace, action: Action) -> None:
         raise UsageError("%s needs %s: all of a unit's properties differ from node to "
                          "node (PIDs, times); choose some" % (action, action.needs))
     if args.config is not None and (args.batch or args.max_fail or args.where
-                                    or args.groups or args.all or args.hostfiles):
-        raise UsageError("-c takes its nodes from the file (-n and -x restrict them): "
-                         "--batch, --max-fail, -w, -g, -a, --hostfile do not go with it")
+                                    or args.groups or args.all or args.hostfiles
+                                    or args.pick is not None):
+        raise UsageError("-c takes its nodes from the file (-n, -x and -X restrict them): "
+                         "--batch, --max-fail, -w, -g, -a, --hostfile, --pick do not go "
+                         "with it")
+    if args.failed and args.state:
+        raise UsageError("--failed is --state failed: give one of them")
     if args.config is None and (action.file_only or args.nodes or args.no_deps):
         raise UsageError("apply, -n and --no-deps go with -c FILE")
     if any(value.isdigit() for value in args.nodes):
@@ -4098,6 +4190,12 @@ def split_targets(args: argparse.Namespace, action: Action
     elsewhere = bool(args.where or args.groups or args.all or args.hostfiles)
     units: List[str] = []
     pattern = ""
+    if action.lists and args.all and targets:
+        raise UsageError("list-units -a: -a is clush's all nodes, not systemctl's all "
+                         "units (give a PATTERN, or --state STATE); nothing after it")
+    if action.kind == "node" and not action.lists and any(
+            _UNIT_RE.fullmatch(word) for word in targets):
+        raise UsageError("%s takes no unit: a NodeSet only" % action)
     if action.lists:
         if len(targets) > (1 if elsewhere else 2) or (not elsewhere and not targets):
             raise UsageError("%s [PATTERN] NODESET" % action)
@@ -4171,24 +4269,31 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         raise UsageError("report needs one LOGFILE")
     if args.log or args.syslog:
         raise UsageError("report reads a log: --log and --syslog do not go with it")
+    if args.since and not args.history:
+        raise UsageError("--since goes with --history")
     if args.history:
         history, skipped_lines = read_history(args.targets[0], parse_age(args.since)
                                               if args.since else None)
+        say_skipped(skipped_lines, stderr)
         stdout.write(render_history_text(history, args.verbose))
         code = publish_files([(args.html, lambda path: write_file(
             path, render_history_html(history)))], stderr)
-        return worse_exit(code, EXIT_FAILED if skipped_lines else EXIT_OK)
+        return worse_exit(code, EXIT_FAILED if skipped_lines.count else EXIT_OK)
     report, skipped_lines = report_from_log(args.targets[0], args.run)
-    for line in skipped_lines[:20]:
-        stderr.write("%s: %s\n" % (PROG, line))
-    if len(skipped_lines) > 20:
-        stderr.write("%s: %d more lines skipped\n" % (PROG, len(skipped_lines) - 20))
+    say_skipped(skipped_lines, stderr)
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
                       args.line_mode, (args.groupsource or "") if args.regroup else None)
     groups = site_groups(fold(r.node for r in report.nodes), args.groupsource)
     code = publish(report, display, [(args.html, lambda path: write_file(
         path, render_html(report, groups)))], stdout, stderr)
-    return worse_exit(code, EXIT_FAILED if skipped_lines else EXIT_OK)
+    return worse_exit(code, EXIT_FAILED if skipped_lines.count else EXIT_OK)
+
+
+def say_skipped(skipped: Skipped, stderr) -> None:
+    for line in skipped:
+        stderr.write("%s: %s\n" % (PROG, line))
+    if skipped.count > len(skipped):
+        stderr.write("%s: %d more lines skipped\n" % (PROG, skipped.count - len(skipped)))
 
 
 def publish(report: Report, display: Display, outputs: Sequence[Tuple[Optional[str],
@@ -4243,7 +4348,12 @@ def live_page(request: Request) -> Optional[LivePage]:
         return None
     groups, cluster = request.page_groups(), request.cluster()
 
+    last = [0.0]
+
     def show(report: Report, pending: List[str]) -> None:
+        if time.monotonic() - last[0] < LIVE_REFRESH:
+            return              # batches faster than the page reloads: skip some
+        last[0] = time.monotonic()
         try:
             write_file(request.html, render_html(report, groups, cluster, pending,
                                                  refresh=LIVE_REFRESH))
@@ -4392,7 +4502,7 @@ svg.graph{max-width:100%;height:auto;background:#fff;border:1px solid #ddd}
 .names{flex:none;background:#fff;position:sticky;left:0}
 #hover{color:#222;font-weight:bold}
 .names div{height:14px;font:11px/14px ui-monospace,monospace;padding:0 6px;
-white-space:nowrap} canvas{display:block;cursor:pointer}
+white-space:nowrap} .matrix canvas{display:block;cursor:pointer}
 @media print{pre{max-height:none}}
 """
 
@@ -4458,8 +4568,9 @@ var expand = function (text) {
   var close = text.indexOf("]", open);
   if (close < 0) { throw new Error("missing ]"); }
   var head = text.slice(0, open), rest = text.slice(close + 1), out = [];
-  var tails = rest ? expand(rest) : [""];
-  ranges(text.slice(open + 1, close)).forEach(function (n) {
+  var tails = rest ? expand(rest) : [""], numbers = ranges(text.slice(open + 1, close));
+  if (numbers.length * tails.length > 200000) { throw new Error("too many nodes"); }
+  numbers.forEach(function (n) {
     tails.forEach(function (t) { out.push(head + n + t); });
   });
   if (out.length > 200000) { throw new Error("too many nodes"); }
@@ -4489,10 +4600,12 @@ var nodeset = function (text, depth) {
   return result;
 };
 var select = function (text) {
-  var words = text.split(/\s*,\s*/);
-  if (words.every(function (w) { return data.outcomes.indexOf(w) >= 0 || w === "pending"; })) {
+  var words = text.split(/\s*[,!&^]\s*/);
+  var named = words.filter(function (w) { return data.outcomes.indexOf(w) >= 0 || w === "pending"; });
+  if (named.length === words.length && !/[!&^]/.test(text)) {
     return function (c) { return words.indexOf(outcomeOf(c)) >= 0; };
   }
+  if (named.length) { throw new Error("outcomes (" + named.join(", ") + ") and NodeSets cannot be mixed"); }
   var set = nodeset(text, 0);
   return function (c) { return set.has(c.textContent); };
 };
@@ -4516,35 +4629,44 @@ var filter = function () {
 if (input) {
   input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(filter, 120); });
 }
-var canvas = document.getElementById("matrix");
-if (canvas && data.rows) {
-  var S = 14, ctx = canvas.getContext("2d");
-  canvas.width = Math.max(1, data.runs.length * S);
-  canvas.height = Math.max(1, data.nodes.length * S);
-  ctx.font = "bold 10px sans-serif";
-  ctx.textAlign = "center";
-  ctx.textBaseline = "middle";
-  data.rows.forEach(function (row, y) {
-    for (var x = 0; x < row.length; x++) {
-      var c = row.charCodeAt(x) - 97;
-      if (c < 0) { continue; }
-      ctx.fillStyle = data.colors[c];
-      ctx.fillRect(x * S, y * S + 1, S - 1, S - 2);
-      ctx.fillStyle = data.inks[c];        // a symbol too: colour is never the only cue
-      ctx.fillText(data.symbols[c], x * S + S / 2, y * S + S / 2 + 1);
-    }
-  });
+var matrix = document.getElementById("matrix");
+if (matrix && data.rows) {
+  // tiles of TILE rows: a browser draws no canvas over 65,535 pixels high
+  var S = 14, TILE = 2000;
+  for (var first = 0; first < Math.max(1, data.nodes.length); first += TILE) {
+    var canvas = document.createElement("canvas"), ctx = canvas.getContext("2d");
+    var rows = data.rows.slice(first, first + TILE);
+    canvas.width = Math.max(1, data.runs.length * S);
+    canvas.height = Math.max(1, rows.length * S);
+    canvas.setAttribute("data-first", first);
+    ctx.font = "bold 10px sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    rows.forEach(function (row, y) {
+      for (var x = 0; x < row.length; x++) {
+        var c = row.charCodeAt(x) - 97;
+        if (c < 0) { continue; }
+        ctx.fillStyle = data.colors[c];
+        ctx.fillRect(x * S, y * S + 1, S - 1, S - 2);
+        ctx.fillStyle = data.inks[c];      // a symbol too: colour is never the only cue
+        ctx.fillText(data.symbols[c], x * S + S / 2, y * S + S / 2 + 1);
+      }
+    });
+    matrix.appendChild(canvas);
+  }
   var at = function (e) {
-    var box = canvas.getBoundingClientRect();
-    var x = Math.floor((e.clientX - box.left) / S), y = Math.floor((e.clientY - box.top) / S);
-    return y < 0 || x < 0 || y >= data.nodes.length || x >= data.runs.length ? null : [x, y];
+    var box = e.target.getBoundingClientRect();
+    var x = Math.floor((e.clientX - box.left) / S);
+    var y = Math.floor((e.clientY - box.top) / S) + +(e.target.getAttribute("data-first") || 0);
+    return e.target.tagName !== "CANVAS" || y < 0 || x < 0 || y >= data.nodes.length ||
+      x >= data.runs.length ? null : [x, y];
   };
   var runText = function (run) { return "run " + run[0] + " (" + run[1] + ", " + run[2] + " by " + run[3] + ")"; };
-  canvas.addEventListener("mousemove", function (e) {
+  matrix.addEventListener("mousemove", function (e) {
     var p = at(e), hover = document.getElementById("hover");
     if (p && hover) { hover.textContent = data.nodes[p[1]] + ", " + runText(data.runs[p[0]]); }
   });
-  canvas.addEventListener("click", function (e) {
+  matrix.addEventListener("click", function (e) {
     var p = at(e);
     if (!p) { return; }
     var c = data.rows[p[1]].charCodeAt(p[0]) - 97, message = data.messages[p[1] + "," + p[0]];

@@ -1,6 +1,8 @@
 """The command line, in-process: usage errors run nothing, exit codes, dry run."""
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -266,3 +268,95 @@ def test_exit_code_precedence_with_outputs():
     assert svcctl.worse_exit(3, 1) == 1 and svcctl.worse_exit(1, 3) == 1
     assert svcctl.worse_exit(4, 1) == 4 and svcctl.worse_exit(0, 1) == 1
     assert svcctl.worse_exit(130, 4) == 130
+
+
+# --- found in review ---------------------------------------------------------
+
+def two_sources(tmp_path):
+    """A ClusterShell config whose default source and `slurm` both have web."""
+    cfg = tmp_path / "cs"
+    (cfg / "groups.d").mkdir(parents=True)
+    (cfg / "groups.conf").write_text("[Main]\ndefault: site\nautodir: $CFGDIR/groups.d\n")
+    (cfg / "groups.d" / "site.yaml").write_text("site:\n  web: 'node[1-2]'\n")
+    (cfg / "groups.d" / "slurm.yaml").write_text("slurm:\n  web: 'node[5-6]'\n")
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text("services:\n  db: {nodes: 'node[1-6]'}\n")
+    return dict(os.environ, CLUSTERSHELL_CFGDIR=str(cfg)), str(cluster)
+
+
+@pytest.mark.parametrize("argv,nodes", [
+    (["-X", "web"], "node[3-6] (4)"), (["-s", "slurm", "-x", "@web"], "node[1-4] (4)"),
+    (["-s", "slurm", "-n", "@web"], "node[5-6] (2)"), (["-x", " @web"], "node[3-6] (4)"),
+])
+def test_cluster_file_nodes_follow_x_and_s(tmp_path, argv, nodes):
+    """-X GROUP and -s SOURCE restrict a cluster file's nodes as they do the
+    command line's: never silently ignored."""
+    env, cluster = two_sources(tmp_path)
+    proc = subprocess.run([sys.executable, svcctl.__file__, "-c", cluster, "restart",
+                           "--dry-run"] + argv, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "nodes: %s\n" % nodes in proc.stdout
+
+
+def test_pick_does_not_go_with_a_cluster_file(tmp_path):
+    env, cluster = two_sources(tmp_path)
+    code, _, err, _ = run("-c", cluster, "restart", "--pick", "1", "--dry-run")
+    assert code == 2 and "--pick do not go with it" in err
+
+
+def test_the_readme_site_config_reads_as_written(tmp_path, monkeypatch):
+    readme = open(os.path.join(os.path.dirname(svcctl.__file__), "README.md")).read()
+    conf = readme.split("```ini\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "svcctl.conf").write_text(conf)
+    monkeypatch.setenv("SVCCTL_CONF", str(tmp_path / "svcctl.conf"))
+    args = svcctl.read_command_line(["status", "demo", "node1"])
+    assert args.log == "/var/log/svcctl.log" and args.fanout == 32
+    assert args.cluster_file == "/etc/svcctl/cluster.yaml" and args.sudo is False
+
+
+def test_site_keys_apply_only_where_they_fit(tmp_path, monkeypatch):
+    (tmp_path / "svcctl.conf").write_text("log = %s/audit.log\nhtml = %s/page.html\n"
+                                          "batch = 25%%\nmax_fail = 1\nsyslog = yes\n"
+                                          % (tmp_path, tmp_path))
+    monkeypatch.setenv("SVCCTL_CONF", str(tmp_path / "svcctl.conf"))
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text("services:\n  db: {nodes: 'node[1-2]'}\n")
+    assert run("-c", str(cluster), "status", "--dry-run")[0] == 0
+    assert run("-c", str(cluster), "--check-config")[0] == 0
+    assert not (tmp_path / "page.html").exists()
+    args = svcctl.read_command_line(["status", "demo", "node1"])
+    assert args.batch == "25%" and args.max_fail == "1"
+    monkeypatch.setenv("SVCCTL_CONF", str(tmp_path / "other.conf"))
+    (tmp_path / "other.conf").write_text("max_fail = 1\n")
+    assert svcctl.read_command_line(["status", "demo", "node1"]).max_fail is None
+    assert run("status", "demo", "node1", "--max-fail", "1", "--dry-run")[0] == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["-c", "c.yaml", "-l", "admin", "status", "--dry-run"],
+    ["--connect", "5", "-l", "root", "status", "demo", "node1", "--dry-run"],
+    ["-vl", "root", "status", "demo", "node1", "--dry-run"],
+])
+def test_login_before_the_action_is_never_refused(tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("services:\n  db: {nodes: 'node[1-2]'}\n")
+    code, out, err, _ = run(*argv)
+    assert code == 0 and "user=" in out, err
+
+
+@pytest.mark.parametrize("argv,hint", [
+    (["restart", "-vl", "httpd", "sshd", "node1"], "-l after the ACTION"),
+    (["list-units", "-a", "@web"], "list-units -a: -a is clush's all nodes"),
+    (["daemon-reload", "httpd.service", "node1"], "daemon-reload takes no unit"),
+    (["list-units", "--failed", "--state", "running", "node1"], "--failed is --state failed"),
+    (["report", "x.log", "--since", "1d"], "--since goes with --history"),
+])
+def test_more_habits_stop_with_a_hint(argv, hint):
+    code, out, err, _ = run(*argv)
+    assert code == 2 and out == "" and hint in err, err
+
+
+def test_dates_without_a_zone_are_utc(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    assert svcctl.parse_age("2023-11-14T00:00") == svcctl.parse_age("2023-11-14 00:00") \
+        == svcctl.parse_age("2023-11-14") == 1699920000.0

@@ -120,7 +120,7 @@ def test_the_history_matrix(browser, mixed_page, cluster, tmp_path):
     browser.get("file://%s" % page)
     names = browser.find_elements("css selector", ".names div")
     assert [n.text for n in names] == ["down1"] + ["node%d" % i for i in range(1, 9)]
-    canvas = browser.find_element("id", "matrix")
+    canvas = browser.find_element("css selector", "#matrix canvas")
     assert (canvas.size["width"], canvas.size["height"]) == (28, 9 * 14)
     from selenium.webdriver.common.action_chains import ActionChains
     # down1's cell in the first run: unreachable, with ssh's reason

@@ -289,3 +289,67 @@ def test_report_reads_only_the_run_it_shows(tmp_path):
     assert [r.node for r in report.nodes] == ["node7"]
     with pytest.raises(svcctl.UsageError):
         svcctl.report_from_log(str(log), "nosuch")
+
+
+# --- history -----------------------------------------------------------------
+
+def history_of(tmp_path, records, *argv):
+    log = tmp_path / "svcctl.log"
+    write_log(log, records)
+    out, err = io.StringIO(), io.StringIO()
+    code = svcctl.main(["report", str(log), "--history"] + list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_of(run_id, when, outcomes, **change):
+    """A run's log records: outcomes per node, e.g. {"node1": "ok"}."""
+    return [logged(run_id=run_id, time=when, node=node, outcome=outcome,
+                   message="went %s" % outcome, **change)
+            for node, outcome in outcomes.items()]
+
+
+def test_history_says_since_when_a_node_says_no(tmp_path):
+    """A query's "no" (is-active from cron) and drift are what a history is for."""
+    records = run_of("r1", "2026-11-20T00:00:00+00:00", {"node1": "ok", "node2": "ok"}) \
+        + run_of("r2", "2026-11-21T00:00:00+00:00", {"node1": "ok", "node2": "negative"}) \
+        + run_of("r3", "2026-11-22T00:00:00+00:00", {"node1": "ok", "node2": "negative"})
+    code, out, err = history_of(tmp_path, records)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("== history of ") and "3 runs" in lines[0]
+    assert lines[1:] == ["node2  \u2713\u2212\u2212  negative since 2026-11-21T00:00:00+00:00 "
+                         "(run r2, start demo.service by root)"]
+    code, out, _ = history_of(tmp_path, records, "-v")
+    assert "node1  \u2713\u2713\u2713" in out
+
+
+def test_history_opens_a_run_at_its_first_good_line_and_says_what_it_skipped(tmp_path):
+    bad = logged(run_id="r2", time="2026-11-21T00:00:00+00:00", node="node1", rc=256)
+    records = run_of("r1", "2026-11-20T00:00:00+00:00", {"node1": "ok", "node3": "ok"}) \
+        + [bad] + run_of("r2", "2026-11-21T00:00:00+00:00", {"node3": "failed"})
+    code, out, err = history_of(tmp_path, records)
+    assert code == 1
+    assert err == "svcctl: %s/svcctl.log:3: skipped: bad rc\n" % tmp_path
+    assert "2 runs" in out and "node3  \u2713\u2717  failed since" in out
+
+
+def test_history_keeps_the_message_of_the_worst_unit(tmp_path):
+    records = [logged(run_id="r1", node="node1", unit="a.service", outcome="not-found",
+                      message="no a"),
+               logged(run_id="r1", node="node1", unit="b.service", outcome="failed",
+                      message="b broke")]
+    write_log(tmp_path / "l", records)
+    history, _ = svcctl.read_history(str(tmp_path / "l"))
+    assert history.messages[("node1", 0)] == "b.service: failed: b broke"
+
+
+def test_crafted_log_lines_never_raise(tmp_path):
+    deep = '{"run_id": "abc", "node": "n1", "outcome": "failed", "x": %s}' % (
+        "[" * 5000 + "]" * 5000)
+    huge = json.dumps(logged(node="n" + "9" * 120))
+    log = tmp_path / "crafted.log"
+    log.write_text("\n".join([deep, huge] + ["junk"] * 5000) + "\n")
+    for argv in (["report", str(log)], ["report", str(log), "--history"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert svcctl.main(argv, out, err) in (1, 2)
+        assert err.getvalue().count("\n") <= 22      # the first 20, then a count

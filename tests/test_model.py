@@ -48,7 +48,8 @@ def test_each_action_row_is_consistent(action):
     if row.kind == "query":
         assert row.answer is not None and not row.privileged
     if row.kind == "change":
-        assert row.privileged and (row.reads_before or row.always_changes)
+        assert row.privileged and (row.reads_before or row.always_changes
+                                   or row.tells_change is not None)
         assert row.goal is not None or row.always_changes
     if row.takes_now:
         assert row.kind == "change"

@@ -402,3 +402,29 @@ def test_settle_compares_restarts_with_its_own_start():
 
 def test_printable_escapes_surrogates():
     assert svcctl.printable("bad \ud800") == "bad \\ud800"
+
+
+@pytest.mark.parametrize("action,output,outcome", [
+    ("enable", ["Created symlink /etc/systemd/system/multi-user.target.wants/demo.service"
+                " \u2192 /usr/lib/systemd/system/demo.service."], "changed"),
+    ("enable", [], "ok"),
+    ("disable", ["Removed \"/etc/systemd/system/multi-user.target.wants/demo.service\"."],
+     "changed"),
+    ("mask", ["Created symlink /etc/systemd/system/demo.service \u2192 /dev/null."],
+     "changed"),
+])
+def test_enablement_changes_are_told_by_systemctl(action, output, outcome):
+    """enable, disable, mask, unmask read no state first (one systemctl
+    process less): systemctl prints what it changed, and nothing otherwise."""
+    protocol = svcctl.Protocol(A[action], MARKER)
+    script = svcctl.remote_script(protocol, [svcctl.Step("demo.service")])
+    assert "state before" not in script
+    assert "state before" in svcctl.remote_script(
+        svcctl.Protocol(A[action], MARKER, now=True), [svcctl.Step("demo.service")])
+    m = MARKER.encode() + b" "
+    after = state(file="enabled") if action == "enable" else \
+        MASKED if action == "mask" else INACTIVE
+    lines = [m + b"unit demo.service"] + [line.encode() for line in output] + [
+        m + b"rc 0", m + b"state after " + b" ".join(after)] + end()
+    unit = classify(action, lines).units[0]
+    assert unit.outcome == outcome and unit.before is None

@@ -133,7 +133,7 @@ OUTCOME_TABLE = (
             "the action failed, or the unit failed once started; systemd's reason is shown"),
     Outcome("error", 1, True, "error", "31", "#D55E00", "#fff", "\u203c",
             "anything else (no systemd, remote shell died, unreadable or too large reply)"),
-    Outcome("timeout", 4, True, "timed out", "31", "#0072B2", "#fff", "\u231b",
+    Outcome("timeout", 4, True, "timed out", "31", "#0072B2", "#fff", "\u25d4",
             "the node did not finish within --command-timeout"),
     Outcome("unreachable", 4, True, "unreachable", "31", "#000000", "#fff", "\u00d7",
             "ssh could not connect or lost the connection; ssh's own reason is shown"),
@@ -2494,7 +2494,7 @@ def grid_sections(report: Report, groups: Dict[str, NodeSet], pending: Sequence[
                   ) -> List[Tuple[str, List[Tuple[str, str, Optional[UnitResult]]]]]:
     """(title, [(node, outcome, unit result or None)]) per section: one per
     service of a cluster file, else a partition by ClusterShell groups (the
-    largest groups first, none holding every node), else one grid."""
+    largest first, none holding more than half the nodes), else one grid."""
     if report.services:
         return [(service, [(result.node, unit.outcome, unit) for result in report.nodes
                            for unit in result.units if unit.service == service])
@@ -2505,7 +2505,8 @@ def grid_sections(report: Report, groups: Dict[str, NodeSet], pending: Sequence[
     sections, left = [], set(cells)
     for name, members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
         inside = [n for n in members if n in left]
-        if 1 < len(inside) < len(everyone) and len(inside) == len(members & everyone):
+        # a group of more than half the nodes says little (@all): passed over
+        if 1 < len(inside) <= len(everyone) / 2 and len(inside) == len(members & everyone):
             sections.append((name, [cells[n] for n in fold(inside)]))
             left.difference_update(inside)
     if left:
@@ -2592,8 +2593,8 @@ def render_graph(cluster: "ClusterFile", views: Sequence[ServiceView] = ()) -> s
                        tone, x, y, x + 8, y + 18, escape(service.name),
                        " \u2248 drift" if view and view.drift else "",
                        x + 8, y + 35, escape(service.unit[:30]), x + 8, y + 51,
-                       escape(("%s, %s" % (service.declared.text(),
-                                                service.nodes))[:34])))
+                       escape("%s, %s" % (service.declared.text(), short_nodes(
+                           service.nodes)))))
     width = 250 * (max(depth.values(), default=0) + 1)
     height = 90 * max(rows.values(), default=1) + 10
     return ('<h2>Dependencies</h2><svg class="graph" width="%d" height="%d" '
@@ -2603,6 +2604,12 @@ def render_graph(cluster: "ClusterFile", views: Sequence[ServiceView] = ()) -> s
             "</marker></defs>%s</svg><p class=\"legend\">solid: requires (skipped where it "
             "failed), dashed: after (order only)</p>" % (width, height, width, height,
                                                           "".join(out)))
+
+
+def short_nodes(nodes: NodeSet, width: int = 20) -> str:
+    """A NodeSet in a small space: itself, or how many nodes."""
+    text = str(nodes)
+    return text if len(text) <= width else "%d nodes" % len(nodes)
 
 
 def render_cluster_page(cluster: "ClusterFile") -> str:

@@ -2,7 +2,7 @@
 """svcctl benchmarks: side by side with clush, pdsh, Ansible and MilkCheck,
 in one run.
 
-    python3 bench/run.py [--nodes 32,128,240] [--gateways 2] [--reps 5]
+    python3 bench/run.py [--nodes 32,240] [--gateways 2] [--reps 3]
                          [--milkcheck SRC] [--skip-ansible] [--skip-scale]
 
 Boots (or reuses) the test cluster of tests/cluster.py at each size, then
@@ -333,14 +333,16 @@ def gateways(cluster, count, reps):
 def key_exchange(cluster, reps):
     """OpenSSH 9.2's default post-quantum key exchange against curve25519:
     a site's choice, measured (svcctl and clush alike)."""
-    kex = ["-o", "-oKexAlgorithms=curve25519-sha256"]
+    # Both tools' ssh options replace clush.conf's, which hold the -F.
+    options = "-F %s -oBatchMode=yes -oKexAlgorithms=curve25519-sha256" % cluster.ssh_config
+    kex = ["--ssh-options=" + options]
     cluster.on("systemctl start demo")
     base = [SVCCTL, "is-active", "demo", cluster.nodes] + FAN
     clush = ["clush", "-b", "-S", "-f", "64", "-w", cluster.nodes]
     results = compare([(base, cluster.env), (base + kex, cluster.env),
                        (clush + ["systemctl is-active demo"], cluster.env),
-                       (clush + ["-o", "-oKexAlgorithms=curve25519-sha256",
-                                 "systemctl is-active demo"], cluster.env)], reps)
+                       (clush + ["-o", options, "systemctl is-active demo"],
+                        cluster.env)], reps)
     cluster.on("systemctl stop demo")
     table("%d nodes: ssh key exchange, is-active (default sntrup761x25519 vs "
           "-oKexAlgorithms=curve25519-sha256)" % cluster.count,
@@ -366,6 +368,8 @@ def cluster_runs(count, reps, args, sizes):
     nodes stays well under 30 minutes on 2 cores."""
     cluster = Cluster(count)
     smallest = count == min(sizes)
+    if not smallest:
+        reps = max(2, reps - 1)     # larger runs are steadier, and long
     actions(cluster, reps, WORK if smallest else [WORK[0], WORK[4]])
     if smallest:
         remote_processes(cluster)
@@ -534,8 +538,8 @@ def scale_runs():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", default="32,128")
-    parser.add_argument("--gateways", type=int, default=0)
+    parser.add_argument("--nodes", default="32,240")
+    parser.add_argument("--gateways", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--milkcheck", metavar="SRC", default=os.environ.get("MILKCHECK_SRC"))
     parser.add_argument("--skip-ansible", action="store_true")

@@ -3878,8 +3878,27 @@ def action_before(words: Sequence[str], parser: argparse.ArgumentParser) -> bool
     return args.action is not None or args.config in list(ACTIONS) + ["report"]
 
 
+def prepared_words(argv: Sequence[str]) -> List[str]:
+    """Two places where argparse and a clush user part ways, before parsing:
+    `-o -oKey=Value` (clush takes the next word whatever it looks like; argparse
+    reads it as an option unless it is joined to its flag), and `-f--` or
+    `--log=--` (argparse turns that value into a list, which nothing expects)."""
+    words, rest = [], list(argv)
+    while rest and rest[0] != "--":
+        word = rest.pop(0)
+        if word.startswith("-") and word.endswith("--") and (
+                word.endswith("=--") or not word.startswith("--")):
+            raise UsageError("%s: -- is not a value (it ends the options)" % printable(word))
+        if word in ("-o", "--ssh-options") and rest and rest[0].startswith("-") \
+                and rest[0] != "--":
+            word = "--ssh-options=" + rest.pop(0)
+        words.append(word)
+    return words + rest
+
+
 def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
+    argv = prepared_words(argv)
     check_habits(argv, parser)
     args = parser.parse_intermixed_args(argv)
     # `-c status`: -c took the ACTION for its FILE; it means the default file

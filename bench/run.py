@@ -116,7 +116,11 @@ class Cluster:
             "-F %s -oBatchMode=yes -oConnectTimeout=5 %%h" % self.ssh_config))
 
     def on(self, command, nodes=None):
-        sh(["clush", "-f", "64", "-w", nodes or self.nodes, command], self.env)
+        """Untimed setup, with the cheaper key exchange: half the wait at 240
+        nodes. (clush -o replaces clush.conf's ssh options, which hold the -F.)"""
+        sh(["clush", "-f", "64", "-o", "-F %s -oBatchMode=yes "
+            "-oKexAlgorithms=curve25519-sha256" % self.ssh_config,
+            "-w", nodes or self.nodes, command], self.env)
 
     def clush(self, command, nodes=None):
         return ["clush", "-b", "-S", "-f", "64", "-w", nodes or self.nodes, command]

@@ -7,6 +7,7 @@ import tempfile
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import svcctl
 
@@ -34,6 +35,12 @@ def run(*argv):
     (["start", "demo", "node1", "-l", "-oProxyCommand=x"], None),
     (["frobnicate", "demo", "node1"], None),
     (["start", "dеmo", "node1"], None),
+    (["start", "demo", "node1", "-f--"], "svcctl: -f--: -- is not a value (it ends the "
+                                          "options)\n"),
+    (["start", "demo", "node1", "--log=--"], None),
+    (["start", "demo", "node1", "-x=--"], None),
+    (["start", "demo", "node1", "-O--"], None),
+    (["start", "demo", "node1", "-o", "--"], None),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, message):
     # hang1 would take seconds to time out: a fast answer proves no contact.
@@ -159,6 +166,10 @@ def test_habits_are_never_misread(argv, hint):
     (["--dry-run", "show", "demo", "node1", "-p", "ExecStart,Environment"],
      "systemctl show -p ExecStart,Environment -- demo.service"),
     (["--dry-run", "cat", "demo", "node1", "--diff"], "systemctl cat -- demo.service"),
+    (["--dry-run", "-o", "-oKexAlgorithms=curve25519-sha256", "status", "demo", "node1"],
+     "options=-oKexAlgorithms=curve25519-sha256\n"),
+    (["--dry-run", "status", "demo", "node1", "--ssh-options", "-F /x -oA=b"],
+     "options=-F /x -oA=b\n"),
 ])
 def test_habits_that_do_what_was_meant(argv, expected):
     code, out, err, _ = run(*argv)
@@ -360,3 +371,27 @@ def test_dates_without_a_zone_are_utc(monkeypatch):
     monkeypatch.setenv("TZ", "America/New_York")
     assert svcctl.parse_age("2023-11-14T00:00") == svcctl.parse_age("2023-11-14 00:00") \
         == svcctl.parse_age("2023-11-14") == 1699920000.0
+
+
+# Words a tired or hostile hand may type: svcctl's own options, values that
+# look like options, the end-of-options marker, in any order.
+_WORDS = sorted({o for a in svcctl.build_parser()._actions for o in a.option_strings}
+                - {"-h", "--help", "--version"}) + [
+    "--", "-", "=--", "x", "0", "-1", "node1", "demo", "status", "start", "@all",
+    "-oA=b", "KEY=VALUE", "fanout=2"]
+
+
+_WORD = st.sampled_from(_WORDS) | st.builds(
+    lambda a, b: a + b, st.sampled_from(_WORDS), st.sampled_from(["--", "=--", "=", "x"]))
+
+
+@given(st.lists(_WORD, max_size=4), st.lists(_WORD, max_size=3))
+@settings(max_examples=400, deadline=None)
+def test_no_command_line_raises(before, after):
+    """Whatever the words around a valid command, svcctl answers with an exit
+    code: a traceback is a bug (argparse turns `-f--` into a list, for one)."""
+    code, out, err, _ = run(*["--dry-run"] + before + ["status", "demo", "hang1"] + after)
+    assert code in (0, 2, 3), (words, err)
+    if code == 2 and err:
+        assert err.count("\n") == 1 and err.startswith("svcctl: ") or err.startswith(
+            "usage:"), (words, err)

@@ -38,6 +38,8 @@ wave), rendering, result log, cluster file, command line, and the HTML page's
 template at the end.
 """
 
+from __future__ import annotations    # type hints cost nothing at start-up
+
 import argparse
 import bisect
 import configparser
@@ -50,7 +52,6 @@ import os
 import pwd
 import re
 import resource
-import secrets
 import shlex
 import signal
 import stat
@@ -849,14 +850,14 @@ def unit_from_path(path: str, suffix: str = "") -> str:
     /dev/sda -> dev-sda.device, /home -> home.mount, / -> -.mount."""
     suffix = suffix or (".device" if path.startswith(("/dev/", "/sys/")) else ".mount")
     parts = [part for part in path.split("/") if part not in ("", ".")]
-    if ".." in parts or any(len(part.encode()) > 255 for part in parts) or \
+    if ".." in parts or any(len(os.fsencode(part)) > 255 for part in parts) or \
             (path and not path.startswith("/") and not parts):      # "." or "./"
         raise UsageError("invalid path for a unit: %s" % printable(path))
     if not parts:
         return "-" + suffix
     text = "/".join(parts)
     escaped = _PATH_CHARS_RE.sub(lambda m: "".join(
-        "\\x%02x" % byte for byte in m.group().encode()), text).replace("/", "-")
+        "\\x%02x" % byte for byte in os.fsencode(m.group())), text).replace("/", "-")
     if escaped.startswith("."):
         escaped = "\\x2e" + escaped[1:]
     unit = escaped + suffix
@@ -934,7 +935,8 @@ def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
             nodes.update(NodeSet(pattern, resolver=resolver))
         for pattern in exclude:
             nodes.difference_update(NodeSet(pattern, resolver=resolver))
-    except (NodeSetException, GroupResolverError, GroupSourceError) as exc:
+    except (NodeSetException, GroupResolverError, GroupSourceError,
+            configparser.Error) as exc:     # a broken groups.conf too
         raise UsageError("invalid NodeSet: %s" % printable(str(exc)))
     if not nodes:
         raise UsageError("no node to run on: %s" % printable(" ".join(patterns)))
@@ -1107,7 +1109,8 @@ class Protocol:
 
 
 def new_marker() -> str:
-    return "@@svcctl-" + secrets.token_hex(6)
+    """A per-run random marker (os.urandom, as the secrets module does)."""
+    return "@@svcctl-" + os.urandom(6).hex()
 
 
 # Every line svcctl itself prints starts with the marker, on a line of its own
@@ -1129,6 +1132,10 @@ _PRELUDE = (
     "s() { systemctl show -p %(keys)s -- \"$@\" 2>&1; }; "
     "a() { u=$1; shift; k unit \"$u\"; \"$@\" </dev/null 2>&1; r=$?; k rc $r; }; "
 )
+# A Type=simple unit is "started" once forked: under load, a unit that dies at
+# once may not have died yet when systemctl returns. Reading its state a moment
+# later (one `sleep`, no systemctl) sees it dead; --settle watches longer.
+START_GRACE = 0.25
 # --settle: watch the units for a while; stop early once one has died (failed,
 # waiting to restart, or restarted by systemd since the watch began).
 _SETTLE = (
@@ -1175,9 +1182,11 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     steps = node_steps(action, steps)
     script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(STATE_KEYS)}
     polls = int(-(-protocol.settle // 0.5))
-    settles = polls > 0 and action.expects_running(None, protocol.now)
+    starts = action.kind == "apply" or action.expects_running(None, protocol.now)
+    settles = polls > 0 and starts
     if settles:
         script += _SETTLE % {"polls": polls}
+    grace = "sleep %g; " % START_GRACE if starts and not settles else ""
     if action.kind == "node":
         pattern = " -- " + shlex.quote(protocol.pattern) if protocol.pattern else ""
         return script + "a %s %s%s; k end" % (steps[0].unit, " ".join(_argv(protocol)),
@@ -1189,7 +1198,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "running": _case_pattern("ActiveState", RUNNING_STATES),
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
-            "settle": " w \"$u\";" if settles else ""}
+            "settle": " w \"$u\";" if settles else " " + grace.strip()}
     elif action.reads_state_before(protocol.now):
         script += "k state before $(s %s); " % units
     if action.runs_per_unit(protocol.verbose):
@@ -1198,6 +1207,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     if action.kind != "apply":
         if settles and action.kind == "change":
             script += "w %s; " % units
+        elif action.kind == "change":
+            script += grace
         script += "k state after $(s %s); " % units
     return script + "k end"
 
@@ -2077,8 +2088,11 @@ class Display:
         names, no pattern)."""
         if self.regroup is None:
             return str(nodes)
-        return NodeSet(str(nodes), resolver=std_group_resolver()).regroup(
-            self.regroup or None)
+        try:
+            return NodeSet(str(nodes), resolver=std_group_resolver()).regroup(
+                self.regroup or None)
+        except Exception:   # noqa: BLE001 -- a site's source failing after the run
+            return str(nodes)   # must not lose its report: the names say it all
 
 
 def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
@@ -2776,9 +2790,14 @@ def append_log(path: str, data: bytes) -> None:
     try:
         check_own_file(os.fstat(fd))
         fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            os.ftruncate(fd, size)  # a full disk leaves no half run behind
+            raise
     finally:
         os.close(fd)
 
@@ -3609,7 +3628,8 @@ def _node_options(group) -> None:
     add("-X", dest="exclude_groups", action="append", default=[], metavar="GROUP",
         help="exclude this group")
     add("-a", "--all", action="store_true", help="run on all nodes (the group source's)")
-    add("-s", "--groupsource", metavar="SOURCE", help="group source for -g, -X, -a, "
+    add("-s", "--groupsource", metavar="SOURCE", type=_typed(
+        _source_name, "-s takes a group source name"), help="group source for -g, -X, -a, "
         "@GROUP and -r")
     add("--hostfile", "--machinefile", dest="hostfiles", action="append", default=[],
         metavar="FILE", help="nodes from a file, one or more a line (- reads stdin)")
@@ -3648,8 +3668,8 @@ def _action_options(group) -> None:
     add("--now", action="store_true", help="with enable, disable, mask: also start/stop")
     add("--settle", type=_typed(float, "--settle takes a number of seconds"),
         metavar="SECONDS", help="after starting units, watch them this long: one that "
-        "dies or keeps restarting is failed (default 0: read once, right after "
-        "systemctl returns)")
+        "dies or keeps restarting is failed (default 0: read once, a quarter second "
+        "after systemctl returns)")
     add("--batch", metavar="COUNT", help="rolling: act on COUNT nodes at a time (N or N%%)")
     add("--max-fail", metavar="COUNT",
         help="with --batch: stop before the next batch once more nodes failed")
@@ -3916,7 +3936,75 @@ def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
     for option, value in (("--log", args.log), ("--html", args.html)):
         if value == "":             # `--log "$LOG"` with LOG unset, in a crontab
             raise UsageError("%s needs a file name" % option)
+    check_files(args)
+    if args.regroup:
+        check_group_source(args.groupsource)
     return args
+
+
+def check_files(args: argparse.Namespace) -> None:
+    """Before anything runs: where --log and --html would be refused at the
+    end (no directory, a link, a device, another user's log), and an output
+    that would replace one of the run's own inputs or the other output."""
+    inputs = [("-c", args.config)] + [("--hostfile", p) for p in args.hostfiles
+                                       if p != "-"]
+    if args.action == "report" and args.targets:
+        inputs.append(("LOGFILE", args.targets[0]))
+    seen = [(option, path) for option, path in inputs if path]
+    for option, path in (("--log", args.log), ("--html", args.html)):
+        if not path:
+            continue
+        check_output_target(option, path)
+        for other, known in seen:
+            if _same_file(path, known):
+                raise UsageError("%s %s is also %s: it would be overwritten"
+                                 % (option, printable(path), other))
+        seen.append((option, path))
+
+
+def check_output_target(option: str, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError("%s %s: no directory %s" % (option, printable(path),
+                                                     printable(directory)))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError("%s %s: cannot write in %s" % (option, printable(path),
+                                                        printable(directory)))
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError("%s %s: %s" % (option, printable(path), exc.strerror))
+    try:
+        if stat.S_ISLNK(info.st_mode):
+            raise OutputError("it is a symbolic link")
+        if option == "--log":
+            check_own_file(info)
+        elif not stat.S_ISREG(info.st_mode):
+            raise OutputError("not a regular file")
+    except OutputError as exc:
+        raise UsageError("%s %s: %s" % (option, printable(path), exc))
+
+
+def _same_file(path: str, other: str) -> bool:
+    try:
+        return os.path.realpath(path) == os.path.realpath(other) or \
+            os.path.samefile(path, other)
+    except (OSError, ValueError):
+        return False
+
+
+def check_group_source(source: Optional[str]) -> None:
+    """-r names nodes by the groups of a source: one that is not there (or a
+    groups.conf that does not parse) is said now, not after the run."""
+    try:
+        sources = std_group_resolver().sources()
+    except Exception as exc:    # noqa: BLE001 -- configparser's, ClusterShell's
+        raise UsageError("ClusterShell groups: %s" % printable(str(exc)))
+    if source and source not in sources:
+        raise UsageError("-r: no group source %s (there are: %s)" % (
+            printable(source), ", ".join(sources) or "none"))
 
 
 def read_hostfile(path: str, stdin) -> List[str]:
@@ -4260,8 +4348,13 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
     regroup = (args.groupsource or "") if args.regroup else None
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
                       args.line_mode, regroup)
+    settings = connection_settings(args)
+    if args.settle and settings.command_timeout and args.settle >= settings.command_timeout:
+        # the nodes would be cut off while watching, after the action was done
+        raise UsageError("--settle %g must be shorter than the command timeout (-u %g)"
+                         % (args.settle, settings.command_timeout))
     return Request(
-        action, units, nodes, connection_settings(args), display,
+        action, units, nodes, settings, display,
         command=" ".join(shlex.quote(a) for a in [PROG] + list(argv)),
         user=current_user(), sudo=args.sudo, now=args.now, settle=args.settle,
         batch=max(batch, 1) if batch is not None else None,
@@ -4437,15 +4530,15 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
             cluster = load_cluster_file(args.config, args.max_nodes)
             stdout.write("%s: ok, %d services, %d groups\n" % (
                 printable(args.config), len(cluster.services), len(cluster.groups)))
-            if args.html:
-                write_file(args.html, render_cluster_page(cluster))
+            code = publish_files([(args.html, lambda path: write_file(
+                path, render_cluster_page(cluster)))], stderr)
             if args.verbose:        # the services in dependency order
                 stdout.write("".join("  %s: %s on %s, declared %s%s\n" % (
                     s.name, s.unit, s.nodes, s.declared.text(), "".join(
                         "; %s %s" % (key, ", ".join(getattr(s, key)))
                         for key in ("requires", "after") if getattr(s, key)))
                     for s in cluster.services))
-            return EXIT_OK
+            return code
         if not args.action:
             raise UsageError("ACTION is required")
         if args.action == "report":
@@ -4472,6 +4565,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
 def console_main() -> None:
     """Console script: no traceback for Ctrl-C, a closed pipe, or a terminal
     whose encoding cannot show a character (it is escaped)."""
+    for name in ("stdin", "stdout", "stderr"):
+        if getattr(sys, name) is None:      # started with it closed (`>&-`)
+            setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w"))
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
@@ -4479,8 +4575,12 @@ def console_main() -> None:
         code = main()
     except KeyboardInterrupt:
         code = EXIT_FOR_SIGNAL["SIGINT"]
-    except BrokenPipeError:
-        # `svcctl ... | head`: the reader left; say nothing more.
+    except OSError as exc:
+        # `svcctl ... | head`: the reader left, say nothing more; a full disk
+        # (`> /dev/full`) is said. Either way, nothing more to stdout.
+        if not isinstance(exc, BrokenPipeError):
+            sys.stderr.write("%s: cannot write the output: %s\n" % (
+                PROG, printable(exc.strerror or str(exc))))
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = EXIT_FAILED

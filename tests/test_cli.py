@@ -395,3 +395,94 @@ def test_no_command_line_raises(before, after):
     if code == 2 and err:
         assert err.count("\n") == 1 and err.startswith("svcctl: ") or err.startswith(
             "usage:"), (words, err)
+
+
+# --- outputs, sources and settle: checked before anything runs ----------------
+
+@pytest.mark.parametrize("argv,message", [
+    (["--log", "{tmp}/no/such/dir.log"], "--log {tmp}/no/such/dir.log: no directory "
+                                         "{tmp}/no/such\n"),
+    (["--log", "{tmp}/link.log"], "--log {tmp}/link.log: it is a symbolic link\n"),
+    (["--log", "{tmp}/shared.log"], "--log {tmp}/shared.log: writable by group or "
+                                    "others (mode 0666)\n"),
+    (["--html", "{tmp}"], "--html {tmp}: not a regular file\n"),
+    (["--html", "/dev/null"], "--html /dev/null: not a regular file\n"),
+    (["--log", "{tmp}/a", "--html", "{tmp}/../{name}/a"], "--html {tmp}/../{name}/a is "
+                                                          "also --log: it would be "
+                                                          "overwritten\n"),
+    (["--hostfile", "{tmp}/hosts", "--html", "{tmp}/hosts"], "--html {tmp}/hosts is also "
+                                                             "--hostfile: it would be "
+                                                             "overwritten\n"),
+    (["--settle", "600"], "--settle 600 must be shorter than the command timeout "
+                          "(-u 300)\n"),
+    (["--settle", "5", "-u", "5"], "--settle 5 must be shorter than the command timeout "
+                                   "(-u 5)\n"),
+    (["-s", "a b"], "argument -s/--groupsource: -s takes a group source name, not a b "
+                    "(see svcctl --help)\n"),
+    (["-r", "-s", "nosuch"], "-r: no group source nosuch (there are: "),
+])
+def test_what_would_fail_at_the_end_is_refused_first(tmp_path, argv, message):
+    """A crontab's missing log directory, a planted link, a page that would
+    replace its own log: said at once, exit 2, nothing run (hang1 would take
+    seconds), instead of after every node was restarted."""
+    (tmp_path / "link.log").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "shared.log").write_text("")
+    (tmp_path / "shared.log").chmod(0o666)
+    (tmp_path / "hosts").write_text("hang1\n")
+    fill = lambda text: text.format(tmp=tmp_path, name=tmp_path.name)
+    code, out, err, elapsed = run(*["start", "demo", "hang1"] + [fill(a) for a in argv])
+    check_usage_error(code, out, err, elapsed, None)
+    assert err.startswith("svcctl: " + fill(message))
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_an_output_never_replaces_an_input(tmp_path):
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text("services:\n  db: {nodes: 'node[1-2]'}\n")
+    code, out, err, _ = run("-c", str(cluster), "--check-config", "--html", str(cluster))
+    assert (code, err) == (2, "svcctl: --html %s is also -c: it would be overwritten\n"
+                           % cluster)
+    assert cluster.read_text() == "services:\n  db: {nodes: 'node[1-2]'}\n"
+    code, out, err, _ = run("-c", str(cluster), "--check-config", "--html", "/dev/full")
+    assert code == 2 and err == "svcctl: --html /dev/full: not a regular file\n"
+    page = tmp_path / "page.html"
+    code, out, err, _ = run("-c", str(cluster), "--check-config", "--html", str(page))
+    assert code == 0 and page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_broken_groups_conf_is_one_line_before_the_run(tmp_path):
+    """ClusterShell's configparser error was a traceback, and with -r came
+    after the action had run."""
+    (tmp_path / "groups.conf").write_text("garbage, no section\n")
+    env = dict(os.environ, CLUSTERSHELL_CFGDIR=str(tmp_path))
+    for argv in (["status", "demo", "-a"], ["-r", "start", "demo", "hang1"],
+                 ["start", "demo", "@web"]):
+        proc = subprocess.run([sys.executable, svcctl.__file__] + argv, env=env,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and proc.stdout == "", (argv, proc.stderr)
+        assert proc.stderr.startswith("svcctl: ") and proc.stderr.count("\n") == 1
+        assert "File contains no section headers" in proc.stderr
+
+
+def test_regroup_falls_back_to_names_when_the_source_fails_later():
+    display = svcctl.Display(regroup="nosuch-source")
+    assert display.nodes(svcctl.NodeSet("node[1-3]")) == "node[1-3]"
+
+
+def test_a_path_that_is_not_utf8_is_a_unit_as_systemd_escapes_it():
+    assert svcctl.unit_from_path("/srv/caf\udce9") == "srv-caf\\xe9.mount"
+    assert svcctl.main(["--dry-run", "status", "/a\udcff", "node1"],
+                       io.StringIO(), io.StringIO()) == 0
+
+
+@pytest.mark.parametrize("redirect,code,err", [
+    (">/dev/full", 1, "svcctl: cannot write the output: No space left on device\n"),
+    (">&-", 0, ""),
+    ("<&- --hostfile -", 2, "svcctl: --hostfile -: no node in it\n"),
+])
+def test_closed_or_full_standard_streams_are_no_traceback(redirect, code, err):
+    command = "%s %s --dry-run is-active demo %s" % (
+        sys.executable, svcctl.__file__, "" if "hostfile" in redirect else "node1")
+    proc = subprocess.run(["sh", "-c", command + " " + redirect], capture_output=True,
+                          text=True, timeout=30)
+    assert (proc.returncode, proc.stderr) == (code, err)

@@ -164,12 +164,35 @@ def test_concurrent_runs_share_one_log(svcctl, cluster, tmp_path):
     assert sum(1 for a, b in zip(ids, ids[1:]) if a != b) == 5
 
 
-def test_unwritable_log_is_an_error_but_results_are_printed(svcctl, on_nodes):
+def test_a_log_in_no_directory_is_refused_before_anything_runs(svcctl, on_nodes):
+    """A crontab's log in a directory that is not there: nothing restarted
+    first and complained about after."""
+    on_nodes("@all", "systemctl stop demo")
+    run = svcctl("start", "demo", "@all", "--log", "/proc/no/such.log")
+    assert (run.rc, run.out) == (2, "")
+    assert run.err == "svcctl: --log /proc/no/such.log: no directory /proc/no\n"
+    assert on_nodes("@all", "systemctl is-active demo || true").count("inactive") == 8
+
+
+def test_a_log_on_a_full_disk_is_an_error_but_results_are_printed(svcctl, on_nodes,
+                                                                   tmp_path):
+    """The disk fills during the write: the results are still printed, exit 1,
+    and the log keeps no half run (4 KiB free, about 8 KiB to write)."""
     on_nodes("@all", "systemctl start demo")
-    run = svcctl("is-active", "demo", "@all", "--log", "/proc/no/such.log")
-    assert run.rc == 1
-    assert "ok (8): node[1-8]" in run.out
-    assert run.err.startswith("svcctl: cannot write /proc/no/such.log: ")
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(full)],
+                   check=True)
+    try:
+        (full / "fill").write_bytes(b"\0" * 4096)
+        log = full / "svcctl.log"
+        run = svcctl("status", "demo", "@all", "-v", "--log", str(log))
+        assert run.rc == 1, run
+        assert "ok (8): node[1-8]" in run.out
+        assert run.err == "svcctl: cannot write %s: No space left on device\n" % log
+        assert log.stat().st_size == 0
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
 
 
 def test_persist_keeps_one_master_per_node(svcctl, cluster):

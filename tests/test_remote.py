@@ -118,6 +118,30 @@ def test_settle_watches_started_units_only():
     assert "w demo.service" in command("try-restart", settle=1)
 
 
+@pytest.mark.parametrize("action,kw,grace", [
+    ("start", {}, True), ("restart", {}, True), ("reload-or-restart", {}, True),
+    ("try-restart", {}, True), ("enable", {"now": True}, True), ("enable", {}, False),
+    ("stop", {}, False), ("disable", {"now": True}, False), ("status", {}, False),
+    ("start", {"settle": 1}, False),
+])
+def test_started_units_are_read_a_moment_later(action, kw, grace):
+    """Under load a unit that dies at once may not be dead yet when systemctl
+    returns: the state after is read START_GRACE later (--settle: watched)."""
+    script = command(action, **kw)
+    assert ("sleep 0.25; k state after" in script) is grace
+    assert script.count("sleep 0.25") == grace
+
+
+def test_apply_reads_a_started_unit_a_moment_later_or_watches_it():
+    declared = svcctl.Declared("demo", "running")
+    steps = [svcctl.Step("demo.service", declared=declared)]
+    apply = svcctl.ACTIONS["apply"]
+    plain = svcctl.remote_script(svcctl.Protocol(apply, MARKER), steps)
+    assert "c start; sleep 0.25; fi" in plain
+    watched = svcctl.remote_script(svcctl.Protocol(apply, MARKER, settle=3), steps)
+    assert 'c start; w "$u"; fi' in watched and "-lt 6 ]" in watched
+
+
 def test_marker_is_random_per_run_and_needs_no_quoting():
     first, second = svcctl.new_marker(), svcctl.new_marker()
     assert first != second

@@ -320,6 +320,8 @@ class Action:
     no_when_failed: bool = False        # node: non-zero exit with an answer is "no"
     reverse: bool = False               # cluster file: in reverse dependency order
     ensures_goal: bool = False          # after a success the goal must hold
+    nothing_to_do: Optional[Regex] = None   # systemctl's error that only says
+    # the goal already held (reset-failed of a unit not loaded): ok
     takes_now: bool = False             # --now: start or stop as well
     now_starts: bool = False            # with --now, the unit must run after
     now_stops: bool = False             # with --now, it must be stopped after
@@ -397,7 +399,8 @@ ACTION_TABLE = (
            ensures_goal=True, privileged=True),
     Action("reset-failed", "change", "reset units' failed state", ("reset-failed",),
            reads_before=True, goal=lambda s: s.active != "failed", ensures_goal=True,
-           privileged=True),
+           nothing_to_do=Regex(r"^Failed to reset failed state of unit \S+: Unit \S+ "
+                               r"not loaded\.$", re.M), privileged=True),
     Action("status", "query", "one line per unit: its state (-v: systemctl's text)",
            ("status", "--no-pager", "--full"), answer=_answer_status,
            runs="verbose", drift_outcome=True),
@@ -1137,10 +1140,14 @@ _PRELUDE = (
 # later (one `sleep`, no systemctl) sees it dead; --settle watches longer.
 START_GRACE = 0.25
 # --settle: watch the units for a while; stop early once one has died (failed,
-# waiting to restart, or restarted by systemd since the watch began).
+# waiting to restart, or restarted by systemd since the watch began). The
+# restart counts at the watch's start are sent back (MARK state watch N N...):
+# a unit restarted by systemd during the watch failed, whatever the action
+# found, even if it reads active again when its state is read after.
 _SETTLE = (
     "v() { q=$1; shift; systemctl show -p \"$q\" --value -- \"$@\" 2>/dev/null; }; "
-    "w() { n=$(v NRestarts \"$@\"); i=0; while [ $i -lt %(polls)d ]; do sleep 0.5; "
+    "w() { n=$(v NRestarts \"$@\"); k state watch $n; i=0; "
+    "while [ $i -lt %(polls)d ]; do sleep 0.5; "
     "[ \"$(v NRestarts \"$@\")\" = \"$n\" ] || return; for t in $(v ActiveState,SubState "
     "\"$@\"); do case $t in failed|auto-restart) return;; esac; done; i=$((i+1)); "
     "done; }; "
@@ -1600,11 +1607,13 @@ def state_blocks(tokens: Optional[List[bytes]]) -> Tuple[List[Optional[UnitState
 
 def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
                after: Optional[UnitState], rc: Optional[int], message: str,
-               problem: str = "", ran: bool = False) -> UnitResult:
+               problem: str = "", ran: bool = False,
+               watched: Optional[str] = None) -> UnitResult:
     """One unit's outcome, from its states around the action (read -> act ->
     read), the action's exit code and its output. `problem`: text where a
     state should have been (systemctl show failed), or CUT_SHORT; `ran`:
-    apply ran a command on the unit."""
+    apply ran a command on the unit; `watched`: its restart count when
+    --settle began to watch it."""
     action = protocol.action
     if action.clean:
         message = action.clean(message)
@@ -1629,15 +1638,22 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
         result.message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
         result.outcome = "not-found"
+    elif action.kind == "query" and action.runs == "always" and rc:
+        # show, cat: systemctl's text is the answer, its exit code says if
+        # there is one ("Failed to get properties: ...")
+        result.outcome = "denied" if _DENIED_RE.search(message) else "error"
     elif action.kind == "query":
         result.answer, yes = action.answer(after)
         result.outcome = "ok" if yes else "negative"
         if step.declared and action.drift_outcome:
             result.outcome = "drift" if result.drift else "ok"
+    elif rc != 0 and action.nothing_to_do and action.nothing_to_do.search(message) \
+            and before is not None and action.goal(before) and action.goal(after):
+        result.outcome = "ok"
     elif rc != 0:
         result.outcome = _failure(before, after, message)
     else:
-        _judge_success(protocol, step, result, ran)
+        _judge_success(protocol, step, result, ran, watched)
     return result
 
 
@@ -1654,7 +1670,7 @@ def _judge_cut_short(protocol: Protocol, result: UnitResult) -> None:
 
 
 def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
-                   ran: bool) -> None:
+                   ran: bool, watched: Optional[str] = None) -> None:
     """systemctl said yes: changed or ok; but failed if the unit died once
     started, or is not where the action promised to leave it."""
     action, before, after = protocol.action, result.before, result.after
@@ -1672,10 +1688,16 @@ def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
     result.outcome = "changed" if changed else "ok"
     declared_run = action.kind == "apply" and step.declared is not None \
         and step.declared.state == "running"
+    # Restarted by systemd: since the start (a start resets the count), or
+    # while --settle watched it, whatever the action found.
+    looped = (changed and after.restarted) or (
+        watched is not None and after.restarts != watched)
     why = ""
     if (declared_run or action.expects_running(before, protocol.now)) and \
-            (after.crashed or (changed and after.restarted)):
+            (after.crashed or looped):
         why = "the unit failed once started: " + after.why()
+        if looped and not after.restarted:
+            why += ", restarted by systemd while --settle watched it"
     elif (action.ensures_goal and not action.goal(after)) or \
             (protocol.now and action.now_stops and not after.is_stopped):
         why = "systemctl said done, but the unit is %s" % after.describe()
@@ -1703,6 +1725,9 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     action = protocol.action
     befores, before_text = state_blocks(framed.states.get(b"before"))
     after_tokens = framed.states.get(b"after")
+    watch = [_ascii(count) for count in framed.states.get(b"watch", ())]
+    if len(watch) != len(steps):
+        watch = []      # not watched, or a count that did not come back
     afters, after_text = state_blocks(after_tokens)
     runs = action.runs_per_unit(protocol.verbose)
     done: Dict[str, UnitResult] = {}
@@ -1726,7 +1751,8 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
             done[step.unit] = judge_unit(
                 protocol, step, _nth(befores, index),
                 None if cut else _nth(afters, index), section.get("rc"), output,
-                CUT_SHORT if cut else before_text or after_text)
+                CUT_SHORT if cut else before_text or after_text,
+                watched=watch[index] if watch else None)
     return done
 
 
@@ -1774,16 +1800,20 @@ def _judged_reply(protocol: Protocol, steps: Tuple[Step, ...], stdout: Tuple[byt
                   error: str, too_large: str, interrupted: bool
                   ) -> Tuple[Tuple[UnitResult, ...], str]:
     """A reply's units and the reason the node as a whole was not reached."""
+    outcome = "error"
     if too_large:               # nothing of a node that was cut off is trusted
         reason = "reply too large (%s): stopped reading it" % too_large
     else:
+        raw = RawResult(list(stdout), list(stderr), rc, timed_out, error)
         try:
-            raw = RawResult(list(stdout), list(stderr), rc, timed_out, error)
             return _read_reply(protocol, raw, steps, interrupted)
         except Exception as exc:    # noqa: BLE001 -- one node, never the run
             reason = "unreadable reply: %s" % printable(
                 str(exc) or type(exc).__name__)[:300]
-    return tuple(judge_skipped(step, reason, "error") for step in steps), reason
+            missing, why = _missing_reason(protocol, raw, Framed({}, {}), interrupted)
+            if SEVERITY[missing] > SEVERITY[outcome]:   # cut short mid-line
+                outcome, reason = missing, why
+    return tuple(judge_skipped(step, reason, outcome) for step in steps), reason
 
 
 def _read_reply(protocol: Protocol, raw: "RawResult", steps: Sequence[Step],
@@ -1791,9 +1821,52 @@ def _read_reply(protocol: Protocol, raw: "RawResult", steps: Sequence[Step],
     framed = parse_output(raw.stdout, protocol.marker)
     done = judge_units(protocol, steps, framed)
     missing, reason = _missing_reason(protocol, raw, framed, interrupted)
-    results = tuple(done.get(step.unit) or judge_skipped(step, reason, missing)
-                    for step in steps)
-    return results, reason if all(step.unit not in done for step in steps) else ""
+    if not framed.complete:
+        # The node did not finish: no unit on it reads better than that
+        # (a start that returned 0 is no start proven), what was known of
+        # each unit is kept as detail.
+        done = {unit: _cut_short(result, missing, reason)
+                for unit, result in done.items()}
+    befores = state_blocks(framed.states.get(b"before"))[0]
+    results = tuple(done.get(step.unit) or _not_done(protocol, step, framed, _nth(
+        befores, index), missing, reason) for index, step in enumerate(steps))
+    known = done or framed.sections or befores
+    return results, "" if known else reason
+
+
+def _cut_short(result: UnitResult, missing: str, reason: str) -> UnitResult:
+    """A unit judged on a node that did not finish: the node's outcome (when
+    worse than the unit's own), with the unit's own verdict as detail."""
+    if SEVERITY[result.outcome] >= SEVERITY[missing]:
+        return result
+    known = [OUTCOMES[result.outcome].label]
+    if result.rc is not None:
+        known.append("exit code %d" % result.rc)
+    if result.before:
+        known.append("was " + result.before.describe())
+    known.append("now " + result.after.describe() if result.after
+                 else "state after not read")
+    return replace(result, outcome=missing, message="\n".join(filter(None, [
+        "%s; known before that: %s" % (reason, ", ".join(known)), result.message])))
+
+
+def _not_done(protocol: Protocol, step: Step, framed: Framed,
+              before: Optional[UnitState], missing: str, reason: str) -> UnitResult:
+    """A unit with no result: the node's reason, and what is known of it (its
+    action still running, its state before)."""
+    section = framed.sections.get(step.unit)
+    if section is not None and section.get("before"):   # apply: its own read
+        before = _nth(state_blocks(section["before"])[0], 0)
+    detail = []
+    if section is not None and not section.get("skipped"):
+        detail.append("while its %s was running" % protocol.action.name)
+    elif framed.sections and missing != "skipped":
+        detail.append("before its turn")
+    if before is not None:
+        detail.append("(it was %s)" % before.describe())
+    result = judge_skipped(step, " ".join([reason] + detail), missing)
+    result.before = before
+    return result
 
 
 def _missing_reason(protocol: Protocol, raw: "RawResult", framed: Framed,
@@ -2818,7 +2891,9 @@ def write_file(path: str, text: str) -> None:
     """Replace a regular file whole, so that a reader never sees half a
     report: a fresh temporary file (mkstemp: unpredictable, O_EXCL) in the
     same directory, renamed over the target. Anything else at the target (a
-    link, a device such as /dev/null, a FIFO, a directory) is left alone."""
+    link, a device such as /dev/null, a FIFO, a directory) is left alone.
+    Written 0600 like the log: a page carries the same text (systemctl's
+    output with -v, failure messages)."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -2831,10 +2906,7 @@ def write_file(path: str, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".svcctl-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            umask = os.umask(0o022)
-            os.umask(umask)
-            os.fchmod(handle.fileno(), 0o666 & ~umask)
-            handle.write(text)
+            handle.write(text)      # mkstemp made it 0600
         os.replace(tmp, path)
     finally:
         if os.path.lexists(tmp):

@@ -69,6 +69,18 @@ UNITS = {
                          "StartLimitIntervalSec=0\n[Service]\n"
                          "ExecStart=/bin/sh -c 'sleep 0.3; exit 3'\n"
                          "Restart=on-failure\nRestartSec=0.2\n",
+    "demo-slowfail.service": "[Unit]\nDescription=svcctl demo, starts in 2.5 s, dies "
+                             "4 s later\nStartLimitIntervalSec=0\n[Service]\n"
+                             "ExecStartPre=/bin/sleep 2.5\n"
+                             "ExecStart=/bin/sh -c 'sleep 4; exit 1'\n",
+    # the types real daemons have: start returns once they say they are up
+    "demo-notify.service": "[Unit]\nDescription=svcctl demo, Type=notify\n"
+                           "[Service]\nType=notify\nNotifyAccess=all\n"
+                           "ExecStart=/bin/sh -c 'systemd-notify --ready; "
+                           "exec sleep infinity'\n",
+    "demo-forking.service": "[Unit]\nDescription=svcctl demo, Type=forking\n"
+                            "[Service]\nType=forking\n"
+                            "ExecStart=/bin/sh -c 'sleep infinity &'\n",
 }
 WEB_UNIT = "[Unit]\nDescription=svcctl web, odd nodes only\n[Service]\n" \
            "ExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"

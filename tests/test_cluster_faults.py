@@ -49,9 +49,11 @@ def test_sigint_and_sigterm_report_partial_results(cluster, on_nodes):
         name = signal.Signals(sig).name
         assert "interrupted by %s ==" % name in out
         # demo finished before the signal; demo-slow did not; hang1 never connected
-        assert "demo.service: changed, was inactive (dead), disabled " \
-               "(state after not read)\n" in out
-        assert "demo-slow.service: not finished\n== start" in out
+        assert "demo.service: not finished\n  not finished; known before that: " \
+               "changed, exit code 0, was inactive (dead), disabled, state after not " \
+               "read\n" in out
+        assert "demo-slow.service: not finished\n  not finished while its start was " \
+               "running (it was inactive (dead), static)\n== start" in out
         assert "---------------\nhang1\n---------------\nnot finished\n" in out
         assert "interrupted (9): hang1,node[1-8]\n" in out
         assert ssh_children(proc.pid) == []
@@ -107,7 +109,10 @@ def test_command_timeout_bounds_the_run(svcctl, on_nodes):
         on_nodes("@all", "systemctl stop demo-slow")
     assert run.rc == 4
     assert normalise(run.out) == (
-        "---------------\nnode[1-4] (4)\n---------------\ntimed out after 2 s\n"
+        "---------------\nnode[1-4] (4)\n---------------\n"
+        "demo-slow.service: timed out\n"
+        "  timed out after 2 s while its start was running (it was inactive (dead), "
+        "static)\n"
         "== start demo-slow.service on 4 nodes in X s ==\ntimeout (4): node[1-4]\n")
     assert run.elapsed < 6
 

@@ -17,7 +17,7 @@ NODES = "node[1-4]"
 def reset(on_nodes):
     yield
     on_nodes("node[1-8]", "systemctl stop demo-crash demo-late demo-loop demo-reload "
-             "demo 2>/dev/null; systemctl reset-failed; true")
+             "demo-slowfail demo 2>/dev/null; systemctl reset-failed; true")
 
 
 def test_a_unit_that_dies_at_once_is_failed(svcctl, reset):
@@ -75,6 +75,42 @@ def test_a_restart_loop_is_failed_with_settle(svcctl, reset):
     assert "  the unit failed once started: " in run.out
     assert "failed (2): node[1-2]\n" in run.out
     assert run.elapsed < 3          # the watch ends as soon as the unit died
+
+
+def test_settle_fails_a_loop_that_was_already_running(svcctl, reset):
+    """start finds the looping unit running (nothing to do), --settle watches
+    it restart: failed, every time (it read ok in 2 of 3 tries before)."""
+    for _ in range(10):
+        assert svcctl("start", "demo-loop", "node1").rc == 0
+        run = svcctl("start", "demo-loop", "node1", "--settle", "3", "--json")
+        assert run.rc == 1, run
+        unit = json.loads(run.out)["nodes"][0]["units"][0]
+        assert unit["outcome"] == "failed", unit
+        assert unit["message"].startswith("the unit failed once started: "), unit
+        assert svcctl("stop", "demo-loop", "node1").rc == 0
+
+
+def test_a_node_cut_short_after_its_last_action_is_timed_out(svcctl, reset):
+    """start returns after 2.5 s, --settle 4.5 runs past -u 5: the state after
+    is never read, so the unit (which dies 4 s after starting) is not called
+    started: the node timed out, exit 4, with what was known."""
+    run = svcctl("start", "demo-slowfail", "node[1-2]", "--settle", "4.5", "-u", "5",
+                 "--json")
+    assert run.rc == 4, run
+    doc = json.loads(run.out)
+    assert doc["counts"] == {"timeout": 2}
+    message = doc["nodes"][0]["units"][0]["message"]
+    assert message.startswith("timed out after 5 s; known before that: changed, "
+                              "exit code 0, was inactive (dead)"), message
+
+
+def test_reset_failed_with_nothing_to_reset_is_ok(svcctl, reset):
+    run = svcctl("reset-failed", "demo-fail", "node[1-2]")
+    assert run.rc == 0, run
+    assert "ok (2): node[1-2]\n" in run.out
+    assert svcctl("start", "demo-fail", "node[1-2]").rc == 1
+    reset_now = svcctl("reset-failed", "demo-fail", "node[1-2]")
+    assert reset_now.rc == 0 and "changed (2): node[1-2]\n" in reset_now.out, reset_now
 
 
 def test_settle_on_healthy_units_waits_and_reports_changed(svcctl, reset):

@@ -115,6 +115,20 @@ def test_log_that_is_a_fifo_does_not_hang(tmp_path):
         svcctl.append_log(str(fifo), b"x\n")
 
 
+def test_a_page_is_as_private_as_the_log(tmp_path):
+    """The page carries the log's text (systemctl's output with -v)."""
+    page = tmp_path / "report.html"
+    umask = os.umask(0o022)
+    try:
+        svcctl.write_file(str(page), "<p>x</p>")
+        assert stat.S_IMODE(page.stat().st_mode) == 0o600
+        page.chmod(0o644)       # replaced whole: a served copy is a deliberate step
+        svcctl.write_file(str(page), "<p>y</p>")
+        assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    finally:
+        os.umask(umask)
+
+
 def test_new_log_is_private(tmp_path):
     log = tmp_path / "svcctl.log"
     svcctl.append_log(str(log), svcctl.log_lines(a_report()))

@@ -79,19 +79,61 @@ def test_unknown_host_reason():
     assert result.reason == "name unknown: Name or service not known"
 
 
-def test_timeout_keeps_finished_units():
-    """Cut short in the 3rd unit: the state after is never read, the first two
-    are judged from their state before and their exit code."""
+def test_timeout_keeps_what_was_known_of_finished_units():
+    """Cut short in the 3rd unit: the state after is never read, so no unit
+    is proven started; each says what was known before the node timed out."""
     lines = framed(("demo.service", INACTIVE, ACTIVE, 0, []),
                    ("up.service", ACTIVE, ACTIVE, 0, []),
                    ("slow.service", INACTIVE, ACTIVE, 0, []))[:6]
     assert lines[-1].endswith(b"unit slow.service")
     result = read("start", lines, rc=None, timed_out=True, timeout=5,
                   units=["demo.service", "up.service", "slow.service"])
-    assert [u.outcome for u in result.units] == ["changed", "ok", "timeout"]
-    assert result.units[0].message == "state after not read: the node did not finish"
+    assert [u.outcome for u in result.units] == ["timeout", "timeout", "timeout"]
+    assert result.units[0].message == (
+        "timed out after 5 s; known before that: changed, exit code 0, "
+        "was inactive (dead), disabled, state after not read\n"
+        "state after not read: the node did not finish")
+    assert result.units[1].message.startswith(
+        "timed out after 5 s; known before that: ok, exit code 0, was active (running)")
+    assert result.units[2].message == "timed out after 5 s while its start was " \
+        "running (it was inactive (dead), disabled)"
+    assert result.units[2].before == svcctl.UnitState.from_properties(
+        dict(word.decode().split("=", 1) for word in INACTIVE))
     assert result.outcome == "timeout"
     assert result.reason == ""          # partly done: per-unit lines are shown
+
+
+def test_a_timeout_after_the_last_action_is_never_success():
+    """Every action returned 0, then the node timed out (or lost its
+    connection) before the state after: timeout / unreachable, exit 4."""
+    units = ["demo.service", "up.service"]
+    whole = framed(("demo.service", INACTIVE, ACTIVE, 0, []),
+                   ("up.service", ACTIVE, ACTIVE, 0, []))
+    cut = [line for line in whole if b" state after " not in line and
+           not line.endswith(b" end")]
+    timed = read("start", cut, rc=None, timed_out=True, timeout=3, units=units)
+    assert [u.outcome for u in timed.units] == ["timeout", "timeout"]
+    lost = read("start", cut, rc=255, units=units,
+                stderr=[b"Connection to node1 closed by remote host."])
+    assert [u.outcome for u in lost.units] == ["unreachable", "unreachable"]
+    assert lost.units[0].message.startswith("connection lost: Connection closed by "
+                                            "remote host; known before that: changed")
+    assert read("start", whole + end(), units=units).outcome == "changed"
+
+
+def test_a_unit_that_failed_before_the_timeout_says_so():
+    """Failed, then the node timed out: the timeout is never hidden (exit 4),
+    the failure is kept as detail; a worse outcome keeps its own verdict."""
+    lines = framed(("demo.service", INACTIVE, INACTIVE, 1, ["Job failed."]),
+                   ("up.service", INACTIVE, ACTIVE, 0, []))[:4]
+    result = read("start", lines, rc=None, timed_out=True, timeout=5,
+                  units=["demo.service", "up.service"])
+    assert [u.outcome for u in result.units] == ["timeout", "timeout"]
+    assert result.units[0].message == (
+        "timed out after 5 s; known before that: failed, exit code 1, was inactive "
+        "(dead), disabled, state after not read\nJob failed.")
+    unit = svcctl.UnitResult("demo.service", "unreachable", message="lost")
+    assert svcctl._cut_short(unit, "timeout", "timed out after 5 s") is unit
 
 
 def test_whole_node_timeout():
@@ -105,9 +147,11 @@ def test_connection_lost_mid_run():
                    ("web.service", INACTIVE, ACTIVE, 0, []))[:4]
     result = read("start", lines, rc=255, units=["demo.service", "web.service"], stderr=[
         b"Connection to 127.0.0.11 closed by remote host."])
-    assert [u.outcome for u in result.units] == ["changed", "unreachable"]
-    assert result.units[1].message == \
-        "connection lost: Connection closed by remote host"
+    assert [u.outcome for u in result.units] == ["unreachable", "unreachable"]
+    assert result.units[0].message.startswith(
+        "connection lost: Connection closed by remote host; known before that: changed")
+    assert result.units[1].message == "connection lost: Connection closed by remote " \
+        "host while its start was running (it was inactive (dead), disabled)"
 
 
 def test_interrupted_node():
@@ -428,3 +472,112 @@ def test_enablement_changes_are_told_by_systemctl(action, output, outcome):
         m + b"rc 0", m + b"state after " + b" ".join(after)] + end()
     unit = classify(action, lines).units[0]
     assert unit.outcome == outcome and unit.before is None
+
+
+def shown(action, output, rc, after=ACTIVE, **protocol):
+    """A query whose text is its answer (show, cat), one unit."""
+    m = MARKER.encode() + b" "
+    lines = [m + b"unit demo.service"] + output + [m + b"rc %d" % rc,
+                                                   m + b"state after " + b" ".join(after)]
+    proto = svcctl.Protocol(A[action], MARKER, **protocol)
+    return svcctl.read_reply(proto, "n1", raw(lines + end()), [svcctl.Step("demo.service")])
+
+
+@pytest.mark.parametrize("action", ["show", "cat"])
+def test_show_and_cat_read_systemctls_exit_code(action):
+    failed = shown(action, [b"Failed to get properties: Connection timed out"], 1)
+    assert failed.outcome == "error"
+    assert failed.units[0].message == "Failed to get properties: Connection timed out"
+    assert shown(action, [b"Failed to get properties: Access denied"], 1).outcome == "denied"
+    assert shown(action, [b"ActiveState=active"], 0).outcome == "ok"
+
+
+def test_cat_diff_never_takes_a_failed_cat_as_a_version():
+    good = shown("cat", [b"[Service]", b"ExecStart=/bin/true"], 0, diff=True)
+    bad = shown("cat", [b"Failed to get properties: Connection timed out"], 1, diff=True)
+    svcctl.judge_against_majority([good, bad])
+    assert [good.outcome, bad.outcome] == ["ok", "error"]
+
+
+def test_reset_failed_with_nothing_to_reset_is_ok():
+    """systemd calls a unit not loaded an error; the goal (not failed) holds."""
+    message = [b"Failed to reset failed state of unit demo-fail.service: "
+               b"Unit demo-fail.service not loaded."]
+    idle = classify("reset-failed", frame("demo-fail.service", INACTIVE, INACTIVE, 1,
+                                          [m.decode() for m in message]) + end(),
+                    units=["demo-fail.service"])
+    assert idle.outcome == "ok"
+    stuck = classify("reset-failed", frame("demo-fail.service", FAILED, FAILED, 1,
+                                           [m.decode() for m in message]) + end(),
+                     units=["demo-fail.service"])
+    assert stuck.outcome == "failed"
+    other = classify("reset-failed", frame("demo-fail.service", INACTIVE, INACTIVE, 1,
+                                           ["Failed to reset: Access denied"]) + end(),
+                     units=["demo-fail.service"])
+    assert other.outcome == "denied"
+
+
+@pytest.mark.parametrize("after,watched,outcome", [
+    (state(active="active", sub="running") + [b"NRestarts=4"], "3", "failed"),
+    (state(active="active", sub="running") + [b"NRestarts=3"], "3", "ok"),
+    (state(active="active", sub="running") + [b"NRestarts=3"], None, "ok"),
+    (state(active="activating", sub="auto-restart") + [b"NRestarts=3"], "3", "failed"),
+])
+def test_settle_judges_every_unit_it_watched(after, watched, outcome):
+    """start found it running (nothing to do), then --settle watched it: a
+    restart by systemd during the watch is a failure, even if it reads
+    active again by the state after."""
+    m = MARKER.encode() + b" "
+    before = state(active="active", sub="running") + [b"NRestarts=3"]
+    # systemctl show prints NRestarts before UnitFileState: the block ends there
+    order = lambda s: [s[0], s[1], s[2], s[4], s[3]]
+    lines = [m + b"state before " + b" ".join(order(before)), m + b"unit demo.service",
+             m + b"rc 0"]
+    if watched is not None:
+        lines.append(m + b"state watch " + watched.encode())
+    lines += [m + b"state after " + b" ".join(order(after))] + end()
+    protocol = svcctl.Protocol(A["start"], MARKER, settle=3)
+    result = svcctl.read_reply(protocol, "n1", raw(lines), [svcctl.Step("demo.service")])
+    assert result.outcome == outcome, result.units[0].message
+    if outcome == "failed":
+        assert result.units[0].message.startswith("the unit failed once started")
+
+
+def _whole_replies():
+    """Real replies of a few shapes, as bytes on the wire."""
+    m = MARKER.encode() + b" "
+    start = framed(("demo.service", INACTIVE, ACTIVE, 0, ["Started."]),
+                   ("web.service", ACTIVE, ACTIVE, 0, [])) + end()
+    status = [m + b"unit demo.service", b"demo.service - svcctl demo", m + b"rc 3",
+              m + b"state after " + b" ".join(INACTIVE)] + end()
+    apply = [m + b"unit a.service before " + b" ".join(INACTIVE),
+             m + b"rc 0 did start, after " + b" ".join(ACTIVE)] + end()
+    reload = [m + b"unit daemon-reload", m + b"rc 0"] + end()
+    return [("start", ["demo.service", "web.service"], start),
+            ("status", ["demo.service"], status), ("apply", ["a.service"], apply),
+            ("daemon-reload", [], reload)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_whole_replies()), st.floats(0, 1),
+       st.sampled_from([("timeout", dict(rc=None, timed_out=True)),
+                        ("unreachable", dict(rc=255, stderr=[b"Connection closed by "
+                                                             b"remote host."])),
+                        ("interrupted", dict(rc=None))]))
+def test_a_reply_cut_anywhere_is_never_better_than_the_cut(reply, where, how):
+    """Cut a real reply at any byte before its end marker: the node never
+    reads better than timeout / unreachable / not finished."""
+    action, units, lines = reply
+    wire = b"\n".join(lines)
+    cut = wire[:int(where * wire.rindex(b"\n"))]
+    outcome, kw = how
+    protocol = svcctl.Protocol(A[action], MARKER, verbose=action == "status", timeout=5)
+    steps = [svcctl.Step(u, declared=svcctl.Declared(u.split(".")[0]) if action == "apply"
+                         else None) for u in units]
+    result = svcctl.read_reply(protocol, "n1", raw([line for line in cut.split(b"\n")
+                                                    if line], **kw), steps,
+                               interrupted=outcome == "interrupted")
+    for unit in result.units:
+        assert svcctl.SEVERITY[unit.outcome] >= svcctl.SEVERITY[outcome], (cut, unit)
+    assert result.outcome == outcome or svcctl.SEVERITY[result.outcome] > \
+        svcctl.SEVERITY[outcome]

@@ -1859,7 +1859,7 @@ def _not_done(protocol: Protocol, step: Step, framed: Framed,
         before = _nth(state_blocks(section["before"])[0], 0)
     detail = []
     if section is not None and not section.get("skipped"):
-        detail.append("while its %s was running" % protocol.action.name)
+        detail.append("while its %s was running" % protocol.action)
     elif framed.sections and missing != "skipped":
         detail.append("before its turn")
     if before is not None:
@@ -3974,13 +3974,15 @@ def prepared_words(argv: Sequence[str]) -> List[str]:
     """Two places where argparse and a clush user part ways, before parsing:
     `-o -oKey=Value` (clush takes the next word whatever it looks like; argparse
     reads it as an option unless it is joined to its flag), and `-f--` or
-    `--log=--` (argparse turns that value into a list, which nothing expects)."""
-    words, rest = [], list(argv)
-    while rest and rest[0] != "--":
-        word = rest.pop(0)
+    `--log=--` (argparse turns that value into a list, which nothing expects,
+    even after a `--`: it reads options there too)."""
+    for word in argv:
         if word.startswith("-") and word.endswith("--") and (
                 word.endswith("=--") or not word.startswith("--")):
             raise UsageError("%s: -- is not a value (it ends the options)" % printable(word))
+    words, rest = [], list(argv)
+    while rest and rest[0] != "--":
+        word = rest.pop(0)
         if word in ("-o", "--ssh-options") and rest and rest[0].startswith("-") \
                 and rest[0] != "--":
             word = "--ssh-options=" + rest.pop(0)

@@ -38,6 +38,8 @@ def run(*argv):
     (["start", "demo", "node1", "-f--"], "svcctl: -f--: -- is not a value (it ends the "
                                           "options)\n"),
     (["start", "demo", "node1", "--log=--"], None),
+    (["--", "status", "demo", "hang1", "-x--"], "svcctl: -x--: -- is not a value (it "
+                                                 "ends the options)\n"),
     (["start", "demo", "node1", "-x=--"], None),
     (["start", "demo", "node1", "-O--"], None),
     (["start", "demo", "node1", "-o", "--"], None),

@@ -803,6 +803,7 @@ def _index_key(index: str) -> Tuple[int, str]:
 
 class UsageError(Exception):
     """Bad input: reported as `svcctl: message`, exit 2, nothing run."""
+    exit_code = 2       # EXIT_USAGE, for callers of prepare()
 
 
 # =============================================================================
@@ -1317,13 +1318,18 @@ class Signals:
             self.raising = False
             raise Interrupted(self.caught)
 
-    def pause(self, seconds: float, progress: Optional["Progress"] = None) -> None:
+    def stop(self) -> None:
+        """Stop the run as Ctrl-C does, from any thread (the console's Stop
+        button): recorded here, acted on by the run's own thread within
+        0.25 s (the task's timer, the pause's loop)."""
+        self.caught = self.caught or "SIGINT"
+
+    def pause(self, seconds: float, observer: "Observer") -> None:
         """Sleep between batches; a signal ends the pause."""
         end = time.monotonic() + seconds
         try:
             while not self.caught and time.monotonic() < end:
-                if progress:
-                    progress.draw(pause_left=end - time.monotonic())
+                observer.waiting(end - time.monotonic())
                 self.raising = True
                 time.sleep(min(0.25, max(0.0, end - time.monotonic())))
                 self.raising = False
@@ -1339,12 +1345,14 @@ class _Collector(EventHandler):
     not ask for (a gateway's own, in tree mode) are ignored."""
 
     def __init__(self, raw: Dict[str, RawResult], caps: Dict[str, Tuple[int, int]],
-                 node_done: Callable[[str, RawResult], None], progress):
+                 node_done: Callable[[str, RawResult], None], signals: "Signals",
+                 observer: "Observer"):
         super().__init__()
         self.raw = raw
         self.caps = caps
         self.node_done = node_done
-        self.progress = progress
+        self.signals = signals
+        self.observer = observer
         self.workers: List = []
 
     def ev_pickup(self, worker, node):
@@ -1412,8 +1420,10 @@ class _Collector(EventHandler):
             if result.received + pending > self.caps[client.key][0]:
                 self.cut_off(client.key, result, "a line of more than %d bytes"
                              % self.caps[client.key][0])
-        if self.progress:
-            self.progress.draw()
+        if self.signals.caught and self.signals.raising:    # stop() from a thread
+            self.signals.raising = False
+            raise Interrupted(self.signals.caught)
+        self.observer.tick()
 
 
 FD_WANTED = 8192     # like clush's fd_max: each running ssh holds ~3 fds
@@ -1429,7 +1439,7 @@ def raise_fd_limit() -> None:
 
 def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
             signals: Signals, node_done: Callable[[str, RawResult], None],
-            caps: Sequence[Tuple[int, int]], progress=None
+            caps: Sequence[Tuple[int, int]], observer: "Observer"
             ) -> Tuple[Dict[str, RawResult], str]:
     """Run each (command, nodes) job at once through ClusterShell; return the
     raw results of every node (unfinished ones included) and the signal that
@@ -1444,7 +1454,7 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
         return raw, signals.caught
     cap_of = {node: cap for (_, nodes), cap in zip(jobs, caps) for node in nodes}
     task = prepared_task(settings)
-    collector = _Collector(raw, cap_of, node_done, progress)
+    collector = _Collector(raw, cap_of, node_done, signals, observer)
     interrupted, unreached = "", ""
     try:
         for command, nodes in jobs:
@@ -2043,16 +2053,88 @@ def drive_plan(plan: Plan, perform: Callable[[Wave, str], Tuple[Dict[str, NodeRe
     return interrupted
 
 
-LivePage = Callable[[Report, List[str]], None]
+class Observer:
+    """What a front end is told while a run goes; each method here does
+    nothing. The terminal's progress line, the live HTML page and the web
+    console are observers, as clush picks one display class per mode. All
+    calls come from the run's own thread."""
+
+    def wave_started(self, wave: Wave) -> None:
+        """A batch or a wave of a cluster file begins (before its pause)."""
+
+    def waiting(self, seconds_left: float) -> None:
+        """The pause before a batch: called about every 0.25 s."""
+
+    def node_done(self, result: NodeResult) -> None:
+        """A node of the wave finished (it may still have later waves)."""
+
+    def tick(self) -> None:
+        """Every 0.2 s while nodes run."""
+
+    def wave_ended(self, wave: Wave, results: Dict[str, NodeResult]) -> None:
+        """Every node of the wave is accounted for."""
+
+    def between_waves(self, so_far: Callable[[], Tuple[Report, List[str]]]) -> None:
+        """Before every wave after the first: so_far() makes the run so far
+        and the nodes still to do (only if asked: it costs a fold)."""
+
+    def run_ended(self, report: Optional[Report]) -> None:
+        """The run is over (None: it raised)."""
 
 
-def run(request: "Request", progress: Optional["Progress"] = None,
-        live: Optional[LivePage] = None) -> Report:
-    """Run the request's plan and account for every targeted node. Once the
-    first node is contacted nothing of ours stops the others from being
-    reported: an internal error makes the unfinished nodes `error`. `live`
-    is shown the run so far, and the nodes still to do, between waves."""
+class Observers(Observer):
+    """Several observers, told in turn."""
+
+    def __init__(self, observers: Sequence[Optional[Observer]]):
+        self.observers = [observer for observer in observers if observer]
+
+    def _tell(self, method: str, *args) -> None:
+        for observer in self.observers:
+            getattr(observer, method)(*args)
+
+    def wave_started(self, wave: Wave) -> None:
+        self._tell("wave_started", wave)
+
+    def waiting(self, seconds_left: float) -> None:
+        self._tell("waiting", seconds_left)
+
+    def node_done(self, result: NodeResult) -> None:
+        self._tell("node_done", result)
+
+    def tick(self) -> None:
+        self._tell("tick")
+
+    def wave_ended(self, wave: Wave, results: Dict[str, NodeResult]) -> None:
+        self._tell("wave_ended", wave, results)
+
+    def between_waves(self, so_far: Callable[[], Tuple[Report, List[str]]]) -> None:
+        self._tell("between_waves", so_far)
+
+    def run_ended(self, report: Optional[Report]) -> None:
+        self._tell("run_ended", report)
+
+
+def start(request: "Request", observer: Optional[Observer] = None,
+          signals: Optional["Signals"] = None) -> Report:
+    """Run the request's plan and account for every targeted node: what
+    every front end calls (the CLI, the console, a script). Once the first
+    node is contacted nothing of ours stops the others from being reported:
+    an internal error makes the unfinished nodes `error`. `signals.stop()`,
+    from any thread, stops it as Ctrl-C does; SIGINT, SIGTERM and SIGHUP are
+    caught when it runs on the main thread."""
+    observer = observer or Observer()
+    signals = signals or Signals()
+    report = None
+    try:
+        report = _start(request, observer, signals)
+        return report
+    finally:
+        observer.run_ended(report)
+
+
+def _start(request: "Request", observer: Observer, signals: "Signals") -> Report:
     protocol = request.protocol(new_marker())
+    settings = request.connection()      # --persist's directory: made now
     started, clock = time.time(), time.monotonic()
     parts: Dict[str, List[NodeResult]] = {}
     notes: List[str] = []
@@ -2064,12 +2146,15 @@ def run(request: "Request", progress: Optional["Progress"] = None,
                       interrupted_by=interrupted, notes=list(notes),
                       subject=request.subject, services=[s.name for s in request.services])
 
-    with Signals() as signals:
+    def so_far() -> Tuple[Report, List[str]]:
+        return (report([merge_results(n, parts[n]) for n in fold(parts)], ""),
+                [node for node in request.nodes if node not in parts])
+
+    with signals:
         def perform(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
-            if live and parts:
-                live(report([merge_results(n, parts[n]) for n in fold(parts)], ""),
-                     [node for node in request.nodes if node not in parts])
-            return perform_wave(protocol, request.settings, wave, signals, progress)
+            if parts:
+                observer.between_waves(so_far)
+            return perform_wave(protocol, settings, wave, signals, observer)
         try:
             interrupted = drive_plan(request.plan(), perform, parts, notes)
         except UsageError as exc:       # a topology that cannot route
@@ -2093,12 +2178,11 @@ def run(request: "Request", progress: Optional["Progress"] = None,
 
 
 def perform_wave(protocol: Protocol, settings: Settings, wave: Wave, signals: "Signals",
-                 progress: Optional["Progress"]) -> Tuple[Dict[str, NodeResult], str]:
+                 observer: Observer) -> Tuple[Dict[str, NodeResult], str]:
     """Pause if asked, run the wave's jobs, read every node's reply."""
-    if progress:
-        progress.wave_started(wave)
+    observer.wave_started(wave)
     if wave.pause and not signals.caught:
-        signals.pause(wave.pause, progress)
+        signals.pause(wave.pause, observer)
     if signals.caught:
         return {node: skipped(node, job.steps, "interrupted before its batch")
                 for job in wave.jobs for node in job.nodes}, signals.caught
@@ -2107,17 +2191,15 @@ def perform_wave(protocol: Protocol, settings: Settings, wave: Wave, signals: "S
 
     def node_done(node: str, raw: RawResult) -> None:
         results[node] = read_reply(protocol, node, raw, steps_of[node])
-        if progress:
-            progress.node_done(results[node].outcome)
+        observer.node_done(results[node])
 
     jobs = [(remote_command(protocol, job.steps), job.nodes) for job in wave.jobs]
     raw, interrupted = execute(jobs, settings, signals, node_done,
-                               [reply_cap(job.steps) for job in wave.jobs], progress)
+                               [reply_cap(job.steps) for job in wave.jobs], observer)
     for node, steps in steps_of.items():
         if node not in results:
             results[node] = read_reply(protocol, node, raw[node], steps, bool(interrupted))
-    if progress:
-        progress.wave_ended(wave, results)
+    observer.wave_ended(wave, results)
     return results, interrupted
 
 
@@ -2318,8 +2400,9 @@ def iso_time(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
-def report_dict(report: Report, with_nodes: bool = True) -> dict:
-    """The JSON document (its fields: README, "JSON and log fields")."""
+def document(report: Report, with_nodes: bool = True) -> dict:
+    """The --json document of a run (its fields: README, "JSON and log
+    fields"), for any caller of start()."""
     by_outcome = report.outcomes
     return {
         "schema": SCHEMA, "svcctl": __version__, "run_id": report.run_id,
@@ -2345,7 +2428,7 @@ def node_dict(result: NodeResult) -> dict:
 def json_chunks(report: Report) -> Iterable[str]:
     """The JSON document in pieces, a node at a time, so that 100,000 nodes
     never sit in memory twice (as objects, then as one string)."""
-    head, tail = json.dumps(report_dict(report, with_nodes=False), indent=1).split(
+    head, tail = json.dumps(document(report, with_nodes=False), indent=1).split(
         '"nodes": []', 1)
     yield head + '"nodes": ['
     units: Dict[Tuple[int, ...], str] = {}      # shared unit results: JSON made once
@@ -2370,7 +2453,7 @@ def render_dry_run(protocol: Protocol, nodes: NodeSet, settings: Settings) -> st
         settings.ssh_options or "(none)")
 
 
-class Progress:
+class Progress(Observer):
     """Where a run is, on stderr. On a terminal: a status line redrawn in
     place (wave k of n, nodes done, problems so far, time, a countdown during
     pauses) and, as each wave of several ends, one permanent line. Elsewhere
@@ -2395,8 +2478,9 @@ class Progress:
         self.wave_began = time.monotonic()
         self.draw()
 
-    def node_done(self, outcome: str) -> None:
+    def node_done(self, result: NodeResult) -> None:
         self.done += 1
+        outcome = result.outcome
         if OUTCOMES[outcome].problem:
             self.problems[outcome] = self.problems.get(outcome, 0) + 1
 
@@ -2447,11 +2531,20 @@ class Progress:
         self.stream.write("\r%s\x1b[K" % self.status(pause_left))
         self.stream.flush()
 
+    def waiting(self, seconds_left: float) -> None:
+        self.draw(pause_left=seconds_left)
+
+    def tick(self) -> None:
+        self.draw()
+
     def clear(self) -> None:
         if self.shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.shown = False
+
+    def run_ended(self, report: Optional[Report]) -> None:
+        self.clear()
 
 
 def clock_text(seconds: float) -> str:
@@ -4402,9 +4495,24 @@ def split_targets(args: argparse.Namespace, action: Action
     return units, pattern, targets
 
 
+def prepare(argv: Sequence[str], stdin=None, stdout=None) -> Request:
+    """Words of a command line -> a validated run, as the CLI makes it
+    (habits, site defaults, file checks, node selection): nothing printed,
+    nothing contacted, nothing created. Bad input raises UsageError (its
+    message is one line; exit_code 2). `stdout`: the stream whose colours
+    --color=auto decides on; `stdin`: what `--hostfile -` reads."""
+    argv = list(argv)
+    return make_request(read_command_line(argv), argv, stdout, stdin)
+
+
 def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
                  stdin=None) -> Request:
     """Validate every value of the command line; contact nothing."""
+    if args.check_config or args.action == "report":
+        raise UsageError("%s is not a run" % ("--check-config" if args.check_config
+                                              else "report"))
+    if not args.action:
+        raise UsageError("ACTION is required")
     action = ACTIONS[args.action]
     check_combinations(args, action)
     services: List[Service] = []
@@ -4534,25 +4642,25 @@ def run_outputs(request: Request, report: Report) -> List[Tuple[Optional[str],
                                       report.exit_code() != EXIT_OK))]
 
 
-def live_page(request: Request) -> Optional[LivePage]:
+class LivePage(Observer):
     """With --html, a run of several batches or waves rewrites its page after
     each one, and the page refreshes itself until the final one replaces it."""
-    if not request.html:
-        return None
-    groups, cluster = request.page_groups(), request.cluster()
 
-    last = [0.0]
+    def __init__(self, request: Request):
+        self.path = request.html
+        self.groups, self.cluster = request.page_groups(), request.cluster()
+        self.last = 0.0
 
-    def show(report: Report, pending: List[str]) -> None:
-        if time.monotonic() - last[0] < LIVE_REFRESH:
+    def between_waves(self, so_far: Callable[[], Tuple[Report, List[str]]]) -> None:
+        if time.monotonic() - self.last < LIVE_REFRESH:
             return              # batches faster than the page reloads: skip some
-        last[0] = time.monotonic()
+        self.last = time.monotonic()
+        report, pending = so_far()
         try:
-            write_file(request.html, render_html(report, groups, cluster, pending,
-                                                 refresh=LIVE_REFRESH))
+            write_file(self.path, render_html(report, self.groups, self.cluster, pending,
+                                              refresh=LIVE_REFRESH))
         except (OSError, OutputError):
             pass                # said once, by the final page's write
-    return show
 
 
 LIVE_REFRESH = 3        # seconds between reloads of a live page
@@ -4613,22 +4721,14 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
                         for key in ("requires", "after") if getattr(s, key)))
                     for s in cluster.services))
             return code
-        if not args.action:
-            raise UsageError("ACTION is required")
         if args.action == "report":
             return show_logged_run(args, stdout, stderr)
         request = make_request(args, argv, stdout, stdin)
         if request.dry_run:
             stdout.write(dry_run(request))
             return EXIT_OK
-        request.settings = request.connection()
-        request.persist = None
-        progress = new_progress(request, stderr)
-        try:
-            report = run(request, progress, live_page(request))
-        finally:
-            if progress:
-                progress.clear()
+        report = start(request, Observers([new_progress(request, stderr),
+                                           LivePage(request) if request.html else None]))
     except UsageError as exc:
         stderr.write("%s: %s\n" % (PROG, exc))
         return EXIT_USAGE

@@ -1,5 +1,7 @@
 """The execution layer's event handler, fed events directly: it tolerates
 keys it did not ask for, and bounds what one node may send."""
+import pytest
+
 import svcctl
 
 
@@ -21,7 +23,8 @@ def collector(nodes=("node1",), cap=(1000, 10)):
     raw = {node: svcctl.RawResult() for node in nodes}
     done = []
     handler = svcctl._Collector(raw, {node: cap for node in nodes},
-                                lambda node, result: done.append(node), None)
+                                lambda node, result: done.append(node), svcctl.Signals(),
+                                svcctl.Observer())
     return handler, raw, done
 
 
@@ -64,3 +67,15 @@ def test_stderr_counts_toward_the_cap():
     for _ in range(11):
         handler.ev_read(Worker(), "node1", "stderr", b"e")
     assert raw["node1"].too_large and len(raw["node1"].stderr) == 10
+
+
+def test_a_stop_from_another_thread_ends_the_task_at_its_next_timer():
+    """signals.stop() only records; the run's thread acts on it at the timer,
+    and only while the task may be interrupted."""
+    handler, _, _ = collector()
+    handler.signals.stop()
+    handler.ev_timer(None)                  # not running the task: nothing raised
+    handler.signals.raising = True
+    with pytest.raises(svcctl.Interrupted) as caught:
+        handler.ev_timer(None)
+    assert caught.value.signame == "SIGINT" and not handler.signals.raising

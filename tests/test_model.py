@@ -94,7 +94,7 @@ def sample_report():
 
 
 def test_json_document_fields_are_the_documented_ones():
-    doc = svcctl.report_dict(sample_report())
+    doc = svcctl.document(sample_report())
     assert sorted(doc) == sorted(_documented("JSON document"))
     assert sorted(doc["nodes"][0]) == sorted(_documented("Node fields"))
     assert sorted(doc["nodes"][0]["units"][0]) == sorted(_documented("Unit fields"))

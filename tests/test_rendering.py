@@ -106,7 +106,7 @@ def test_verbose_shows_messages_of_good_results_too():
 
 
 def test_json_document():
-    doc = svcctl.report_dict(sample_report())
+    doc = svcctl.document(sample_report())
     json.dumps(doc)
     assert doc["exit_code"] == 4
     assert doc["summary"] == {"ok": "node3", "changed": "node[1-2,6-7]",
@@ -184,7 +184,7 @@ def test_report_rebuilt_from_the_log(tmp_path):
     rebuilt, skipped = svcctl.report_from_log(str(path))
     assert skipped == ["%s:9: skipped: not an svcctl log line (no run_id)" % path]
     assert svcctl.render_text(rebuilt) == svcctl.render_text(report)
-    assert svcctl.report_dict(rebuilt)["summary"] == svcctl.report_dict(report)["summary"]
+    assert svcctl.document(rebuilt)["summary"] == svcctl.document(report)["summary"]
     assert rebuilt.command == report.command and rebuilt.run_id == report.run_id
 
 
@@ -215,5 +215,5 @@ def test_line_mode_and_quiet_levels():
 def test_json_in_chunks_is_the_same_document():
     report = sample_report()
     text = "".join(svcctl.json_chunks(report))
-    assert json.loads(text) == json.loads(json.dumps(svcctl.report_dict(report)))
+    assert json.loads(text) == json.loads(json.dumps(svcctl.document(report)))
     assert text.endswith("}\n")

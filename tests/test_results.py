@@ -314,7 +314,7 @@ def pipeline(replies, tmp_path):
     report = svcctl.Report("start", ["demo.service", "web.service"], nodes, 0, 1.0,
                            run_id="abcdef012345")
     text = svcctl.render_text(report)
-    doc = svcctl.report_dict(report)
+    doc = svcctl.document(report)
     svcctl.json.dumps(doc)
     page = svcctl.render_html(report)
     log = tmp_path / "run.log"

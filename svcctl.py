@@ -220,9 +220,13 @@ class UnitState:
         """Restarted by systemd since the last manual start (which resets it)."""
         return self.restarts.isdigit() and int(self.restarts[:6]) > 0
 
+    def brief(self) -> str:
+        """One word, as a summary groups units: `active`, `failed`, `masked`..."""
+        return self.load if self.load in UNLOADED_STATES else self.active
+
     def describe(self) -> str:
         """One normalised line: `active (running), enabled`."""
-        if self.load in ("not-found", "masked", "bad-setting", "error"):
+        if self.load in UNLOADED_STATES:
             return self.load
         text = "%s (%s)" % (self.active, self.sub) if self.sub else self.active
         return "%s, %s" % (text, self.file) if self.file else text
@@ -239,6 +243,7 @@ class UnitState:
         return ", ".join(parts) or self.describe()
 
 
+UNLOADED_STATES = ("not-found", "masked", "bad-setting", "error")
 RUNNING_STATES = ("active", "reloading")
 STOPPED_STATES = ("inactive", "failed")
 # What `systemctl is-system-running` may answer.
@@ -266,6 +271,16 @@ def _answer_status(state: UnitState) -> Tuple[str, bool]:
 
 def _answer_shown(state: UnitState) -> Tuple[str, bool]:
     return "", True             # show, cat: the answer is systemctl's text
+
+
+def _said(result: "UnitResult") -> str:
+    return result.answer
+
+
+def _said_briefly(result: "UnitResult") -> str:
+    """status: `failed`, not `failed (failed), disabled` (or nodes would not
+    group by what matters)."""
+    return result.after.brief() if result.after else result.answer
 
 
 # Parts of `systemctl show` that differ on every node and every run (PIDs,
@@ -310,6 +325,8 @@ class Action:
     # success, or the unit failed once started (it died, or restarts in a loop)
     answer: Optional[Callable[[UnitState], Tuple[str, bool]]] = None  # query: the
     # text systemctl would print, and whether it means yes
+    sums_up: Optional[Callable[["UnitResult"], str]] = None     # the summary
+    # names each answer's NodeSet (`failed (4): node[1-4]`), by this word
     runs: str = ""                      # query: run it "always" (its text is the
     # answer: show, cat) or with -v ("verbose": status)
     output: str = ""                    # its output shown: "" (for problems, or
@@ -400,10 +417,13 @@ ACTION_TABLE = (
            privileged=True),
     Action("status", "query", "one line per unit: its state (-v: systemctl's text)",
            ("status", "--no-pager", "--full"), answer=_answer_status,
-           runs="verbose", drift_outcome=True),
-    Action("is-active", "query", "is each unit running?", answer=_answer_is_active),
-    Action("is-enabled", "query", "is each unit enabled?", answer=_answer_is_enabled),
-    Action("is-failed", "query", "has each unit failed?", answer=_answer_is_failed),
+           sums_up=_said_briefly, runs="verbose", drift_outcome=True),
+    Action("is-active", "query", "is each unit running?", answer=_answer_is_active,
+           sums_up=_said),
+    Action("is-enabled", "query", "is each unit enabled?", answer=_answer_is_enabled,
+           sums_up=_said),
+    Action("is-failed", "query", "has each unit failed?", answer=_answer_is_failed,
+           sums_up=_said),
     Action("show", "query", "units' properties (-p PROP,...), folded across nodes",
            ("show",), answer=_answer_shown, runs="always", output="lines",
            clean=_clean_properties, takes=("-p",), needs="-p"),
@@ -416,7 +436,7 @@ ACTION_TABLE = (
     Action("daemon-reload", "node", "reload systemd's configuration",
            ("daemon-reload",), privileged=True),
     Action("ping", "node", "does the node answer, is systemd running?",
-           ("is-system-running",), no_when_failed=True),
+           ("is-system-running",), no_when_failed=True, sums_up=_said),
     Action("apply", "apply", "with -c: make each unit match the cluster file",
            privileged=True, file_only=True),
 )
@@ -1881,6 +1901,32 @@ def service_views(report: Report) -> List[ServiceView]:
     return views
 
 
+# A query's summary names its answers instead of these outcomes: `negative`
+# says no more than "some no", where `failed (4): node[1-4]` can be pasted.
+ANSWERED = ("ok", "negative")
+
+
+def answer_groups(report: Report) -> List[Tuple[str, str, str, NodeSet]]:
+    """A query's (and ping's) answers: (unit, answer, outcome, NodeSet), the
+    units in the order asked, yes before no; nothing for other actions. Units
+    with a problem (not found, unreachable...) are left to their outcome."""
+    sums_up = ACTIONS[report.action].sums_up
+    if sums_up is None:
+        return []
+    groups: Dict[Tuple[str, str], Tuple[str, List[str]]] = {}
+    for result in report.nodes:
+        for item in result.units:
+            if not OUTCOMES[item.outcome].problem:
+                outcome, names = groups.setdefault((item.unit, sums_up(item)),
+                                                   (item.outcome, []))
+                names.append(result.node)
+    order = {unit: index for index, unit in enumerate(dict.fromkeys(report.units))}
+    ordered = sorted(groups.items(), key=lambda group: (
+        order.get(group[0][0], len(order)), SEVERITY[group[1][0]]))
+    return [(unit, answer, outcome, fold(names))
+            for (unit, answer), (outcome, names) in ordered]
+
+
 # =============================================================================
 # Plans: which nodes run which steps, wave after wave, and the run itself
 # =============================================================================
@@ -2164,9 +2210,14 @@ def render_text(report: Report, display: Display = Display()) -> str:
     else:
         out = render_groups(report, display)
     out.append(summary_line(report))
+    several = len(set(report.units)) > 1
+    for unit, answer, name, nodes in answer_groups(report):
+        out.append(display.paint(OUTCOMES[name].tty, "%s%s (%d): %s" % (
+            unit + " " if several else "", answer, len(nodes), display.nodes(nodes))))
     for name, nodes in report.outcomes.items():
-        outcome = OUTCOMES[name]
-        out.append(display.paint(outcome.tty, "%s (%d): %s" % (
+        if action.sums_up and name in ANSWERED:
+            continue
+        out.append(display.paint(OUTCOMES[name].tty, "%s (%d): %s" % (
             name, len(nodes), display.nodes(nodes))))
     out += ["%s: %s" % (PROG, note) for note in report.notes]
     return "\n".join(out) + "\n"
@@ -2257,10 +2308,21 @@ def report_dict(report: Report, with_nodes: bool = True) -> dict:
         "exit_code": report.exit_code(),
         "summary": {name: str(nodes) for name, nodes in by_outcome.items()},
         "counts": {name: len(nodes) for name, nodes in by_outcome.items()},
+        "answers": answers_dict(report),
         "nodes": [node_dict(r) for r in report.nodes] if with_nodes else [],
         "notes": report.notes,
         "services": [view.as_dict() for view in service_views(report)] or None,
     }
+
+
+def answers_dict(report: Report) -> Optional[Dict[str, Dict[str, str]]]:
+    """A query's answers by unit: {"demo.service": {"failed": "node[1-4]"}}."""
+    if ACTIONS[report.action].sums_up is None:
+        return None
+    answers: Dict[str, Dict[str, str]] = {}
+    for unit, answer, _, nodes in answer_groups(report):
+        answers.setdefault(unit, {})[answer] = str(nodes)
+    return answers
 
 
 def node_dict(result: NodeResult) -> dict:

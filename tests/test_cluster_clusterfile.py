@@ -83,7 +83,15 @@ def test_start_status_stop_with_a_failing_requirement(svcctl, cluster_file):
     assert ("---------------\nfront: web.service on down1,node[5,7], declared running\n"
             "---------------\ndown1: unreachable: Connection refused\n"
             "node[5,7] (2): active (running), disabled\n") in out
-    assert "ok (4): node[1-2,5,7]\ndrift (2): node[3-4]\nunreachable (1): down1\n" in out
+    assert ("== status 4 services of %s on 7 nodes in X s ==\n"
+            "demo-fail.service active (2): node[1-2]\n"
+            "demo-fail.service failed (2): node[3-4]\n"
+            "demo@mid.service active (2): node[1-2]\n"
+            "demo@mid.service inactive (2): node[3-4]\n"
+            "demo@top.service active (2): node[1-2]\n"
+            "demo@top.service inactive (2): node[3-4]\n"
+            "web.service active (2): node[5,7]\n"
+            "drift (2): node[3-4]\nunreachable (1): down1\n" % cluster_file) in out
 
     stop = svcctl("-c", cluster_file, "stop", "-n", "node[1-2]", "--json")
     assert stop.rc == 0, stop

@@ -2035,7 +2035,9 @@ def run(request: "Request", progress: Optional["Progress"] = None,
                       time.monotonic() - clock, command=request.command,
                       user=request.user, run_id=protocol.marker.rsplit("-", 1)[-1],
                       interrupted_by=interrupted, notes=list(notes),
-                      subject=request.subject, services=[s.name for s in request.services])
+                      subject=request.subject,
+                      services=[s.name for s in request.services] if request.by_service
+                      else [])
 
     with Signals() as signals:
         def perform(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
@@ -2514,7 +2516,10 @@ def render_html(report: Report, groups: Optional[Dict[str, NodeSet]] = None,
         body.append(render_html_services(views))
         if cluster:
             body.append(render_graph(cluster, views))
-    sections = grid_sections(report, groups or {}, pending)
+    # a live page of a cluster file: a node may be done with one service and
+    # still to do with another (a later wave)
+    expected = {s.name: s.nodes for s in cluster.services} if cluster and refresh else {}
+    sections = grid_sections(report, groups or {}, pending, expected)
     body.append(render_grid(report, sections, details, pending))
     body.append("<h2>Grouped results</h2><pre>%s</pre>" % escape(render_text(report)))
     title = "svcctl %s: %d node%s, %s" % (
@@ -2566,15 +2571,24 @@ def render_node_check(report: Report) -> str:
     return "".join(out) + "</div>"
 
 
-def grid_sections(report: Report, groups: Dict[str, NodeSet], pending: Sequence[str]
+def grid_sections(report: Report, groups: Dict[str, NodeSet], pending: Sequence[str],
+                  expected: Optional[Dict[str, NodeSet]] = None
                   ) -> List[Tuple[str, List[Tuple[str, str, Optional[UnitResult]]]]]:
     """(title, [(node, outcome, unit result or None)]) per section: one per
-    service of a cluster file, else a partition by ClusterShell groups (the
-    largest first, none holding more than half the nodes), else one grid."""
+    service of a cluster file (with the nodes `expected` of it not done yet),
+    else a partition by ClusterShell groups (the largest first, none holding
+    more than half the nodes), else one grid. An outcome "" is pending."""
     if report.services:
-        return [(service, [(result.node, unit.outcome, unit) for result in report.nodes
-                           for unit in result.units if unit.service == service])
-                for service in report.services]
+        everyone = fold(list(pending) + [r.node for r in report.nodes])
+        sections = []
+        for service in report.services:
+            cells = [(result.node, unit.outcome, unit) for result in report.nodes
+                     for unit in result.units if unit.service == service]
+            done = {node for node, _, _ in cells}
+            cells += [(node, "", None) for node in (expected or {}).get(service, NodeSet())
+                      & everyone if node not in done]
+            sections.append((service, cells))
+        return sections
     cells = {r.node: (r.node, r.outcome, None) for r in report.nodes}
     cells.update({node: (node, "", None) for node in pending})
     everyone = fold(cells)
@@ -4250,14 +4264,20 @@ class Request:
         return replace(self.settings, ssh_options=" ".join(filter(None, (
             self.settings.ssh_options, persist_options(self.persist, create)))))
 
+    @property
+    def by_service(self) -> bool:
+        """Each service's unit on its own nodes (with -c; ping, daemon-reload
+        and list-units run once on every node of the file instead)."""
+        return bool(self.services) and self.action.kind != "node"
+
     def plan(self) -> Plan:
-        if self.services and self.action.kind != "node":
+        if self.by_service:
             return file_plan(self.action, self.services, self.nodes_of)
         return batch_plan(self.action, self.nodes, tuple(Step(u) for u in self.units),
                           self.batch, self.max_fail, self.batch_wait)
 
     def steps_of(self, node: str) -> List[Step]:
-        if self.services and self.action.kind != "node":
+        if self.by_service:
             return [Step(s.unit, declared=s.declared) for s in self.services
                     if node in self.nodes_of[s.name]]
         return node_steps(self.action, [Step(unit) for unit in self.units])

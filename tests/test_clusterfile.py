@@ -352,3 +352,76 @@ def test_hostile_cluster_files_run_no_command(tmp_path_factory, monkeypatch, pay
         svcctl.load_cluster_file(str(path))
     assert "\n" not in str(err.value)
     assert not canary.exists()
+
+
+# --- a run of a cluster file, in-process: ClusterShell replaced by a stub ------
+
+def stub_nodes(monkeypatch, reply):
+    """Every node answers `reply(marker, command)` (lines, without the end)."""
+    import re
+
+    def execute(jobs, settings, signals, node_done, caps, progress=None):
+        raw = {}
+        for command, nodes in jobs:
+            marker = re.search(r"m=(@@svcctl-[0-9a-f]+);", command).group(1)
+            for node in nodes:
+                raw[node] = svcctl.RawResult(
+                    stdout=[line.encode() for line in reply(marker, command)
+                            + ["%s end" % marker]], rc=0)
+                node_done(node, raw[node])
+        return raw, ""
+    monkeypatch.setattr(svcctl, "execute", execute)
+
+
+def main(*argv):
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    return svcctl.main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("action,said", [("ping", "running"),
+                                         ("daemon-reload", ""),
+                                         ("list-units", "")])
+def test_node_actions_of_a_file_draw_every_node(tmp_path, monkeypatch, action, said):
+    """-c FILE ping: every node of the file once, in the page's grid and the
+    JSON, not as services with no unit."""
+    stub_nodes(monkeypatch, lambda m, command: ["%s unit %s" % (m, action), said,
+                                             "%s rc 0" % m])
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CHAIN)
+    page = tmp_path / "page.html"
+    code, out, err = main("-c", str(path), action, "--json", "--html", str(page))
+    assert code == 0, err
+    doc = svcctl.json.loads(out)
+    assert doc["services"] is None and doc["subject"] == "nodes of %s" % path
+    assert [n["node"] for n in doc["nodes"]] == list(NodeSet("m[1-2],n[1-4]"))
+    assert page.read_text().count('<b class="o0"') == 6
+
+
+def test_a_live_page_of_a_file_shows_what_later_waves_still_do(tmp_path, monkeypatch):
+    """Between waves, each service's grid holds its nodes still to do: web
+    and cron on n[1-4] too, which are done with db and app only."""
+    from framing import ACTIVE, INACTIVE, framed
+    import re
+
+    def started(marker, command):     # each unit of the node's script started
+        units = re.findall(r"\ba (\S+) systemctl start -- ", command)
+        return [line.decode() for line in framed(
+            *[(unit, INACTIVE, ACTIVE, 0, []) for unit in units], marker=marker)]
+    stub_nodes(monkeypatch, started)
+    pages = []
+    write_file = svcctl.write_file
+    monkeypatch.setattr(svcctl, "write_file", lambda path, text: (
+        pages.append(text), write_file(path, text)))
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CHAIN)
+    main("-c", str(path), "start", "--html", str(tmp_path / "page.html"))
+    live, final = pages[0], pages[-1]
+    assert 'http-equiv="refresh"' in live and 'http-equiv="refresh"' not in final
+
+    def section(page, service):
+        return page.split("<h3>%s <small>" % service)[1].split("</section>")[0]
+    assert section(live, "web").startswith("5: 5 pending</small>")
+    assert section(live, "cron").startswith("4: 4 pending</small>")
+    assert section(live, "db").startswith("4: ")
+    assert "pending" not in section(final, "web")

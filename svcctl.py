@@ -1126,6 +1126,7 @@ class Protocol:
     pattern: str = ""               # list-units: a checked unit pattern
     listed_is_no: bool = False      # list-units --failed: anything listed is "no"
     diff: bool = False              # cat --diff: against the most common version
+    properties: Tuple[str, ...] = ()    # show -p: shown in the order asked
 
 
 def new_marker() -> str:
@@ -1874,6 +1875,23 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
                     result.units[index], outcome="drift", message=diff)
 
 
+def in_asked_order(results: Sequence[NodeResult], properties: Sequence[str]) -> None:
+    """show -p SubState,ActiveState: systemctl prints the properties in its
+    own order; put them back in the order the user asked for."""
+    rank = {name: index for index, name in enumerate(properties)}
+    ordered: Dict[int, UnitResult] = {}     # nodes with equal replies share units
+
+    def key(line: str) -> int:
+        return rank.get(line.split("=", 1)[0], len(rank))
+    for result in results:
+        for index, item in enumerate(result.units):
+            if item.outcome == "ok" and item.message:
+                if id(item) not in ordered:
+                    ordered[id(item)] = replace(item, message="\n".join(
+                        sorted(item.message.split("\n"), key=key)))
+                result.units[index] = ordered[id(item)]
+
+
 def service_views(report: Report) -> List[ServiceView]:
     """A cluster-file run seen by service: each one's states grouped by
     NodeSet, and where it drifted (decided when the units were judged)."""
@@ -2060,6 +2078,8 @@ def run(request: "Request", progress: Optional["Progress"] = None,
     results = account(request, parts, interrupted)
     if protocol.diff:
         judge_against_majority(results)
+    if protocol.properties:
+        in_asked_order(results, protocol.properties)
     final = report(results, interrupted)
     if request.action.kind == "apply" and final.exit_code() == EXIT_OK and \
             all(r.outcome == "ok" for r in results):
@@ -4376,7 +4396,7 @@ def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dic
     extra = (("-p", ",".join(properties)) if properties else ()) + \
         (("--state=" + state,) if state else ())
     return {"extra": extra, "pattern": pattern, "listed_is_no": state == "failed",
-            "diff": args.diff}
+            "diff": args.diff, "properties": tuple(dict.fromkeys(properties))}
 
 
 def split_targets(args: argparse.Namespace, action: Action

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import svcctl
+from framing import main, stub_nodes
 from svcctl import NodeSet, UsageError
 
 A = svcctl.ACTIONS
@@ -355,29 +356,6 @@ def test_hostile_cluster_files_run_no_command(tmp_path_factory, monkeypatch, pay
 
 
 # --- a run of a cluster file, in-process: ClusterShell replaced by a stub ------
-
-def stub_nodes(monkeypatch, reply):
-    """Every node answers `reply(marker, command)` (lines, without the end)."""
-    import re
-
-    def execute(jobs, settings, signals, node_done, caps, progress=None):
-        raw = {}
-        for command, nodes in jobs:
-            marker = re.search(r"m=(@@svcctl-[0-9a-f]+);", command).group(1)
-            for node in nodes:
-                raw[node] = svcctl.RawResult(
-                    stdout=[line.encode() for line in reply(marker, command)
-                            + ["%s end" % marker]], rc=0)
-                node_done(node, raw[node])
-        return raw, ""
-    monkeypatch.setattr(svcctl, "execute", execute)
-
-
-def main(*argv):
-    import io
-    out, err = io.StringIO(), io.StringIO()
-    return svcctl.main(list(argv), out, err), out.getvalue(), err.getvalue()
-
 
 @pytest.mark.parametrize("action,said", [("ping", "running"),
                                          ("daemon-reload", ""),

@@ -428,3 +428,21 @@ def test_enablement_changes_are_told_by_systemctl(action, output, outcome):
         m + b"rc 0", m + b"state after " + b" ".join(after)] + end()
     unit = classify(action, lines).units[0]
     assert unit.outcome == outcome and unit.before is None
+
+
+def test_show_keeps_the_order_of_the_properties_asked(monkeypatch):
+    """systemctl show -p SubState,ActiveState,LoadState prints them in its own
+    order (LoadState first): shown as asked."""
+    from framing import main, stub_nodes
+
+    def shown(marker, command):
+        return ["%s unit demo.service" % marker, "LoadState=loaded", "ActiveState=active",
+                "SubState=running", "%s rc 0" % marker,
+                "%s state after LoadState=loaded ActiveState=active SubState=running "
+                "UnitFileState=disabled" % marker]
+    stub_nodes(monkeypatch, shown)
+    code, out, err = main("show", "demo", "n[1-2]", "-p", "SubState,ActiveState,LoadState")
+    assert code == 0, err
+    assert out.startswith("---------------\nn[1-2] (2)\n---------------\n"
+                          "demo.service: SubState=running\ndemo.service: ActiveState=active\n"
+                          "demo.service: LoadState=loaded\n== show demo.service on 2 nodes")

@@ -3784,7 +3784,8 @@ def _action_options(group) -> None:
 def _output_options(group) -> None:
     add = group.add_argument
     add("-q", "--quiet", action="count", default=0,
-        help="only problems and the summary; -qq: nothing at all when all is well")
+        help="only problems and the summary; -qq: nothing at all when all is well "
+        "(report --history -qq: no text at all, for --html from cron)")
     add("-v", "--verbose", action="store_true", help="show systemctl's own output")
     add("-b", dest="gather", action="store_true",
         help="gather identical results (always done; accepted for clush's habit)")
@@ -4496,7 +4497,8 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         history, skipped_lines = read_history(args.targets[0], parse_age(args.since)
                                               if args.since else None)
         say_skipped(skipped_lines, stderr)
-        stdout.write(render_history_text(history, args.verbose))
+        if args.quiet < 2:      # -qq: the page only (cron mails no text)
+            stdout.write(render_history_text(history, args.verbose))
         code = publish_files([(args.html, lambda path: write_file(
             path, render_history_html(history)))], stderr)
         return worse_exit(code, EXIT_FAILED if skipped_lines.count else EXIT_OK)

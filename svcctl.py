@@ -462,6 +462,21 @@ class Declared:
             return True
         return self.enabled is not None and state.is_enabled != self.enabled
 
+    def changes(self, state: UnitState) -> List[str]:
+        """What apply would run on a unit in this state, in its order (the
+        same tests as the remote script's, _APPLY): start or stop, then
+        enable or disable."""
+        todo = []
+        if self.state == "running" and not state.is_running:
+            todo.append("start")
+        if self.state == "stopped" and not state.is_stopped:
+            todo.append("stop")
+        if self.enabled is True and not state.is_enabled:
+            todo.append("enable")
+        if self.enabled is False and state.is_enabled:
+            todo.append("disable")
+        return todo
+
 
 @dataclass(frozen=True)
 class Step:
@@ -2372,6 +2387,89 @@ def json_chunks(report: Report) -> Iterable[str]:
     yield "\n ]" + tail + "\n"
 
 
+def render_wave(action: Action, wave: Wave, deps: Dict[str, List[Tuple[str, bool]]],
+                now: bool = False, max_fail: Optional[int] = None) -> str:
+    """A wave (or batch) of a dry run in words: the action on each service's
+    unit (or on the units), where, and what it waits for; no shell."""
+    lines = []
+    services: Dict[str, Tuple[Step, List[str]]] = {}
+    for job in wave.jobs:
+        if not any(step.declared for step in job.steps):
+            lines.append("%s on %s (%d)" % (doing(action, [s.unit for s in job.steps], now),
+                                             job.nodes, len(job.nodes)))
+        for step in job.steps:
+            if step.declared:
+                services.setdefault(step.declared.service, (step, []))[1].extend(job.nodes)
+    for service, (step, names) in services.items():
+        nodes = fold(names)
+        waits = ["after %s on each node%s" % (dep, ", not where it failed" if strong else "")
+                 if dep in services else "unless %s failed on some node" % dep
+                 for dep, strong in deps.get(service, []) if dep in services or strong]
+        lines.append("%s: %s on %s (%d)%s" % (
+            service, doing(action, [step.unit], now, step.declared), nodes, len(nodes),
+            "".join("; " + wait for wait in waits)))
+    if wave.total == 1:
+        return "".join(line + "\n" for line in lines)
+    when = (["%g s after the %s before" % (wave.pause, wave.kind)] if wave.pause else []) + (
+        ["unless more than %d node%s failed before" % (max_fail, "s" * (max_fail != 1))]
+        if max_fail is not None and wave.number > 1 else [])
+    return "%s %d of %d%s:\n%s" % (wave.kind, wave.number, wave.total,
+                                   "".join(", " + text for text in when),
+                                   "".join("  %s\n" % line for line in lines))
+
+
+def doing(action: Action, units: Sequence[str], now: bool = False,
+          declared: Optional[Declared] = None) -> str:
+    """`stop demo.service`, `enable --now demo.service`, `make db.service
+    running, enabled`, `ping`: an action in words."""
+    if action.kind == "apply" and declared:
+        return "make %s %s" % (",".join(units), declared.text())
+    if action.kind == "node":
+        return str(action)
+    return "%s%s %s" % (action, " --now" if now and action.takes_now else "",
+                        ",".join(units))
+
+
+def render_would_do(report: Report, declared: Dict[str, Declared]) -> str:
+    """apply --dry-run: from the states just read, what apply would run on
+    each service's unit, by NodeSet (Ansible's check mode); the summary says
+    which nodes it would change."""
+    out = ["apply: dry run, the states read by one status query in %.1f s, nothing "
+           "changed" % report.elapsed]
+    changing: Set[str] = set()
+    for service in report.services:
+        texts: Dict[str, List[str]] = {}
+        unit = ""
+        for result in report.nodes:
+            for item in result.units:
+                if item.service != service:
+                    continue
+                unit, outcome = item.unit, OUTCOMES[item.outcome]
+                if outcome.problem or item.after is None:
+                    text = "cannot tell, %s%s" % (outcome.label, ": " + item.message.split(
+                        "\n")[0] if item.message else "")
+                else:
+                    todo = declared[service].changes(item.after)
+                    text = ", ".join(todo) or "nothing to do"
+                    if todo:
+                        changing.add(result.node)
+                texts.setdefault(text, []).append(result.node)
+        out.append("%s: %s, declared %s" % (service, unit, declared[service].text()))
+        out += ["  %s: %s (%d)" % (text, fold(names), len(names))
+                for text, names in texts.items()]
+    out.append("== apply --dry-run on %d node%s ==" % (len(report.nodes),
+                                                      "s" * (len(report.nodes) != 1)))
+    fates: Dict[str, List[str]] = {}
+    for result in report.nodes:         # a problem first, then a change
+        fate = result.outcome if OUTCOMES[result.outcome].problem else \
+            "would change" if result.node in changing else "nothing to do"
+        fates.setdefault(fate, []).append(result.node)
+    order = ["would change", "nothing to do"] + list(OUTCOMES)
+    out += ["%s (%d): %s" % (fate, len(fates[fate]), fold(fates[fate]))
+            for fate in order if fate in fates]
+    return "\n".join(out) + "\n"
+
+
 def render_dry_run(protocol: Protocol, nodes: NodeSet, settings: Settings) -> str:
     return ("%s: dry run, nothing contacted\nnodes: %s (%d)\n"
             "ssh: user=%s fanout=%d connect_timeout=%g command_timeout=%g "
@@ -3778,7 +3876,9 @@ def _action_options(group) -> None:
     add("--diff", action="store_true",
         help="with cat: show how each node differs from the most common version")
     add("--dry-run", action="store_true",
-        help="show the nodes and the remote command, contact nothing")
+        help="show the plan in words (-v: and the remote commands), contact nothing; "
+        "apply --dry-run reads the states (one status query) and says what it would "
+        "change")
 
 
 def _output_options(group) -> None:
@@ -4470,19 +4570,37 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
 
 
 def dry_run(request: Request) -> str:
-    """Every remote command the run would send, wave by wave; nothing
-    contacted (the same plan as the real run drives it)."""
+    """The plan in words, wave by wave (-v: and every remote command it would
+    send); nothing contacted (the same plan as the real run drives it)."""
     protocol = request.protocol("@@svcctl-DRYRUN")
     out = [render_dry_run(protocol, request.nodes, request.connection(create=False))]
+    deps = service_dependencies(request.action, request.services) \
+        if request.by_service else {}
 
     def perform(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
-        for job in wave.jobs:
-            out.append("%s %d, %s (%d):\n%s\n" % (wave.kind, wave.number, job.nodes,
+        out.append(render_wave(request.action, wave, deps, request.now, request.max_fail))
+        if request.display.verbose:
+            out.extend("%s %d, %s (%d):\n%s\n" % (wave.kind, wave.number, job.nodes,
                                                   len(job.nodes),
-                                                  remote_command(protocol, job.steps)))
+                                                  remote_command(protocol, job.steps))
+                       for job in wave.jobs)
         return {}, ""
     drive_plan(request.plan(), perform, {}, [])
     return "".join(out)
+
+
+def dry_apply(request: Request, progress: Optional[Progress] = None) -> Tuple[str, int]:
+    """apply --dry-run: one status query reads the states (the only contact),
+    then says what apply would change where; changes nothing. The exit code
+    is the query's problems' (unreachable 4, not found 1), else 0."""
+    query = replace(request, action=ACTIONS["status"], dry_run=False,
+                    settings=request.connection(), persist=None)
+    report = run(query, progress)
+    problems = [name for name in report.outcomes if OUTCOMES[name].problem]
+    code = OUTCOMES[worst(problems)].exit_code if problems else EXIT_OK
+    if report.interrupted_by:
+        code = report.exit_code()
+    return render_would_do(report, {s.name: s.declared for s in request.services}), code
 
 
 def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
@@ -4648,6 +4766,15 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
         if args.action == "report":
             return show_logged_run(args, stdout, stderr)
         request = make_request(args, argv, stdout, stdin)
+        if request.dry_run and request.action.kind == "apply":
+            progress = new_progress(request, stderr)
+            try:
+                text, code = dry_apply(request, progress)
+            finally:
+                if progress:
+                    progress.clear()
+            stdout.write(text)
+            return code
         if request.dry_run:
             stdout.write(dry_run(request))
             return EXIT_OK

@@ -220,9 +220,13 @@ class UnitState:
         """Restarted by systemd since the last manual start (which resets it)."""
         return self.restarts.isdigit() and int(self.restarts[:6]) > 0
 
+    def brief(self) -> str:
+        """One word, as a summary groups units: `active`, `failed`, `masked`..."""
+        return self.load if self.load in UNLOADED_STATES else self.active
+
     def describe(self) -> str:
         """One normalised line: `active (running), enabled`."""
-        if self.load in ("not-found", "masked", "bad-setting", "error"):
+        if self.load in UNLOADED_STATES:
             return self.load
         text = "%s (%s)" % (self.active, self.sub) if self.sub else self.active
         return "%s, %s" % (text, self.file) if self.file else text
@@ -239,6 +243,7 @@ class UnitState:
         return ", ".join(parts) or self.describe()
 
 
+UNLOADED_STATES = ("not-found", "masked", "bad-setting", "error")
 RUNNING_STATES = ("active", "reloading")
 STOPPED_STATES = ("inactive", "failed")
 # What `systemctl is-system-running` may answer.
@@ -266,6 +271,16 @@ def _answer_status(state: UnitState) -> Tuple[str, bool]:
 
 def _answer_shown(state: UnitState) -> Tuple[str, bool]:
     return "", True             # show, cat: the answer is systemctl's text
+
+
+def _said(result: "UnitResult") -> str:
+    return result.answer
+
+
+def _said_briefly(result: "UnitResult") -> str:
+    """status: `failed`, not `failed (failed), disabled` (or nodes would not
+    group by what matters)."""
+    return result.after.brief() if result.after else result.answer
 
 
 # Parts of `systemctl show` that differ on every node and every run (PIDs,
@@ -310,6 +325,8 @@ class Action:
     # success, or the unit failed once started (it died, or restarts in a loop)
     answer: Optional[Callable[[UnitState], Tuple[str, bool]]] = None  # query: the
     # text systemctl would print, and whether it means yes
+    sums_up: Optional[Callable[["UnitResult"], str]] = None     # the summary
+    # names each answer's NodeSet (`failed (4): node[1-4]`), by this word
     runs: str = ""                      # query: run it "always" (its text is the
     # answer: show, cat) or with -v ("verbose": status)
     output: str = ""                    # its output shown: "" (for problems, or
@@ -403,10 +420,13 @@ ACTION_TABLE = (
                                r"not loaded\.$", re.M), privileged=True),
     Action("status", "query", "one line per unit: its state (-v: systemctl's text)",
            ("status", "--no-pager", "--full"), answer=_answer_status,
-           runs="verbose", drift_outcome=True),
-    Action("is-active", "query", "is each unit running?", answer=_answer_is_active),
-    Action("is-enabled", "query", "is each unit enabled?", answer=_answer_is_enabled),
-    Action("is-failed", "query", "has each unit failed?", answer=_answer_is_failed),
+           sums_up=_said_briefly, runs="verbose", drift_outcome=True),
+    Action("is-active", "query", "is each unit running?", answer=_answer_is_active,
+           sums_up=_said),
+    Action("is-enabled", "query", "is each unit enabled?", answer=_answer_is_enabled,
+           sums_up=_said),
+    Action("is-failed", "query", "has each unit failed?", answer=_answer_is_failed,
+           sums_up=_said),
     Action("show", "query", "units' properties (-p PROP,...), folded across nodes",
            ("show",), answer=_answer_shown, runs="always", output="lines",
            clean=_clean_properties, takes=("-p",), needs="-p"),
@@ -419,7 +439,7 @@ ACTION_TABLE = (
     Action("daemon-reload", "node", "reload systemd's configuration",
            ("daemon-reload",), privileged=True),
     Action("ping", "node", "does the node answer, is systemd running?",
-           ("is-system-running",), no_when_failed=True),
+           ("is-system-running",), no_when_failed=True, sums_up=_said),
     Action("apply", "apply", "with -c: make each unit match the cluster file",
            privileged=True, file_only=True),
 )
@@ -444,6 +464,21 @@ class Declared:
         if not (state.is_running if self.state == "running" else state.is_stopped):
             return True
         return self.enabled is not None and state.is_enabled != self.enabled
+
+    def changes(self, state: UnitState) -> List[str]:
+        """What apply would run on a unit in this state, in its order (the
+        same tests as the remote script's, _APPLY): start or stop, then
+        enable or disable."""
+        todo = []
+        if self.state == "running" and not state.is_running:
+            todo.append("start")
+        if self.state == "stopped" and not state.is_stopped:
+            todo.append("stop")
+        if self.enabled is True and not state.is_enabled:
+            todo.append("enable")
+        if self.enabled is False and state.is_enabled:
+            todo.append("disable")
+        return todo
 
 
 @dataclass(frozen=True)
@@ -1110,6 +1145,7 @@ class Protocol:
     pattern: str = ""               # list-units: a checked unit pattern
     listed_is_no: bool = False      # list-units --failed: anything listed is "no"
     diff: bool = False              # cat --diff: against the most common version
+    properties: Tuple[str, ...] = ()    # show -p: shown in the order asked
 
 
 def new_marker() -> str:
@@ -1937,6 +1973,23 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
                     result.units[index], outcome="drift", message=diff)
 
 
+def in_asked_order(results: Sequence[NodeResult], properties: Sequence[str]) -> None:
+    """show -p SubState,ActiveState: systemctl prints the properties in its
+    own order; put them back in the order the user asked for."""
+    rank = {name: index for index, name in enumerate(properties)}
+    ordered: Dict[int, UnitResult] = {}     # nodes with equal replies share units
+
+    def key(line: str) -> int:
+        return rank.get(line.split("=", 1)[0], len(rank))
+    for result in results:
+        for index, item in enumerate(result.units):
+            if item.outcome == "ok" and item.message:
+                if id(item) not in ordered:
+                    ordered[id(item)] = replace(item, message="\n".join(
+                        sorted(item.message.split("\n"), key=key)))
+                result.units[index] = ordered[id(item)]
+
+
 def service_views(report: Report) -> List[ServiceView]:
     """A cluster-file run seen by service: each one's states grouped by
     NodeSet, and where it drifted (decided when the units were judged)."""
@@ -1962,6 +2015,32 @@ def service_views(report: Report) -> List[ServiceView]:
                                  [(text, fold(names)) for text, names in states.items()],
                                  fold(drift), problem))
     return views
+
+
+# A query's summary names its answers instead of these outcomes: `negative`
+# says no more than "some no", where `failed (4): node[1-4]` can be pasted.
+ANSWERED = ("ok", "negative")
+
+
+def answer_groups(report: Report) -> List[Tuple[str, str, str, NodeSet]]:
+    """A query's (and ping's) answers: (unit, answer, outcome, NodeSet), the
+    units in the order asked, yes before no; nothing for other actions. Units
+    with a problem (not found, unreachable...) are left to their outcome."""
+    sums_up = ACTIONS[report.action].sums_up
+    if sums_up is None:
+        return []
+    groups: Dict[Tuple[str, str], Tuple[str, List[str]]] = {}
+    for result in report.nodes:
+        for item in result.units:
+            if not OUTCOMES[item.outcome].problem:
+                outcome, names = groups.setdefault((item.unit, sums_up(item)),
+                                                   (item.outcome, []))
+                names.append(result.node)
+    order = {unit: index for index, unit in enumerate(dict.fromkeys(report.units))}
+    ordered = sorted(groups.items(), key=lambda group: (
+        order.get(group[0][0], len(order)), SEVERITY[group[1][0]]))
+    return [(unit, answer, outcome, fold(names))
+            for (unit, answer), (outcome, names) in ordered]
 
 
 # =============================================================================
@@ -2144,7 +2223,9 @@ def _start(request: "Request", observer: Observer, signals: "Signals") -> Report
                       time.monotonic() - clock, command=request.command,
                       user=request.user, run_id=protocol.marker.rsplit("-", 1)[-1],
                       interrupted_by=interrupted, notes=list(notes),
-                      subject=request.subject, services=[s.name for s in request.services])
+                      subject=request.subject,
+                      services=[s.name for s in request.services] if request.by_service
+                      else [])
 
     def so_far() -> Tuple[Report, List[str]]:
         return (report([merge_results(n, parts[n]) for n in fold(parts)], ""),
@@ -2170,6 +2251,8 @@ def _start(request: "Request", observer: Observer, signals: "Signals") -> Report
     results = account(request, parts, interrupted)
     if protocol.diff:
         judge_against_majority(results)
+    if protocol.properties:
+        in_asked_order(results, protocol.properties)
     final = report(results, interrupted)
     if request.action.kind == "apply" and final.exit_code() == EXIT_OK and \
             all(r.outcome == "ok" for r in results):
@@ -2319,9 +2402,14 @@ def render_text(report: Report, display: Display = Display()) -> str:
     else:
         out = render_groups(report, display)
     out.append(summary_line(report))
+    several = len(set(report.units)) > 1
+    for unit, answer, name, nodes in answer_groups(report):
+        out.append(display.paint(OUTCOMES[name].tty, "%s%s (%d): %s" % (
+            unit + " " if several else "", answer, len(nodes), display.nodes(nodes))))
     for name, nodes in report.outcomes.items():
-        outcome = OUTCOMES[name]
-        out.append(display.paint(outcome.tty, "%s (%d): %s" % (
+        if action.sums_up and name in ANSWERED:
+            continue
+        out.append(display.paint(OUTCOMES[name].tty, "%s (%d): %s" % (
             name, len(nodes), display.nodes(nodes))))
     out += ["%s: %s" % (PROG, note) for note in report.notes]
     return "\n".join(out) + "\n"
@@ -2413,10 +2501,21 @@ def document(report: Report, with_nodes: bool = True) -> dict:
         "exit_code": report.exit_code(),
         "summary": {name: str(nodes) for name, nodes in by_outcome.items()},
         "counts": {name: len(nodes) for name, nodes in by_outcome.items()},
+        "answers": answers_dict(report),
         "nodes": [node_dict(r) for r in report.nodes] if with_nodes else [],
         "notes": report.notes,
         "services": [view.as_dict() for view in service_views(report)] or None,
     }
+
+
+def answers_dict(report: Report) -> Optional[Dict[str, Dict[str, str]]]:
+    """A query's answers by unit: {"demo.service": {"failed": "node[1-4]"}}."""
+    if ACTIONS[report.action].sums_up is None:
+        return None
+    answers: Dict[str, Dict[str, str]] = {}
+    for unit, answer, _, nodes in answer_groups(report):
+        answers.setdefault(unit, {})[answer] = str(nodes)
+    return answers
 
 
 def node_dict(result: NodeResult) -> dict:
@@ -2442,6 +2541,89 @@ def json_chunks(report: Report) -> Iterable[str]:
                                   round(result.duration, 3) if result.duration is not None
                                   else None), units[key])
     yield "\n ]" + tail + "\n"
+
+
+def render_wave(action: Action, wave: Wave, deps: Dict[str, List[Tuple[str, bool]]],
+                now: bool = False, max_fail: Optional[int] = None) -> str:
+    """A wave (or batch) of a dry run in words: the action on each service's
+    unit (or on the units), where, and what it waits for; no shell."""
+    lines = []
+    services: Dict[str, Tuple[Step, List[str]]] = {}
+    for job in wave.jobs:
+        if not any(step.declared for step in job.steps):
+            lines.append("%s on %s (%d)" % (doing(action, [s.unit for s in job.steps], now),
+                                             job.nodes, len(job.nodes)))
+        for step in job.steps:
+            if step.declared:
+                services.setdefault(step.declared.service, (step, []))[1].extend(job.nodes)
+    for service, (step, names) in services.items():
+        nodes = fold(names)
+        waits = ["after %s on each node%s" % (dep, ", not where it failed" if strong else "")
+                 if dep in services else "unless %s failed on some node" % dep
+                 for dep, strong in deps.get(service, []) if dep in services or strong]
+        lines.append("%s: %s on %s (%d)%s" % (
+            service, doing(action, [step.unit], now, step.declared), nodes, len(nodes),
+            "".join("; " + wait for wait in waits)))
+    if wave.total == 1:
+        return "".join(line + "\n" for line in lines)
+    when = (["%g s after the %s before" % (wave.pause, wave.kind)] if wave.pause else []) + (
+        ["unless more than %d node%s failed before" % (max_fail, "s" * (max_fail != 1))]
+        if max_fail is not None and wave.number > 1 else [])
+    return "%s %d of %d%s:\n%s" % (wave.kind, wave.number, wave.total,
+                                   "".join(", " + text for text in when),
+                                   "".join("  %s\n" % line for line in lines))
+
+
+def doing(action: Action, units: Sequence[str], now: bool = False,
+          declared: Optional[Declared] = None) -> str:
+    """`stop demo.service`, `enable --now demo.service`, `make db.service
+    running, enabled`, `ping`: an action in words."""
+    if action.kind == "apply" and declared:
+        return "make %s %s" % (",".join(units), declared.text())
+    if action.kind == "node":
+        return str(action)
+    return "%s%s %s" % (action, " --now" if now and action.takes_now else "",
+                        ",".join(units))
+
+
+def render_would_do(report: Report, declared: Dict[str, Declared]) -> str:
+    """apply --dry-run: from the states just read, what apply would run on
+    each service's unit, by NodeSet (Ansible's check mode); the summary says
+    which nodes it would change."""
+    out = ["apply: dry run, the states read by one status query in %.1f s, nothing "
+           "changed" % report.elapsed]
+    changing: Set[str] = set()
+    for service in report.services:
+        texts: Dict[str, List[str]] = {}
+        unit = ""
+        for result in report.nodes:
+            for item in result.units:
+                if item.service != service:
+                    continue
+                unit, outcome = item.unit, OUTCOMES[item.outcome]
+                if outcome.problem or item.after is None:
+                    text = "cannot tell, %s%s" % (outcome.label, ": " + item.message.split(
+                        "\n")[0] if item.message else "")
+                else:
+                    todo = declared[service].changes(item.after)
+                    text = ", ".join(todo) or "nothing to do"
+                    if todo:
+                        changing.add(result.node)
+                texts.setdefault(text, []).append(result.node)
+        out.append("%s: %s, declared %s" % (service, unit, declared[service].text()))
+        out += ["  %s: %s (%d)" % (text, fold(names), len(names))
+                for text, names in texts.items()]
+    out.append("== apply --dry-run on %d node%s ==" % (len(report.nodes),
+                                                      "s" * (len(report.nodes) != 1)))
+    fates: Dict[str, List[str]] = {}
+    for result in report.nodes:         # a problem first, then a change
+        fate = result.outcome if OUTCOMES[result.outcome].problem else \
+            "would change" if result.node in changing else "nothing to do"
+        fates.setdefault(fate, []).append(result.node)
+    order = ["would change", "nothing to do"] + list(OUTCOMES)
+    out += ["%s (%d): %s" % (fate, len(fates[fate]), fold(fates[fate]))
+            for fate in order if fate in fates]
+    return "\n".join(out) + "\n"
 
 
 def render_dry_run(protocol: Protocol, nodes: NodeSet, settings: Settings) -> str:
@@ -2618,7 +2800,10 @@ def render_html(report: Report, groups: Optional[Dict[str, NodeSet]] = None,
         body.append(render_html_services(views))
         if cluster:
             body.append(render_graph(cluster, views))
-    sections = grid_sections(report, groups or {}, pending)
+    # a live page of a cluster file: a node may be done with one service and
+    # still to do with another (a later wave)
+    expected = {s.name: s.nodes for s in cluster.services} if cluster and refresh else {}
+    sections = grid_sections(report, groups or {}, pending, expected)
     body.append(render_grid(report, sections, details, pending))
     body.append("<h2>Grouped results</h2><pre>%s</pre>" % escape(render_text(report)))
     title = "svcctl %s: %d node%s, %s" % (
@@ -2670,15 +2855,24 @@ def render_node_check(report: Report) -> str:
     return "".join(out) + "</div>"
 
 
-def grid_sections(report: Report, groups: Dict[str, NodeSet], pending: Sequence[str]
+def grid_sections(report: Report, groups: Dict[str, NodeSet], pending: Sequence[str],
+                  expected: Optional[Dict[str, NodeSet]] = None
                   ) -> List[Tuple[str, List[Tuple[str, str, Optional[UnitResult]]]]]:
     """(title, [(node, outcome, unit result or None)]) per section: one per
-    service of a cluster file, else a partition by ClusterShell groups (the
-    largest first, none holding more than half the nodes), else one grid."""
+    service of a cluster file (with the nodes `expected` of it not done yet),
+    else a partition by ClusterShell groups (the largest first, none holding
+    more than half the nodes), else one grid. An outcome "" is pending."""
     if report.services:
-        return [(service, [(result.node, unit.outcome, unit) for result in report.nodes
-                           for unit in result.units if unit.service == service])
-                for service in report.services]
+        everyone = fold(list(pending) + [r.node for r in report.nodes])
+        sections = []
+        for service in report.services:
+            cells = [(result.node, unit.outcome, unit) for result in report.nodes
+                     for unit in result.units if unit.service == service]
+            done = {node for node, _, _ in cells}
+            cells += [(node, "", None) for node in (expected or {}).get(service, NodeSet())
+                      & everyone if node not in done]
+            sections.append((service, cells))
+        return sections
     cells = {r.node: (r.node, r.outcome, None) for r in report.nodes}
     cells.update({node: (node, "", None) for node in pending})
     everyone = fold(cells)
@@ -3847,13 +4041,16 @@ def _action_options(group) -> None:
     add("--diff", action="store_true",
         help="with cat: show how each node differs from the most common version")
     add("--dry-run", action="store_true",
-        help="show the nodes and the remote command, contact nothing")
+        help="show the plan in words (-v: and the remote commands), contact nothing; "
+        "apply --dry-run reads the states (one status query) and says what it would "
+        "change")
 
 
 def _output_options(group) -> None:
     add = group.add_argument
     add("-q", "--quiet", action="count", default=0,
-        help="only problems and the summary; -qq: nothing at all when all is well")
+        help="only problems and the summary; -qq: nothing at all when all is well "
+        "(report --history -qq: no text at all, for --html from cron)")
     add("-v", "--verbose", action="store_true", help="show systemctl's own output")
     add("-b", dest="gather", action="store_true",
         help="gather identical results (always done; accepted for clush's habit)")
@@ -4355,14 +4552,20 @@ class Request:
         return replace(self.settings, ssh_options=" ".join(filter(None, (
             self.settings.ssh_options, persist_options(self.persist, create)))))
 
+    @property
+    def by_service(self) -> bool:
+        """Each service's unit on its own nodes (with -c; ping, daemon-reload
+        and list-units run once on every node of the file instead)."""
+        return bool(self.services) and self.action.kind != "node"
+
     def plan(self) -> Plan:
-        if self.services and self.action.kind != "node":
+        if self.by_service:
             return file_plan(self.action, self.services, self.nodes_of)
         return batch_plan(self.action, self.nodes, tuple(Step(u) for u in self.units),
                           self.batch, self.max_fail, self.batch_wait)
 
     def steps_of(self, node: str) -> List[Step]:
-        if self.services and self.action.kind != "node":
+        if self.by_service:
             return [Step(s.unit, declared=s.declared) for s in self.services
                     if node in self.nodes_of[s.name]]
         return node_steps(self.action, [Step(unit) for unit in self.units])
@@ -4461,7 +4664,7 @@ def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dic
     extra = (("-p", ",".join(properties)) if properties else ()) + \
         (("--state=" + state,) if state else ())
     return {"extra": extra, "pattern": pattern, "listed_is_no": state == "failed",
-            "diff": args.diff}
+            "diff": args.diff, "properties": tuple(dict.fromkeys(properties))}
 
 
 def split_targets(args: argparse.Namespace, action: Action
@@ -4549,19 +4752,36 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
 
 
 def dry_run(request: Request) -> str:
-    """Every remote command the run would send, wave by wave; nothing
-    contacted (the same plan as the real run drives it)."""
+    """The plan in words, wave by wave (-v: and every remote command it would
+    send); nothing contacted (the same plan as the real run drives it)."""
     protocol = request.protocol("@@svcctl-DRYRUN")
     out = [render_dry_run(protocol, request.nodes, request.connection(create=False))]
+    deps = service_dependencies(request.action, request.services) \
+        if request.by_service else {}
 
     def perform(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
-        for job in wave.jobs:
-            out.append("%s %d, %s (%d):\n%s\n" % (wave.kind, wave.number, job.nodes,
+        out.append(render_wave(request.action, wave, deps, request.now, request.max_fail))
+        if request.display.verbose:
+            out.extend("%s %d, %s (%d):\n%s\n" % (wave.kind, wave.number, job.nodes,
                                                   len(job.nodes),
-                                                  remote_command(protocol, job.steps)))
+                                                  remote_command(protocol, job.steps))
+                       for job in wave.jobs)
         return {}, ""
     drive_plan(request.plan(), perform, {}, [])
     return "".join(out)
+
+
+def dry_apply(request: Request, observer: Optional[Observer] = None) -> Tuple[str, int]:
+    """apply --dry-run: one status query reads the states (the only contact),
+    then says what apply would change where; changes nothing. The exit code
+    is the query's problems' (unreachable 4, not found 1), else 0."""
+    query = replace(request, action=ACTIONS["status"], dry_run=False)
+    report = start(query, observer)
+    problems = [name for name in report.outcomes if OUTCOMES[name].problem]
+    code = OUTCOMES[worst(problems)].exit_code if problems else EXIT_OK
+    if report.interrupted_by:
+        code = report.exit_code()
+    return render_would_do(report, {s.name: s.declared for s in request.services}), code
 
 
 def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
@@ -4576,7 +4796,8 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         history, skipped_lines = read_history(args.targets[0], parse_age(args.since)
                                               if args.since else None)
         say_skipped(skipped_lines, stderr)
-        stdout.write(render_history_text(history, args.verbose))
+        if args.quiet < 2:      # -qq: the page only (cron mails no text)
+            stdout.write(render_history_text(history, args.verbose))
         code = publish_files([(args.html, lambda path: write_file(
             path, render_history_html(history)))], stderr)
         return worse_exit(code, EXIT_FAILED if skipped_lines.count else EXIT_OK)
@@ -4724,6 +4945,10 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
         if args.action == "report":
             return show_logged_run(args, stdout, stderr)
         request = make_request(args, argv, stdout, stdin)
+        if request.dry_run and request.action.kind == "apply":
+            text, code = dry_apply(request, new_progress(request, stderr))
+            stdout.write(text)
+            return code
         if request.dry_run:
             stdout.write(dry_run(request))
             return EXIT_OK

@@ -1,4 +1,9 @@
 """Synthetic node output in svcctl's remote framing, for the pure tests."""
+import io
+import re
+
+import svcctl
+
 MARKER = "@@svcctl-0123456789ab"
 
 
@@ -37,3 +42,26 @@ ACTIVE = state(active="active", sub="running")
 FAILED = state(active="failed", sub="failed", file="static")
 MASKED = state(load="masked", sub="dead", file="masked")
 MISSING = state(load="not-found", file="")
+
+
+# --- a whole run in-process: ClusterShell's execution replaced by a stub -----
+
+def stub_nodes(monkeypatch, reply):
+    """Every node answers `reply(marker, command)` (lines, without the end)."""
+    def execute(jobs, settings, signals, node_done, caps, observer=None):
+        raw = {}
+        for command, nodes in jobs:
+            marker = re.search(r"m=(@@svcctl-[0-9a-f]+);", command).group(1)
+            for node in nodes:
+                raw[node] = svcctl.RawResult(
+                    stdout=[line.encode() for line in reply(marker, command)
+                            + ["%s end" % marker]], rc=0)
+                node_done(node, raw[node])
+        return raw, ""
+    monkeypatch.setattr(svcctl, "execute", execute)
+
+
+def main(*argv):
+    """svcctl's main() in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    return svcctl.main(list(argv), out, err), out.getvalue(), err.getvalue()

@@ -73,7 +73,7 @@ def check_usage_error(code, out, err, elapsed, message):
 
 def test_dry_run_contacts_nothing():
     code, out, err, elapsed = run("--dry-run", "-l", "ops", "stop", "demo,web", "hang1",
-                                  "down1", "--sudo")
+                                  "down1", "--sudo", "-v")
     assert code == 0 and err == ""
     assert elapsed < 2
     assert out.startswith("stop: dry run, nothing contacted\nnodes: down1,hang1 (2)\n")
@@ -161,13 +161,13 @@ def test_habits_are_never_misread(argv, hint):
     (["--dry-run", "-w", "node[1-4]", "-x", "node2", "status", "demo"],
      "nodes: node[1,3-4] (3)"),
     (["--dry-run", "-b", "status", "demo", "node1"], "nodes: node1 (1)"),
-    (["--dry-run", "status", "/home", "node1"], "$(s home.mount)"),
-    (["--dry-run", "list-units", "--failed", "node1"], "list-units --plain --no-legend "
+    (["--dry-run", "-v", "status", "/home", "node1"], "$(s home.mount)"),
+    (["--dry-run", "-v", "list-units", "--failed", "node1"], "list-units --plain --no-legend "
                                                        "--no-pager --full --state=failed"),
-    (["--dry-run", "list-units", "demo*", "node1"], "--full -- '\"'\"'demo*'\"'\"';"),
-    (["--dry-run", "show", "demo", "node1", "-p", "ExecStart,Environment"],
+    (["--dry-run", "-v", "list-units", "demo*", "node1"], "--full -- '\"'\"'demo*'\"'\"';"),
+    (["--dry-run", "-v", "show", "demo", "node1", "-p", "ExecStart,Environment"],
      "systemctl show -p ExecStart,Environment -- demo.service"),
-    (["--dry-run", "cat", "demo", "node1", "--diff"], "systemctl cat -- demo.service"),
+    (["--dry-run", "-v", "cat", "demo", "node1", "--diff"], "systemctl cat -- demo.service"),
     (["--dry-run", "-o", "-oKexAlgorithms=curve25519-sha256", "status", "demo", "node1"],
      "options=-oKexAlgorithms=curve25519-sha256\n"),
     (["--dry-run", "status", "demo", "node1", "--ssh-options", "-F /x -oA=b"],
@@ -488,3 +488,18 @@ def test_closed_or_full_standard_streams_are_no_traceback(redirect, code, err):
     proc = subprocess.run(["sh", "-c", command + " " + redirect], capture_output=True,
                           text=True, timeout=30)
     assert (proc.returncode, proc.stderr) == (code, err)
+
+
+def test_dry_run_of_batches_is_the_plan_in_words():
+    code, out, err, _ = run("--dry-run", "restart", "demo,web", "node[1-5]", "--batch", "2",
+                            "--max-fail", "1", "--batch-wait", "5")
+    assert code == 0, err
+    assert out.split("\n", 3)[3] == (
+        "batch 1 of 3:\n"
+        "  restart demo.service,web.service on node[1-2] (2)\n"
+        "batch 2 of 3, 5 s after the batch before, unless more than 1 node failed before:\n"
+        "  restart demo.service,web.service on node[3-4] (2)\n"
+        "batch 3 of 3, 5 s after the batch before, unless more than 1 node failed before:\n"
+        "  restart demo.service,web.service on node5 (1)\n")
+    code, out, _, _ = run("--dry-run", "enable", "--now", "demo", "node[1-2]")
+    assert out.endswith("options=(none)\nenable --now demo.service on node[1-2] (2)\n")

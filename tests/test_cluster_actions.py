@@ -89,7 +89,7 @@ def test_quiet_shows_only_problems(svcctl, on_nodes):
     assert normalise(run.out) == (
         "---------------\ndown1\n---------------\nunreachable: Connection refused\n"
         "== is-active demo.service on 9 nodes in X s ==\n"
-        "ok (8): node[1-8]\nunreachable (1): down1\n")
+        "active (8): node[1-8]\nunreachable (1): down1\n")
 
 
 def test_status_is_one_normalised_line_per_node(svcctl, on_nodes):
@@ -103,7 +103,7 @@ def test_status_is_one_normalised_line_per_node(svcctl, on_nodes):
         "---------------\nnode[2,4,6,8] (4)\n---------------\n"
         "demo.service: inactive (dead), disabled\n"
         "== status demo.service on 8 nodes in X s ==\n"
-        "ok (4): node[1,3,5,7]\nnegative (4): node[2,4,6,8]\n")
+        "active (4): node[1,3,5,7]\ninactive (4): node[2,4,6,8]\n")
     verbose = svcctl("status", "demo", "node1", "-v")
     assert "Main PID:" in verbose.out and "demo.service - svcctl demo" in verbose.out
 

@@ -52,7 +52,10 @@ def outcomes(run):
 def test_start_status_stop_with_a_failing_requirement(svcctl, cluster_file):
     # one wave: every chain lives on the same nodes -> one ssh connection per node
     dry = svcctl("-c", cluster_file, "start", "--dry-run")
-    assert dry.rc == 0 and "wave 1, " in dry.out and "wave 2" not in dry.out
+    assert dry.rc == 0 and "wave" not in dry.out, dry
+    assert ("base: start demo-fail.service on node[1-4] (4)\n"
+            "mid: start demo@mid.service on node[1-4] (4); after base on each node, not "
+            "where it failed\n") in dry.out
 
     start = svcctl("-c", cluster_file, "start", "--json", "-t", "3")
     assert start.rc == 4, start
@@ -83,7 +86,15 @@ def test_start_status_stop_with_a_failing_requirement(svcctl, cluster_file):
     assert ("---------------\nfront: web.service on down1,node[5,7], declared running\n"
             "---------------\ndown1: unreachable: Connection refused\n"
             "node[5,7] (2): active (running), disabled\n") in out
-    assert "ok (4): node[1-2,5,7]\ndrift (2): node[3-4]\nunreachable (1): down1\n" in out
+    assert ("== status 4 services of %s on 7 nodes in X s ==\n"
+            "demo-fail.service active (2): node[1-2]\n"
+            "demo-fail.service failed (2): node[3-4]\n"
+            "demo@mid.service active (2): node[1-2]\n"
+            "demo@mid.service inactive (2): node[3-4]\n"
+            "demo@top.service active (2): node[1-2]\n"
+            "demo@top.service inactive (2): node[3-4]\n"
+            "web.service active (2): node[5,7]\n"
+            "drift (2): node[3-4]\nunreachable (1): down1\n" % cluster_file) in out
 
     stop = svcctl("-c", cluster_file, "stop", "-n", "node[1-2]", "--json")
     assert stop.rc == 0, stop
@@ -123,6 +134,38 @@ def test_apply_twice_converges_then_changes_nothing(svcctl, on_nodes):
                "svcctl: nothing to change: the cluster matches %s\n" % example in second.out
         status = svcctl("-c", example, "status")
         assert status.rc == 0 and "drift" not in status.out, status
+    finally:
+        on_nodes("node[1-8]", "systemctl disable --now demo@db demo@app web; true")
+
+
+def test_apply_dry_run_says_what_would_change_and_changes_nothing(svcctl, on_nodes):
+    """Ansible's check mode: one status query, then per service and NodeSet
+    the start/stop/enable/disable that apply would run; nothing changed."""
+    example = os.path.join(ROOT, "cluster.example.yaml")
+    on_nodes("node[1-8]", "systemctl disable --now demo@db demo@app web; "
+             "systemctl start demo-reload; true")
+    try:
+        dry = svcctl("-c", example, "apply", "--dry-run")
+        assert dry.rc == 0, dry
+        assert normalise(dry.out) == (
+            "apply: dry run, the states read by one status query in X s, nothing changed\n"
+            "db: demo@db.service, declared running, enabled\n"
+            "  start, enable: node[1-4] (4)\n"
+            "app: demo@app.service, declared running\n"
+            "  start: node[1-4] (4)\n"
+            "web: web.service, declared running\n"
+            "  start: node[1,3,5,7] (4)\n"
+            "reload: demo-reload.service, declared stopped\n"
+            "  stop: node[1-8] (8)\n"
+            "== apply --dry-run on 8 nodes ==\n"
+            "would change (8): node[1-8]\n")
+        assert svcctl("is-active", "demo-reload", "@all").rc == 0      # still running
+        assert svcctl("is-active", "demo@db", "node[1-4]").rc == 3     # still stopped
+        assert svcctl("-c", example, "apply").rc == 0
+        again = svcctl("-c", example, "apply", "--dry-run", "-x", "node8")
+        assert again.rc == 0, again
+        assert again.out.endswith("== apply --dry-run on 7 nodes ==\n"
+                                  "nothing to do (7): node[1-7]\n"), again
     finally:
         on_nodes("node[1-8]", "systemctl disable --now demo@db demo@app web; true")
 

@@ -123,7 +123,7 @@ def test_fanout_above_open_file_limit(cluster, on_nodes):
                           + ["is-active", "demo", "@all", "-f", "64"],
                           env=cluster, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok (8): node[1-8]" in proc.stdout
+    assert "active (8): node[1-8]" in proc.stdout
 
 
 def test_rolling_batches_stop_at_max_fail(svcctl, on_nodes):
@@ -193,7 +193,7 @@ def test_a_log_on_a_full_disk_is_an_error_but_results_are_printed(svcctl, on_nod
         log = full / "svcctl.log"
         run = svcctl("status", "demo", "@all", "-v", "--log", str(log))
         assert run.rc == 1, run
-        assert "ok (8): node[1-8]" in run.out
+        assert "active (8): node[1-8]" in run.out
         assert run.err == "svcctl: cannot write %s: No space left on device\n" % log
         assert log.stat().st_size == 0
     finally:

@@ -22,16 +22,16 @@ def test_hostfile_from_a_pipe(cluster, demo_on_odd):
                           input="node1\nnode3 node5\n", env=cluster, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok (3): node[1,3,5]\n" in proc.stdout
+    assert "active (3): node[1,3,5]\n" in proc.stdout
 
 
 def test_clush_node_options(svcctl, demo_on_odd):
     run = svcctl("-g", "odd", "-x", "node7", "is-active", "demo")
-    assert run.rc == 0 and "ok (3): node[1,3,5]\n" in run.out, run
+    assert run.rc == 0 and "active (3): node[1,3,5]\n" in run.out, run
     run = svcctl("-a", "-X", "even", "is-active", "demo", "--json")
     assert json.loads(run.out)["summary"] == {"ok": "node[1,3,5,7]"}
     run = svcctl("-s", "testcluster", "-g", "even", "is-active", "demo")
-    assert run.rc == 3 and "negative (4): node[2,4,6,8]\n" in run.out, run
+    assert run.rc == 3 and "inactive (4): node[2,4,6,8]\n" in run.out, run
 
 
 def test_regroup_names_nodes_by_group(svcctl, demo_on_odd):
@@ -43,9 +43,9 @@ def test_regroup_names_nodes_by_group(svcctl, demo_on_odd):
         "---------------\n@even (4)\n---------------\n"
         "demo.service: inactive\nweb.service: not found\n"
         "== is-active demo.service,web.service on 8 nodes in X s ==\n"
-        "%s (4): @odd\nnot-found (4): @even\n") % (
-        run.out.split("web.service: ")[1].split("\n")[0],
-        "ok" if "web.service: active" in run.out else "negative")
+        "demo.service active (4): @odd\ndemo.service inactive (4): @even\n"
+        "web.service %s (4): @odd\nnot-found (4): @even\n") % ((
+            run.out.split("web.service: ")[1].split("\n")[0],) * 2)
 
 
 def test_line_mode_one_line_per_node_and_unit(svcctl, demo_on_odd):
@@ -56,7 +56,7 @@ def test_line_mode_one_line_per_node_and_unit(svcctl, demo_on_odd):
         "node1: demo.service: active\nnode2: demo.service: inactive\n"
         "node3: demo.service: active\n"
         "== is-active demo.service on 4 nodes in X s ==\n"
-        "ok (2): node[1,3]\nnegative (1): node2\nunreachable (1): down1\n")
+        "active (2): node[1,3]\ninactive (1): node2\nunreachable (1): down1\n")
 
 
 def test_qq_is_silent_when_all_is_well(svcctl, demo_on_odd):
@@ -69,7 +69,7 @@ def test_qq_is_silent_when_all_is_well(svcctl, demo_on_odd):
     assert normalise(loud.out) == (
         "---------------\nnode[2,4,6,8] (4)\n---------------\ndemo.service: inactive\n"
         "== is-active demo.service on 8 nodes in X s ==\n"
-        "ok (4): node[1,3,5,7]\nnegative (4): node[2,4,6,8]\n")
+        "active (4): node[1,3,5,7]\ninactive (4): node[2,4,6,8]\n")
 
 
 def test_site_config_and_override_on_a_real_run(cluster, tmp_path, demo_on_odd):

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import svcctl
+from framing import main, stub_nodes
 from svcctl import NodeSet, UsageError
 
 A = svcctl.ACTIONS
@@ -352,3 +353,129 @@ def test_hostile_cluster_files_run_no_command(tmp_path_factory, monkeypatch, pay
         svcctl.load_cluster_file(str(path))
     assert "\n" not in str(err.value)
     assert not canary.exists()
+
+
+# --- a run of a cluster file, in-process: ClusterShell replaced by a stub ------
+
+@pytest.mark.parametrize("action,said", [("ping", "running"),
+                                         ("daemon-reload", ""),
+                                         ("list-units", "")])
+def test_node_actions_of_a_file_draw_every_node(tmp_path, monkeypatch, action, said):
+    """-c FILE ping: every node of the file once, in the page's grid and the
+    JSON, not as services with no unit."""
+    stub_nodes(monkeypatch, lambda m, command: ["%s unit %s" % (m, action), said,
+                                             "%s rc 0" % m])
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CHAIN)
+    page = tmp_path / "page.html"
+    code, out, err = main("-c", str(path), action, "--json", "--html", str(page))
+    assert code == 0, err
+    doc = svcctl.json.loads(out)
+    assert doc["services"] is None and doc["subject"] == "nodes of %s" % path
+    assert [n["node"] for n in doc["nodes"]] == list(NodeSet("m[1-2],n[1-4]"))
+    assert page.read_text().count('<b class="o0"') == 6
+
+
+def test_a_live_page_of_a_file_shows_what_later_waves_still_do(tmp_path, monkeypatch):
+    """Between waves, each service's grid holds its nodes still to do: web
+    and cron on n[1-4] too, which are done with db and app only."""
+    from framing import ACTIVE, INACTIVE, framed
+    import re
+
+    def started(marker, command):     # each unit of the node's script started
+        units = re.findall(r"\ba (\S+) systemctl start -- ", command)
+        return [line.decode() for line in framed(
+            *[(unit, INACTIVE, ACTIVE, 0, []) for unit in units], marker=marker)]
+    stub_nodes(monkeypatch, started)
+    pages = []
+    write_file = svcctl.write_file
+    monkeypatch.setattr(svcctl, "write_file", lambda path, text: (
+        pages.append(text), write_file(path, text)))
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CHAIN)
+    main("-c", str(path), "start", "--html", str(tmp_path / "page.html"))
+    live, final = pages[0], pages[-1]
+    assert 'http-equiv="refresh"' in live and 'http-equiv="refresh"' not in final
+
+    def section(page, service):
+        return page.split("<h3>%s <small>" % service)[1].split("</section>")[0]
+    assert section(live, "web").startswith("5: 5 pending</small>")
+    assert section(live, "cron").startswith("4: 4 pending</small>")
+    assert section(live, "db").startswith("4: ")
+    assert "pending" not in section(final, "web")
+
+
+# --- a dry run says the plan in words ------------------------------------------
+
+def test_dry_run_of_a_file_is_the_plan_in_words(tmp_path):
+    """stop db also stops app and web: in which order, where, on what
+    condition; the remote commands only with -v."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CHAIN)
+    code, out, err = main("-c", str(path), "--dry-run", "stop", "db")
+    assert code == 0, err
+    assert out.split("\n", 3)[3] == (
+        "wave 1 of 2:\n"
+        "  web: stop web.service on m[1-2],n[1-3] (5)\n"
+        "wave 2 of 2:\n"
+        "  app: stop app.service on n[1-4] (4); unless web failed on some node\n"
+        "  db: stop demo@db.service on n[1-4] (4); after app on each node, not where it "
+        "failed\n")
+    code, verbose, _ = main("-c", str(path), "--dry-run", "stop", "db", "-v")
+    assert "exec /bin/sh -c " not in out
+    assert "\nwave 2, n[1-4] (4):\nexec /bin/sh -c " in verbose
+    import re
+    assert re.sub(r"wave \d+, .*\nexec /bin/sh -c .*\n", "", verbose) == out
+
+
+@pytest.mark.parametrize("declared,state,changes", [
+    (svcctl.Declared("s", "running", True), svcctl.UnitState("loaded", "inactive", "dead",
+                                                              "disabled"),
+     ["start", "enable"]),
+    (svcctl.Declared("s", "stopped", False), svcctl.UnitState("loaded", "active", "running",
+                                                               "enabled"),
+     ["stop", "disable"]),
+    (svcctl.Declared("s", "running"), svcctl.UnitState("loaded", "active", "running",
+                                                        "disabled"), []),
+    (svcctl.Declared("s", "stopped"), svcctl.UnitState("loaded", "failed", "failed",
+                                                        "static"), []),
+    (svcctl.Declared("s", "stopped"), svcctl.UnitState("loaded", "activating",
+                                                        "auto-restart", "static"), ["stop"]),
+])
+def test_apply_decides_from_the_state(declared, state, changes):
+    assert declared.changes(state) == changes
+
+
+def test_apply_dry_run_reads_the_states_once_and_says_what_would_change(tmp_path,
+                                                                        monkeypatch):
+    import re
+    from framing import ACTIVE, INACTIVE, state
+    enabled = state(active="active", sub="running", file="enabled")
+    commands = []
+
+    def states(marker, command):
+        commands.append(command)
+        units = re.search(r"k state after \$\(s ([^)]*)\)", command).group(1).split()
+        node_states = {"demo@db.service": enabled, "app.service": INACTIVE,
+                       "web.service": ACTIVE, "cron.service": ACTIVE}
+        return ["%s state after %s" % (marker, " ".join(
+            token.decode() for unit in units for token in node_states[unit]))]
+    stub_nodes(monkeypatch, states)
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CHAIN)
+    code, out, err = main("-c", str(path), "apply", "--dry-run")
+    assert code == 0, err
+    assert all(" systemctl start" not in c and "p demo" not in c for c in commands)
+    assert re.sub(r"in \d+\.\d s", "in X s", out) == (
+        "apply: dry run, the states read by one status query in X s, nothing changed\n"
+        "db: demo@db.service, declared running, enabled\n"
+        "  nothing to do: n[1-4] (4)\n"
+        "app: app.service, declared running\n"
+        "  start: n[1-4] (4)\n"
+        "web: web.service, declared running\n"
+        "  nothing to do: m[1-2],n[1-3] (5)\n"
+        "cron: cron.service, declared stopped\n"
+        "  stop: n[1-4] (4)\n"
+        "== apply --dry-run on 6 nodes ==\n"
+        "would change (4): n[1-4]\n"
+        "nothing to do (2): m[1-2]\n")

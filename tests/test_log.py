@@ -367,3 +367,15 @@ def test_crafted_log_lines_never_raise(tmp_path):
         out, err = io.StringIO(), io.StringIO()
         assert svcctl.main(argv, out, err) in (1, 2)
         assert err.getvalue().count("\n") <= 22      # the first 20, then a count
+
+
+def test_history_qq_writes_only_the_page(tmp_path):
+    """From cron: `report LOG --history --html PAGE -qq` prints nothing (cron
+    would mail it), and still writes the page."""
+    records = run_of("r1", "2026-11-21T00:00:00+00:00", {"node1": "ok", "node2": "failed"})
+    page = tmp_path / "history.html"
+    code, out, err = history_of(tmp_path, records, "-qq", "--html", str(page))
+    assert (code, out, err) == (0, "", "")
+    assert "svcctl history of" in page.read_text()
+    code, out, _ = history_of(tmp_path, records, "-q")
+    assert "node2  \u2717  failed since" in out

@@ -2,7 +2,7 @@
 import json
 
 import svcctl
-from framing import ACTIVE, FAILED, INACTIVE, MARKER, end, frame
+from framing import ACTIVE, FAILED, INACTIVE, MARKER, MISSING, end, frame, framed
 
 A = svcctl.ACTIONS
 
@@ -217,3 +217,73 @@ def test_json_in_chunks_is_the_same_document():
     text = "".join(svcctl.json_chunks(report))
     assert json.loads(text) == json.loads(json.dumps(svcctl.document(report)))
     assert text.endswith("}\n")
+
+
+# --- a query's summary names its answers --------------------------------------
+
+def query_report(action, units=("demo-crash.service",)):
+    """demo-crash failed on node[1-4], inactive on node[5-6] (and, with a second
+    unit, web active on odd nodes, missing on even ones); node7 unreachable."""
+    nodes = []
+    for i in range(1, 7):
+        states = [("demo-crash.service", None, FAILED if i <= 4 else INACTIVE, 0, []),
+                  ("web.service", None, ACTIVE if i % 2 else MISSING, 0, [])]
+        lines = framed(*[s for s in states if s[0] in units]) + end()
+        nodes.append(node("node%d" % i, lines, units=units, action=action))
+    nodes.append(node("node7", [], rc=255, stderr=[b"ssh: connect to host node7 port 22: "
+                                                   b"Connection refused"],
+                      units=units, action=action))
+    return svcctl.Report(action, list(units), nodes, 1700000000.0, 0.5,
+                         command="svcctl %s ..." % action, user="root",
+                         run_id="0123456789ab")
+
+
+def summary_of(text):
+    return text.split(" s ==\n", 1)[1]
+
+
+def test_a_query_summary_names_each_answer_with_its_nodes():
+    status = svcctl.render_text(query_report("status"))
+    assert summary_of(status) == ("failed (4): node[1-4]\ninactive (2): node[5-6]\n"
+                                  "unreachable (1): node7\n")
+    assert summary_of(svcctl.render_text(query_report("is-failed"))) == (
+        "failed (4): node[1-4]\ninactive (2): node[5-6]\nunreachable (1): node7\n")
+    assert summary_of(svcctl.render_text(query_report("is-active"))) == (
+        "failed (4): node[1-4]\ninactive (2): node[5-6]\nunreachable (1): node7\n")
+    # the exit code is still the outcomes' (unreachable first, then "no")
+    assert query_report("status").exit_code() == 4
+
+
+def test_a_query_summary_of_several_units_names_the_unit():
+    report = query_report("is-active", ("demo-crash.service", "web.service"))
+    assert summary_of(svcctl.render_text(report)) == (
+        "demo-crash.service failed (4): node[1-4]\n"
+        "demo-crash.service inactive (2): node[5-6]\n"
+        "web.service active (3): node[1,3,5]\n"
+        "not-found (3): node[2,4,6]\nunreachable (1): node7\n")
+
+
+def test_a_query_answer_in_json_and_again_from_the_log(tmp_path):
+    report = query_report("is-active", ("demo-crash.service", "web.service"))
+    doc = svcctl.document(report)
+    assert doc["answers"] == {"demo-crash.service": {"failed": "node[1-4]",
+                                                     "inactive": "node[5-6]"},
+                              "web.service": {"active": "node[1,3,5]"}}
+    assert doc["summary"]["negative"] == "node[1,3,5]"     # kept as it was
+    assert svcctl.document(sample_report())["answers"] is None
+    path = tmp_path / "svcctl.log"
+    svcctl.append_log(str(path), svcctl.log_lines(report))
+    rebuilt, _ = svcctl.report_from_log(str(path))
+    assert svcctl.render_text(rebuilt) == svcctl.render_text(report)
+    assert svcctl.document(rebuilt)["answers"] == doc["answers"]
+
+
+def test_ping_summary_says_how_systemd_runs():
+    def pinged(name, answer, rc):
+        marker = MARKER.encode() + b" "
+        lines = [marker + b"unit ping", answer, marker + b"rc %d" % rc] + end()
+        return node(name, lines, units=("ping",), action="ping")
+    nodes = [pinged("n1", b"running", 0), pinged("n2", b"degraded", 1),
+             pinged("n3", b"running", 0)]
+    text = svcctl.render_text(svcctl.Report("ping", [], nodes, 0, 0.1))
+    assert summary_of(text) == "running (2): n[1,3]\ndegraded (1): n2\n"

@@ -581,3 +581,21 @@ def test_a_reply_cut_anywhere_is_never_better_than_the_cut(reply, where, how):
         assert svcctl.SEVERITY[unit.outcome] >= svcctl.SEVERITY[outcome], (cut, unit)
     assert result.outcome == outcome or svcctl.SEVERITY[result.outcome] > \
         svcctl.SEVERITY[outcome]
+
+
+def test_show_keeps_the_order_of_the_properties_asked(monkeypatch):
+    """systemctl show -p SubState,ActiveState,LoadState prints them in its own
+    order (LoadState first): shown as asked."""
+    from framing import main, stub_nodes
+
+    def shown(marker, command):
+        return ["%s unit demo.service" % marker, "LoadState=loaded", "ActiveState=active",
+                "SubState=running", "%s rc 0" % marker,
+                "%s state after LoadState=loaded ActiveState=active SubState=running "
+                "UnitFileState=disabled" % marker]
+    stub_nodes(monkeypatch, shown)
+    code, out, err = main("show", "demo", "n[1-2]", "-p", "SubState,ActiveState,LoadState")
+    assert code == 0, err
+    assert out.startswith("---------------\nn[1-2] (2)\n---------------\n"
+                          "demo.service: SubState=running\ndemo.service: ActiveState=active\n"
+                          "demo.service: LoadState=loaded\n== show demo.service on 2 nodes")

@@ -166,7 +166,7 @@ def worst(outcomes: Iterable[str]) -> str:
 # type-specific properties (Result...) first and the Unit ones after, ending
 # with UnitFileState: that key closes a unit's block.
 STATE_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
-              "ExecMainCode", "ExecMainStatus", "NRestarts")
+              "ExecMainCode", "ExecMainStatus", "NRestarts", "Type")
 LAST_STATE_KEY = "UnitFileState"
 _MAIN_CODES = {"1": "exited with status", "2": "killed by signal",
                "3": "dumped core, signal"}
@@ -183,6 +183,7 @@ class UnitState:
     main_code: str = ""
     main_status: str = ""
     restarts: str = ""
+    type: str = ""                  # a service's Type: when start returns
 
     @classmethod
     def from_properties(cls, props: Dict[str, str]) -> Optional["UnitState"]:
@@ -194,7 +195,7 @@ class UnitState:
     def as_dict(self) -> Dict[str, str]:
         return dict(zip(STATE_KEYS, (self.load, self.active, self.sub, self.file,
                                      self.result, self.main_code, self.main_status,
-                                     self.restarts)))
+                                     self.restarts, self.type)))
 
     # One definition each, as systemctl's is-active and is-enabled answer yes.
     @property
@@ -1170,12 +1171,22 @@ _PRELUDE = (
     "export LC_ALL SYSTEMD_PAGER SYSTEMD_COLORS; m=%(marker)s; "
     "k() { printf '\\n%%s' \"$m\"; for w; do printf ' %%s' \"$w\"; done; echo; }; "
     "s() { systemctl show -p %(keys)s -- \"$@\" 2>&1; }; "
+    "l() { printf ' %%s' $(s \"$@\"); }; "
     "a() { u=$1; shift; k unit \"$u\"; \"$@\" </dev/null 2>&1; r=$?; k rc $r; }; "
 )
-# A Type=simple unit is "started" once forked: under load, a unit that dies at
-# once may not have died yet when systemctl returns. Reading its state a moment
-# later (one `sleep`, no systemctl) sees it dead; --settle watches longer.
+# A Type=simple unit is "started" once forked (exec: once executed; idle: like
+# simple): under load, a unit that dies at once may not have died yet when
+# systemctl returns. Its state is read a moment later (one `sleep`) and sees
+# it dead; --settle watches longer. notify, forking, oneshot and dbus units
+# have said they are up (or failed) when start returns: no wait. `g STATES`
+# waits if the states (` Key=Value` words, from `l`) hold such a unit, else
+# returns 1.
+# (Not "only if its process started less than the grace ago": sh has no
+# CLOCK_MONOTONIC to compare systemd's *TimestampMonotonic with, and
+# /proc/uptime is CLOCK_BOOTTIME, which parts from it after a suspend.)
 START_GRACE = 0.25
+GRACE_TYPES = ("simple", "exec", "idle")
+_GRACE = "g() { case \"$1\" in %(types)s) sleep %(grace)g;; *) return 1;; esac; }; "
 # --settle: watch the units for a while; stop early once one has died (failed,
 # waiting to restart, or restarted by systemd since the watch began). The
 # restart counts at the watch's start are sent back (MARK state watch N N...):
@@ -1194,7 +1205,7 @@ _SETTLE = (
 #   MARK unit UNIT before K=V... ...output... MARK rc N did start,enable, after K=V...
 _APPLY = (
     "x=%(sudo)s; "
-    "p() { u=$1; b=$(printf ' %%s' $(s \"$u\")); k unit \"$u\" before $b; r=0; d=; "
+    "p() { u=$1; b=$(l \"$u\"); k unit \"$u\" before $b; r=0; d=; "
     "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
     "case \"$b \" in %(stopped)s) off=1;; *) off=0;; esac; "
     "case \"$b \" in %(enabled)s) en=1;; *) en=0;; esac; "
@@ -1230,7 +1241,10 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     settles = polls > 0 and starts
     if settles:
         script += _SETTLE % {"polls": polls}
-    grace = "sleep %g; " % START_GRACE if starts and not settles else ""
+    grace = starts and not settles and action.kind != "node"
+    if grace:
+        script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
+                            "grace": START_GRACE}
     if action.kind == "node":
         pattern = " -- " + shlex.quote(protocol.pattern) if protocol.pattern else ""
         return script + "a %s %s%s; k end" % (steps[0].unit, " ".join(_argv(protocol)),
@@ -1242,19 +1256,23 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "running": _case_pattern("ActiveState", RUNNING_STATES),
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
-            "settle": " w \"$u\";" if settles else " " + grace.strip()}
+            "settle": " w \"$u\";" if settles else " g \"$b \";" if grace else ""}
     elif action.reads_state_before(protocol.now):
-        script += "k state before $(s %s); " % units
+        script += "b=$(l %s); k state before $b; " % units
     if action.runs_per_unit(protocol.verbose):
         script += "".join(_step_command(protocol, index, step) + "; "
                           for index, step in enumerate(steps))
-    if action.kind != "apply":
-        if settles and action.kind == "change":
-            script += "w %s; " % units
-        elif action.kind == "change":
-            script += grace
-        script += "k state after $(s %s); " % units
-    return script + "k end"
+    if action.kind == "apply":
+        return script + "k end"
+    if settles and action.kind == "change":
+        script += "w %s; " % units
+    if grace and action.reads_state_before(protocol.now):
+        script += "g \"$b \"; "           # the types are known from before
+    elif grace:
+        # read once; again after the grace only if a unit's type needs it
+        return script + "t=$(l %s); g \"$t \" && t=$(l %s); k state after $t; k end" % (
+            units, units)
+    return script + "k state after $(s %s); k end" % units
 
 
 def _argv(protocol: Protocol) -> List[str]:

@@ -52,7 +52,7 @@ def test_queries_read_the_state_once_and_run_nothing_else():
 
 def test_change_reads_all_states_before_and_after():
     cmd = command("stop", ["a.service", "b.service"])
-    assert cmd.count("$(s a.service b.service)") == 2
+    assert cmd.count("(l a.service b.service)") == cmd.count("(s a.service b.service)") == 1
     assert cmd.index("state before") < cmd.index("a a.service systemctl stop") < \
         cmd.index("a b.service systemctl stop") < cmd.index("state after")
 
@@ -118,26 +118,80 @@ def test_settle_watches_started_units_only():
     assert "w demo.service" in command("try-restart", settle=1)
 
 
-@pytest.mark.parametrize("action,kw,grace", [
-    ("start", {}, True), ("restart", {}, True), ("reload-or-restart", {}, True),
-    ("try-restart", {}, True), ("enable", {"now": True}, True), ("enable", {}, False),
-    ("stop", {}, False), ("disable", {"now": True}, False), ("status", {}, False),
-    ("start", {"settle": 1}, False),
+TYPED_SYSTEMCTL = (
+    '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then shift 4; for u; do '
+    'echo Type=$(cat "$TYPES/$u"); echo LoadState=loaded; echo ActiveState=inactive; '
+    'echo SubState=dead; echo UnitFileState=static; done; fi\n')
+
+
+def run_typed(tmp_path, script, types):
+    """Run a script on a fake node whose units have the given Types; return
+    the systemctl verbs it ran, in order, with each `sleep` among them."""
+    (tmp_path / "types").mkdir(exist_ok=True)
+    for unit, kind in types.items():
+        (tmp_path / "types" / unit).write_text(kind)
+    for name, text in (("systemctl", TYPED_SYSTEMCTL),
+                       ("sleep", '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n')):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, env={
+        "PATH": "%s:/usr/bin:/bin" % tmp_path, "CALLS": str(calls),
+        "TYPES": str(tmp_path / "types")})
+    assert svcctl.parse_output(proc.stdout.splitlines(), MARKER).complete, proc
+    return calls.read_text().split("\n")[:-1]
+
+
+@pytest.mark.parametrize("action,kw,calls", [
+    ("start", {}, ["show", "start", "sleep 0.25", "show"]),
+    ("restart", {}, ["restart", "show", "sleep 0.25", "show"]),
+    ("reload-or-restart", {}, ["reload-or-restart", "show", "sleep 0.25", "show"]),
+    ("try-restart", {}, ["show", "try-restart", "sleep 0.25", "show"]),
+    ("enable", {"now": True}, ["show", "enable", "sleep 0.25", "show"]),
+    ("enable", {}, ["enable", "show"]), ("stop", {}, ["show", "stop", "show"]),
+    ("disable", {"now": True}, ["show", "disable", "show"]), ("status", {}, ["show"]),
 ])
-def test_started_units_are_read_a_moment_later(action, kw, grace):
+@pytest.mark.parametrize("kind", ["simple", "exec", "idle"])
+def test_started_units_of_types_that_return_at_once_are_read_a_moment_later(
+        tmp_path, action, kw, calls, kind):
     """Under load a unit that dies at once may not be dead yet when systemctl
-    returns: the state after is read START_GRACE later (--settle: watched)."""
-    script = command(action, **kw)
-    assert ("sleep 0.25; k state after" in script) is grace
-    assert script.count("sleep 0.25") == grace
+    returns (simple: once forked): its state is read START_GRACE later."""
+    assert run_typed(tmp_path, command(action, **kw), {"demo.service": kind}) == calls
 
 
-def test_apply_reads_a_started_unit_a_moment_later_or_watches_it():
+@pytest.mark.parametrize("action,kw,calls", [
+    ("start", {}, ["show", "start", "show"]), ("restart", {}, ["restart", "show"]),
+    ("enable", {"now": True}, ["show", "enable", "show"]),
+])
+@pytest.mark.parametrize("kind", ["notify", "forking", "oneshot", "dbus", ""])
+def test_units_that_said_they_are_up_cost_no_wait(tmp_path, action, kw, calls, kind):
+    """notify, forking, oneshot, dbus: start returns once the service is up or
+    failed; a socket or timer has no Type: no grace, as many systemctl
+    processes as before."""
+    assert run_typed(tmp_path, command(action, **kw), {"demo.service": kind}) == calls
+
+
+def test_one_simple_unit_among_several_is_waited_for_once(tmp_path):
+    script = command("restart", ["a.service", "b.service"])
+    assert run_typed(tmp_path, script, {"a.service": "notify", "b.service": "simple"}) \
+        == ["restart", "restart", "show", "sleep 0.25", "show"]
+
+
+def test_settle_watches_instead_of_the_grace():
+    script = command("start", settle=1)
+    assert "sleep 0.25" not in script and "w demo.service" in script
+
+
+@pytest.mark.parametrize("kind,calls", [
+    ("simple", ["show", "start", "sleep 0.25", "show"]),
+    ("notify", ["show", "start", "show"])])
+def test_apply_reads_a_started_simple_unit_a_moment_later(tmp_path, kind, calls):
     declared = svcctl.Declared("demo", "running")
     steps = [svcctl.Step("demo.service", declared=declared)]
     apply = svcctl.ACTIONS["apply"]
     plain = svcctl.remote_script(svcctl.Protocol(apply, MARKER), steps)
-    assert "c start; sleep 0.25; fi" in plain
+    assert run_typed(tmp_path, plain, {"demo.service": kind}) == calls
     watched = svcctl.remote_script(svcctl.Protocol(apply, MARKER, settle=3), steps)
     assert 'c start; w "$u"; fi' in watched and "-lt 6 ]" in watched
 

@@ -344,6 +344,8 @@ class Action:
     now_starts: bool = False            # with --now, the unit must run after
     now_stops: bool = False             # with --now, it must be stopped after
     privileged: bool = False            # through `sudo -n` with --sudo
+    why: bool = False                   # a query whose failed units come with
+    # their journal lines (status); changes and apply always do
     file_only: bool = False             # only with -c FILE
     takes: Tuple[str, ...] = ()         # the options of its own it accepts...
     needs: str = ""                     # ...and the one it cannot do without
@@ -359,6 +361,10 @@ class Action:
     def reads_state_before(self, now: bool) -> bool:
         """--now starts or stops as well: only a state read first tells."""
         return self.reads_before or (now and self.takes_now)
+
+    def tells_why(self) -> bool:
+        """Do failed units come back with their run's journal lines?"""
+        return self.kind in ("change", "apply") or self.why
 
     def expects_running(self, before: Optional[UnitState], now: bool) -> bool:
         """Must the unit be running after this action succeeded?"""
@@ -421,7 +427,7 @@ ACTION_TABLE = (
                                r"not loaded\.$", re.M), privileged=True),
     Action("status", "query", "one line per unit: its state (-v: systemctl's text)",
            ("status", "--no-pager", "--full"), answer=_answer_status,
-           sums_up=_said_briefly, runs="verbose", drift_outcome=True),
+           sums_up=_said_briefly, runs="verbose", drift_outcome=True, why=True),
     Action("is-active", "query", "is each unit running?", answer=_answer_is_active,
            sums_up=_said),
     Action("is-enabled", "query", "is each unit enabled?", answer=_answer_is_enabled,
@@ -508,6 +514,7 @@ class UnitResult:
     service: str = ""               # with -c: the service and its declaration
     declared: str = ""
     drift: bool = False
+    journal: str = ""               # a failed unit's run, as its journal says
 
     def as_dict(self) -> dict:
         return {"unit": self.unit, "outcome": self.outcome,
@@ -515,7 +522,7 @@ class UnitResult:
                 "after": self.after.as_dict() if self.after else None,
                 "rc": self.rc, "message": self.message, "answer": self.answer,
                 "service": self.service or None, "declared": self.declared or None,
-                "drift": self.drift}
+                "drift": self.drift, "journal": self.journal or None}
 
 
 @dataclass
@@ -1146,6 +1153,7 @@ class Protocol:
     pattern: str = ""               # list-units: a checked unit pattern
     listed_is_no: bool = False      # list-units --failed: anything listed is "no"
     diff: bool = False              # cat --diff: against the most common version
+    journal: int = 5                # journal lines of each failed unit's run
     properties: Tuple[str, ...] = ()    # show -p: shown in the order asked
 
 
@@ -1214,8 +1222,30 @@ _APPLY = (
     "if [ \"$2$off\" = stopped0 ]; then c stop; fi; "
     "if [ \"$3$en\" = yes0 ]; then c enable; fi; "
     "if [ \"$3$en\" = no1 ]; then c disable; fi; "
-    "k rc $r did ${d:--} after $(s \"$u\"); }; "
+    "e=$(l \"$u\"); k rc $r did ${d:--} after $e;%(why)s }; "
 )
+
+
+# Why it failed, in the same round trip: `j RCS STATES` is true when a step's
+# exit code is not 0 or a unit is failed (or waiting to restart); then
+# `J UNIT RC ...` prints, for each such unit, the last lines of that run of it
+# (its InvocationID: the service's own lines and systemd's about it; all of
+# the unit's lines where a systemd older than 232 has none), without
+# timestamps or hosts (-o cat), bounded in bytes:  MARK journal UNIT / lines.
+# A node where nothing failed runs nothing more.
+_JOURNAL = (
+    "j() { case \"$1\" in *[!0]*) return 0;; esac; case \"$2 \" in %(failed)s) "
+    "return 0;; esac; return 1; }; "
+    "J() { while [ $# -gt 1 ]; do u=$1; f=$2; shift 2; i=; for t in $(systemctl show "
+    "-p InvocationID,ActiveState,SubState -- \"$u\" 2>/dev/null); do case $t in "
+    "InvocationID=?*) i=${t#*=};; ActiveState=failed|SubState=auto-restart) f=1;; esac; "
+    "done; [ \"$f\" = 0 ] && continue; k journal \"$u\"; if [ -n \"$i\" ]; then "
+    "journalctl -o cat -n %(lines)d --no-pager \"_SYSTEMD_INVOCATION_ID=$i\" + "
+    "\"INVOCATION_ID=$i\"; else journalctl -o cat -n %(lines)d --no-pager -u \"$u\"; "
+    "fi 2>&1 | head -c %(bytes)d; done; }; "
+)
+JOURNAL_BYTES = 8192        # per failed unit, on top of its lines' count
+JOURNAL_MAX = 100           # --journal N: at most this many lines
 
 
 def _case_pattern(key: str, values: Sequence[str]) -> str:
@@ -1245,6 +1275,12 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     if grace:
         script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
                             "grace": START_GRACE}
+    why = protocol.journal > 0 and action.tells_why()
+    if why:
+        script += _JOURNAL % {
+            "failed": "|".join((_case_pattern("ActiveState", ("failed",)),
+                                _case_pattern("SubState", ("auto-restart",)))),
+            "lines": protocol.journal, "bytes": JOURNAL_BYTES}
     if action.kind == "node":
         pattern = " -- " + shlex.quote(protocol.pattern) if protocol.pattern else ""
         return script + "a %s %s%s; k end" % (steps[0].unit, " ".join(_argv(protocol)),
@@ -1256,7 +1292,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "running": _case_pattern("ActiveState", RUNNING_STATES),
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
-            "settle": " w \"$u\";" if settles else " g \"$b \";" if grace else ""}
+            "settle": " w \"$u\";" if settles else " g \"$b \";" if grace else "",
+            "why": ' j $r "$e" && J "$u" $r;' if why else ""}
     elif action.reads_state_before(protocol.now):
         script += "b=$(l %s); k state before $b; " % units
     if action.runs_per_unit(protocol.verbose):
@@ -1268,11 +1305,18 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
         script += "w %s; " % units
     if grace and action.reads_state_before(protocol.now):
         script += "g \"$b \"; "           # the types are known from before
-    elif grace:
+    script += "t=$(l %s); " % units
+    if grace and not action.reads_state_before(protocol.now):
         # read once; again after the grace only if a unit's type needs it
-        return script + "t=$(l %s); g \"$t \" && t=$(l %s); k state after $t; k end" % (
-            units, units)
-    return script + "k state after $(s %s); k end" % units
+        script += "g \"$t \" && t=$(l %s); " % units
+    script += "k state after $t; "
+    if why:
+        # a query's exit code says its answer, not a failure: its state does
+        codes = ["${s%d:-0}" % index if action.kind == "change" else "0"
+                 for index in range(len(steps))]
+        script += 'j "%s" "$t" && J %s; ' % ("".join(codes), " ".join(
+            "%s %s" % (shlex.quote(step.unit), code) for step, code in zip(steps, codes)))
+    return script + "k end"
 
 
 def _argv(protocol: Protocol) -> List[str]:
@@ -1597,6 +1641,7 @@ class Framed:
     sections: Dict[str, dict]       # unit -> before/after tokens, output, rc
     states: Dict[bytes, List[bytes]]    # b"before"/b"after": tokens of all units
     complete: bool = False
+    journals: Dict[str, List[bytes]] = field(default_factory=dict)  # failed units
 
 
 def parse_output(lines: Iterable[bytes], marker: str) -> Framed:
@@ -1628,6 +1673,8 @@ def parse_output(lines: Iterable[bytes], marker: str) -> Framed:
             current["after"] = rest[1:] if rest[:1] == [b"after"] else None
         elif words[0] == b"state" and len(words) > 1:
             framed.states[words[1]] = words[2:]
+        elif words[0] == b"journal" and len(words) == 2:
+            current = {"output": framed.journals.setdefault(_ascii(words[1]), [])}
         elif words == [b"end"]:
             framed.complete = True
         else:
@@ -1817,7 +1864,28 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
                 None if cut else _nth(afters, index), section.get("rc"), output,
                 CUT_SHORT if cut else before_text or after_text,
                 watched=watch[index] if watch else None)
+    for unit, lines in framed.journals.items():
+        result = done.get(unit)
+        if result is not None and (result.outcome == "failed" or (
+                result.after is not None and result.after.crashed)):
+            result.journal = journal_text(lines)
     return done
+
+
+# What differs from node to node in the same story: process ids.
+_JOURNAL_PID_RE = Regex(r"\b(process|[Pp][Ii][Dd])([ =:]+)[0-9]+\b")
+JOURNAL_LINE_MAX = 500
+
+
+def journal_text(lines: Sequence[bytes]) -> str:
+    """A failed unit's journal lines, made to fold across nodes: printable,
+    process ids masked, journalctl's own "-- No entries --" dropped."""
+    out = []
+    for line in lines:
+        text = decode(line).rstrip()
+        if text and text != "-- No entries --":
+            out.append(_JOURNAL_PID_RE.sub(r"\1\2N", text[:JOURNAL_LINE_MAX]))
+    return "\n".join(out)
 
 
 def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResult:
@@ -2363,6 +2431,9 @@ def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
     if message and shown and not lines[0].endswith(": " + message) \
             and not (action.kind == "node" and message == result.answer):
         lines += ["  " + line for line in message.split("\n")]
+    if result.journal:
+        lines.append("  journal of that run:")
+        lines += ["    " + line for line in result.journal.split("\n")]
     return lines
 
 
@@ -2439,7 +2510,7 @@ def render_groups(report: Report, display: Display) -> List[str]:
     seen: Dict[tuple, Tuple[str, ...]] = {}     # equal results, text made once
     for result in report.nodes:
         key = (result.reason, tuple((u.unit, u.outcome, u.before, u.after, u.message,
-                                     u.answer) for u in result.units))
+                                     u.journal, u.answer) for u in result.units))
         if key not in seen:
             seen[key] = tuple(node_lines(action, result, display.verbose))
         groups.setdefault(seen[key], []).append(result)
@@ -3123,7 +3194,7 @@ LOG_RUN_FIELDS = ("schema", "time", "run_id", "user", "command", "action", "unit
                   "elapsed")
 LOG_NODE_FIELDS = ("node", "reason", "duration")
 UNIT_FIELDS = ("unit", "outcome", "before", "after", "rc", "message", "answer",
-               "service", "declared", "drift")
+               "service", "declared", "drift", "journal")
 
 
 def log_lines(report: Report) -> bytes:
@@ -3444,6 +3515,7 @@ def read_log_record(line: bytes) -> dict:
         "message": _text(record, "message", multiline=True),
         "answer": _text(record, "answer"), "service": _text(record, "service"),
         "declared": _text(record, "declared"), "drift": record.get("drift") is True,
+        "journal": _text(record, "journal", multiline=True),
         "reason": _text(record, "reason"),
         "duration": _number(record, "duration", float, 0, 1e9),
         "time": _time(record.get("time")), "elapsed": _number(record, "elapsed", float,
@@ -4047,6 +4119,9 @@ def _action_options(group) -> None:
         metavar="SECONDS", help="after starting units, watch them this long: one that "
         "dies or keeps restarting is failed (default 0: read once, a quarter second "
         "after systemctl returns)")
+    add("--journal", type=_typed(int, "--journal takes a number of lines"), default=5,
+        metavar="N", help="each failed unit comes with the last N lines of that run "
+        "from the node's journal, folded across nodes (default 5; 0: none)")
     add("--batch", metavar="COUNT", help="rolling: act on COUNT nodes at a time (N or N%%)")
     add("--max-fail", metavar="COUNT",
         help="with --batch: stop before the next batch once more nodes failed")
@@ -4669,7 +4744,11 @@ _UNIT_PATTERN_RE = Regex(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
 
 
 def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dict:
-    """The checked systemctl options of show, list-units and cat."""
+    """The checked systemctl options of show, list-units and cat; how many
+    journal lines a failed unit brings back."""
+    if not 0 <= args.journal <= JOURNAL_MAX:
+        raise UsageError("--journal takes 0 to %d lines, not %d" % (JOURNAL_MAX,
+                                                                   args.journal))
     properties = [p for text in args.properties for p in text.split(",")]
     for name in properties:
         if not _PROPERTY_RE.fullmatch(name):
@@ -4682,7 +4761,8 @@ def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dic
     extra = (("-p", ",".join(properties)) if properties else ()) + \
         (("--state=" + state,) if state else ())
     return {"extra": extra, "pattern": pattern, "listed_is_no": state == "failed",
-            "diff": args.diff, "properties": tuple(dict.fromkeys(properties))}
+            "diff": args.diff, "properties": tuple(dict.fromkeys(properties)),
+            "journal": args.journal}
 
 
 def split_targets(args: argparse.Namespace, action: Action

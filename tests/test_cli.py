@@ -161,7 +161,7 @@ def test_habits_are_never_misread(argv, hint):
     (["--dry-run", "-w", "node[1-4]", "-x", "node2", "status", "demo"],
      "nodes: node[1,3-4] (3)"),
     (["--dry-run", "-b", "status", "demo", "node1"], "nodes: node1 (1)"),
-    (["--dry-run", "-v", "status", "/home", "node1"], "$(s home.mount)"),
+    (["--dry-run", "-v", "status", "/home", "node1"], "$(l home.mount)"),
     (["--dry-run", "-v", "list-units", "--failed", "node1"], "list-units --plain --no-legend "
                                                        "--no-pager --full --state=failed"),
     (["--dry-run", "-v", "list-units", "demo*", "node1"], "--full -- '\"'\"'demo*'\"'\"';"),

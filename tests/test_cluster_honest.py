@@ -209,3 +209,29 @@ def test_the_log_replays_a_rolling_run(svcctl, tmp_path, reset):
     live = replay(svcctl, tmp_path, ["start", "demo-crash", "@all", "--batch", "2",
                                      "--max-fail", "1"])
     assert "svcctl: stopped after 2 failed nodes (--max-fail 1)" in live.out
+
+
+def test_why_it_failed_comes_with_the_failure_and_folds(svcctl, reset):
+    """The failing run's journal lines, in the same round trip, folded: the
+    same story on every node is one block; status of the failed unit too."""
+    run = svcctl("start", "demo-crash", NODES, "--journal", "3")
+    assert run.rc == 1, run
+    assert normalise(run.out) == (
+        "---------------\nnode[1-4] (4)\n---------------\n"
+        "demo-crash.service: failed, now failed (failed), static\n"
+        "  the unit failed once started: result exit-code, main process exited with "
+        "status 1\n"
+        "  journal of that run:\n"
+        "    Started demo-crash.service - svcctl demo, dies at once.\n"
+        "    demo-crash.service: Main process exited, code=exited, status=1/FAILURE\n"
+        "    demo-crash.service: Failed with result 'exit-code'.\n"
+        "== start demo-crash.service on 4 nodes in X s ==\nfailed (4): node[1-4]\n")
+    status = svcctl("status", "demo-crash", NODES, "--json")
+    units = [node["units"][0] for node in json.loads(status.out)["nodes"]]
+    assert {unit["journal"] for unit in units} == {
+        "Started demo-crash.service - svcctl demo, dies at once.\n"
+        "demo-crash.service: Main process exited, code=exited, status=1/FAILURE\n"
+        "demo-crash.service: Failed with result 'exit-code'."}
+    healthy = svcctl("start", "demo", NODES, "--json")
+    assert all(node["units"][0]["journal"] is None
+               for node in json.loads(healthy.out)["nodes"])

@@ -455,7 +455,7 @@ def test_apply_dry_run_reads_the_states_once_and_says_what_would_change(tmp_path
 
     def states(marker, command):
         commands.append(command)
-        units = re.search(r"k state after \$\(s ([^)]*)\)", command).group(1).split()
+        units = re.search(r"t=\$\(l ([^)]*)\); k state after", command).group(1).split()
         node_states = {"demo@db.service": enabled, "app.service": INACTIVE,
                        "web.service": ACTIVE, "cron.service": ACTIVE}
         return ["%s state after %s" % (marker, " ".join(

@@ -26,7 +26,7 @@ def test_units_are_quoted_after_double_dash():
 def test_backslash_names_stay_one_quoted_word():
     cmd = command("start", ["a\\x2db.service"])
     assert "-- 'a\\x2db.service'" in cmd
-    assert "$(s 'a\\x2db.service')" in cmd
+    assert "$(l 'a\\x2db.service')" in cmd
 
 
 def test_sudo_wraps_the_action_not_the_reads():
@@ -43,7 +43,7 @@ def test_now_flag():
 
 def test_queries_read_the_state_once_and_run_nothing_else():
     cmd = command("is-active", ["a.service", "b.service"])
-    assert cmd.endswith("k state after $(s a.service b.service); k end")
+    assert cmd.endswith("t=$(l a.service b.service); k state after $t; k end")
     assert "systemctl is-active" not in cmd and "state before" not in cmd
     assert "systemctl status" not in command("status")
     assert "a demo.service systemctl status --no-pager --full -- demo.service; s0=$r; " in \
@@ -52,7 +52,7 @@ def test_queries_read_the_state_once_and_run_nothing_else():
 
 def test_change_reads_all_states_before_and_after():
     cmd = command("stop", ["a.service", "b.service"])
-    assert cmd.count("(l a.service b.service)") == cmd.count("(s a.service b.service)") == 1
+    assert cmd.count("(l a.service b.service)") == 2
     assert cmd.index("state before") < cmd.index("a a.service systemctl stop") < \
         cmd.index("a b.service systemctl stop") < cmd.index("state after")
 
@@ -111,7 +111,7 @@ def test_any_login_shell_runs_the_same_script(tmp_path, shell):
 
 
 def test_settle_watches_started_units_only():
-    assert "w demo.service; k state after" in command("start", settle=2)
+    assert "w demo.service; t=$(l demo.service); k state after" in command("start", settle=2)
     assert "-lt 4 ]" in command("start", settle=2)          # 4 polls of 0.5 s
     assert "w()" not in command("stop", settle=2)
     assert "w()" not in command("start")
@@ -200,3 +200,74 @@ def test_marker_is_random_per_run_and_needs_no_quoting():
     first, second = svcctl.new_marker(), svcctl.new_marker()
     assert first != second
     assert shlex.quote(first) == first
+
+
+STATEFUL_SYSTEMCTL = (
+    '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then shift 3; '
+    '[ "$1" = -- ] && shift; for u; do echo Type=notify; echo InvocationID=abc123; '
+    'echo LoadState=loaded; echo ActiveState=$(cat "$STATES/$u"); echo SubState=x; '
+    'echo UnitFileState=static; done; else exit $(cat "$STATES/rc"); fi\n')
+FAKE_JOURNALCTL = '#!/bin/sh\necho "journalctl $*" >> "$CALLS"\necho "boom (pid 1234)"\n'
+
+
+def run_failing(tmp_path, script, states, rc=0):
+    """Run a script on a fake node whose units are in the given ActiveStates
+    after the action (which exits `rc`); return (systemctl calls, framed)."""
+    (tmp_path / "states").mkdir(exist_ok=True)
+    for unit, active in dict(states, rc=str(rc)).items():
+        (tmp_path / "states" / unit).write_text(active)
+    for name, text in (("systemctl", STATEFUL_SYSTEMCTL), ("journalctl", FAKE_JOURNALCTL)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, env={
+        "PATH": "%s:/usr/bin:/bin" % tmp_path, "CALLS": str(calls),
+        "STATES": str(tmp_path / "states")})
+    framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
+    assert framed.complete, proc
+    return calls.read_text().split("\n")[:-1], framed
+
+
+def test_nothing_failed_costs_no_journal_and_no_process(tmp_path):
+    calls, framed = run_failing(tmp_path, command("restart", ["a.service", "b.service"]),
+                                {"a.service": "active", "b.service": "active"})
+    assert calls == ["restart", "restart", "show"] and framed.journals == {}
+
+
+def test_a_failed_unit_brings_its_runs_journal(tmp_path):
+    """Only the failed unit: one show for its InvocationID, one journalctl of
+    that run (its own lines and systemd's about it)."""
+    calls, framed = run_failing(tmp_path, command("restart", ["a.service", "b.service"]),
+                                {"a.service": "active", "b.service": "failed"})
+    assert calls == ["restart", "restart", "show", "show", "show",
+                     "journalctl -o cat -n 5 --no-pager _SYSTEMD_INVOCATION_ID=abc123 + "
+                     "INVOCATION_ID=abc123"]
+    assert framed.journals == {"b.service": [b"boom (pid 1234)"]}
+
+
+def test_a_failed_action_brings_the_journal_even_if_the_state_reads_fine(tmp_path):
+    calls, framed = run_failing(tmp_path, command("start", journal=2), {"demo.service":
+                                                                        "inactive"}, rc=1)
+    assert calls[-1].startswith("journalctl -o cat -n 2 ")
+    assert list(framed.journals) == ["demo.service"]
+
+
+def test_journal_0_and_queries_but_status_ask_for_none(tmp_path):
+    for script in (command("start", journal=0), command("is-active")):
+        calls, framed = run_failing(tmp_path, script, {"demo.service": "failed"}, rc=1)
+        assert framed.journals == {} and not any("journalctl" in c for c in calls)
+    _, framed = run_failing(tmp_path, command("status", verbose=True),
+                            {"demo.service": "failed"}, rc=3)
+    assert list(framed.journals) == ["demo.service"]
+    _, framed = run_failing(tmp_path, command("status", verbose=True),
+                            {"demo.service": "inactive"}, rc=3)
+    assert framed.journals == {}        # status's exit code 3 is an answer
+
+
+def test_apply_brings_the_journal_of_a_unit_it_could_not_start(tmp_path):
+    steps = [svcctl.Step("demo.service", declared=svcctl.Declared("demo", "running"))]
+    script = svcctl.remote_script(svcctl.Protocol(svcctl.ACTIONS["apply"], MARKER), steps)
+    calls, framed = run_failing(tmp_path, script, {"demo.service": "failed"}, rc=1)
+    assert list(framed.journals) == ["demo.service"]
+    assert framed.sections["demo.service"]["rc"] == 1

@@ -287,3 +287,29 @@ def test_ping_summary_says_how_systemd_runs():
              pinged("n3", b"running", 0)]
     text = svcctl.render_text(svcctl.Report("ping", [], nodes, 0, 0.1))
     assert summary_of(text) == "running (2): n[1,3]\ndegraded (1): n2\n"
+
+
+def test_the_same_failure_on_many_nodes_is_one_block_with_its_journal(tmp_path):
+    """40 nodes, one story (process ids aside): one block; a second story on
+    2 nodes is its own block; the log replays it byte for byte."""
+    m = MARKER.encode() + b" "
+
+    def crashed(name, pid, story):
+        lines = frame("demo.service", ACTIVE, FAILED, 0) + [
+            m + b"journal demo.service", b"Started demo (pid %d)." % pid, story] + end()
+        return node(name, lines, action="restart")
+    nodes = [crashed("m%d" % i, i, b"demo: no config") for i in (1, 2)] + [
+        crashed("n%d" % i, 1000 + i, b"demo: cannot bind port 80") for i in range(1, 41)]
+    report = svcctl.Report("restart", ["demo.service"], nodes, 0, 0.1, run_id="r1")
+    text = svcctl.render_text(report)
+    assert text.count("journal of that run:") == 2
+    assert "---------------\nn[1-40] (40)\n---------------\n" in text
+    assert "  journal of that run:\n    Started demo (pid N).\n    demo: cannot bind " \
+           "port 80\n" in text
+    assert "---------------\nm[1-2] (2)\n" in text
+    assert svcctl.document(report)["nodes"][2]["units"][0]["journal"] == \
+        "Started demo (pid N).\ndemo: cannot bind port 80"
+    path = tmp_path / "svcctl.log"
+    svcctl.append_log(str(path), svcctl.log_lines(report))
+    rebuilt, _ = svcctl.report_from_log(str(path))
+    assert svcctl.render_text(rebuilt) == text

@@ -599,3 +599,30 @@ def test_show_keeps_the_order_of_the_properties_asked(monkeypatch):
     assert out.startswith("---------------\nn[1-2] (2)\n---------------\n"
                           "demo.service: SubState=running\ndemo.service: ActiveState=active\n"
                           "demo.service: LoadState=loaded\n== show demo.service on 2 nodes")
+
+
+def with_journal(lines, outcome_state=FAILED, rc=0, action="restart"):
+    m = MARKER.encode() + b" "
+    reply = frame("demo.service", None if action == "status" else ACTIVE,
+                  outcome_state, rc) + [m + b"journal demo.service"] + lines + end()
+    return classify(action, reply)
+
+
+def test_a_failed_units_journal_is_kept_and_made_to_fold():
+    lines = [b"demo.service: Main process exited, code=exited, status=1/FAILURE",
+             b"Killing process 4242 (sleep) with signal SIGKILL.", b"-- No entries --",
+             b"\x1b[31mred\x1b[0m pid=77"]
+    result = with_journal(lines)
+    assert result.outcome == "failed"
+    assert result.units[0].journal == (
+        "demo.service: Main process exited, code=exited, status=1/FAILURE\n"
+        "Killing process N (sleep) with signal SIGKILL.\n\\x1b[31mred\\x1b[0m pid=N")
+    other = with_journal([line.replace(b"4242", b"99") for line in lines])
+    assert other.units[0].journal == result.units[0].journal     # they fold
+
+
+def test_a_journal_is_kept_only_for_a_failed_unit():
+    ok = with_journal([b"started fine"], outcome_state=ACTIVE)
+    assert ok.outcome == "changed" and ok.units[0].journal == ""
+    status = with_journal([b"boom"], action="status")
+    assert status.outcome == "negative" and status.units[0].journal == "boom"

@@ -888,47 +888,79 @@ _RANGES = r"\[%s(?:,%s)*\]" % (_RNG, _RNG)
 _NAME = r"(?:[A-Za-z0-9_]|%s)(?:[A-Za-z0-9_.+-]|%s)*" % (_RANGES, _RANGES)
 _SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
 _TOKEN = r"(?:%s|@(?:%s:)?(?:%s|\*)|@@(?:%s)?)" % (_NAME, _SOURCE, _NAME, _SOURCE)
-_PATTERN_RE = Regex(r"[ \t]*%s[ \t]*(?:[,!&^][ \t]*%s[ \t]*)*" % (_TOKEN, _TOKEN),
-                         re.ASCII)
-_OPERAND_RE = Regex(r"([,!&^]?)[ \t]*((?:[^,!&^\[]|\[[^\]]*\])+)")
-_RANGE_RE = Regex(r"(\d+)(?:-(\d+)(?:/(\d+))?)?", re.ASCII)
+_OPERAND_TOKEN_RE = Regex(r"[ \t]*%s[ \t]*" % _TOKEN, re.ASCII)
+# Read piece by piece (never one regex over the whole pattern: its backtracking
+# state grows with the text, 1.7 GB for 8 MiB): a bracket, an operator, or text.
+_PIECE_RE = Regex(r"\[[^\[\]]*\]|[,!&^]")
+_RANGE_RE = Regex(r"(\d{1,18})(?:-(\d{1,18})(?:/(\d{1,18}))?)?", re.ASCII)
+# An operand is at most a node name (NODE_NAME_MAX) once expanded, each
+# bracket at least one character of it: its text with brackets as `[0]` fits in
+OPERAND_MAX = 3 * NODE_NAME_MAX
+RANGE_SPAN_MAX = 10 ** 9 - 1    # ClusterShell asserts on a range spanning more
 
 
-def pattern_size(pattern: str) -> int:
-    """Check a NodeSet pattern against the grammar above, and count how many
-    nodes it can name at most, without expanding it (groups are counted once
-    resolved). Exact without overlaps, an upper bound otherwise."""
-    if not _PATTERN_RE.fullmatch(pattern):
-        raise UsageError("invalid NodeSet: %s" % printable(pattern[:200]))
-    bound = 0
-    for operator, operand in _OPERAND_RE.findall(pattern):
-        if operand.strip().startswith("@"):
+def pattern_size(pattern: str, limit: int) -> int:
+    """Check a NodeSet pattern against the grammar above, and count what
+    ClusterShell would expand to read it, without expanding anything: every
+    operand of every operator (`!`, `&` and `^` ones too), each for the
+    nodes it names, a group operand for each group name. Counting stops once
+    over `limit` (then the count is only known to be more). Linear in time,
+    small in memory whatever the length of the pattern."""
+    total, operand, size, start = 0, "", 1, 0
+    for match in _PIECE_RE.finditer(pattern + ","):     # a last "," ends the last operand
+        operand += pattern[start:match.start()]
+        start = match.end()
+        if len(operand) > OPERAND_MAX:
+            break
+        if match.group().startswith("["):
+            operand += "[0]"
+            size *= ranges_size(match.group()[1:-1], limit)
             continue
-        size = 1
-        for ranges in re.findall(r"\[([^\]]*)\]", operand):
-            size *= sum(range_size(item) for item in ranges.split(","))
-        bound = min(bound, size) if operator == "&" else \
-            bound if operator == "!" else bound + size
-    return bound
+        if not _OPERAND_TOKEN_RE.fullmatch(operand):
+            break
+        total += size
+        if total > limit:
+            return total
+        operand, size = "", 1
+    else:
+        return total
+    raise UsageError("invalid NodeSet: %s" % printable(pattern[:200]))
+
+
+def ranges_size(ranges: str, limit: int) -> int:
+    """The indexes of a bracket `1-5,7,10-20/2` (more than `limit`: stops)."""
+    if ranges.count(",") >= limit:      # each item is at least one index
+        return ranges.count(",") + 1
+    return sum(range_size(item) for item in ranges.split(","))
 
 
 def range_size(item: str) -> int:
-    first, last, step = _RANGE_RE.fullmatch(item).groups()
+    match = _RANGE_RE.fullmatch(item)
+    if not match:
+        raise UsageError("invalid range: %s" % printable(item[:80]))
+    first, last, step = match.groups()
     if last is None:
         return 1
     if int(last) < int(first) or (step is not None and int(step) < 1):
         raise UsageError("invalid range: %s" % printable(item))
+    if int(last) - int(first) >= RANGE_SPAN_MAX:
+        raise UsageError("invalid range: %s (ClusterShell takes ranges spanning less than "
+                         "10^9)" % printable(item))
     return (int(last) - int(first)) // int(step or 1) + 1
 
 
 def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
                 resolver=None, limit: int = MAX_NODES) -> NodeSet:
     """Union of NodeSet patterns minus exclusions; never empty, at most
-    `limit` nodes, every name a host name."""
+    `limit` nodes, every name a host name. Before anything is expanded, all
+    the operands of the patterns and exclusions together name at most
+    `limit` nodes (each is expanded in memory, excluded ones too)."""
+    total = 0
     for pattern in list(patterns) + list(exclude):
-        if pattern_size(pattern) > limit:
-            raise UsageError("%s names more than %d nodes (see --max-nodes)"
-                             % (printable(pattern[:80]), limit))
+        total += pattern_size(pattern, limit - total)
+        if total > limit:
+            raise UsageError("%s: more than %d nodes in all, every operand counted "
+                             "(see --max-nodes)" % (printable(pattern[:80]), limit))
     try:
         nodes = NodeSet(resolver=resolver)
         for pattern in patterns:
@@ -3239,7 +3271,7 @@ class _FileReader:
         items = node.value if isinstance(node, self.yaml.SequenceNode) else [node]
         patterns = [self.scalar(item, where, str, "a NodeSet") for item in items]
         try:
-            self.spend(sum(pattern_size(p) for p in patterns), node, where)
+            self.spend(sum(pattern_size(p, self.budget) for p in patterns), node, where)
             nodes = parse_nodes(patterns, resolver=resolver, limit=self.limit)
         except UsageError as exc:
             raise self.error(node, where, str(exc))
@@ -3252,7 +3284,7 @@ class _FileReader:
         total = 0
         for node in self.yaml_scalars(root):
             try:
-                total += pattern_size(node.value)
+                total += pattern_size(node.value, self.budget - total)
             except UsageError:
                 continue        # said with its line when the value is read
             if total > self.budget:
@@ -3316,13 +3348,21 @@ def open_to_read(path: str, pipes: bool = False):
 def read_text_file(path: str, limit: int = FILE_MAX_BYTES, pipes: bool = False) -> str:
     try:
         with open_to_read(path, pipes) as handle:
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise UsageError("%s: larger than %d bytes" % (printable(path), limit))
+            return read_text(handle, path, limit)
+    except OSError as exc:
+        raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror or exc))
+
+
+def read_text(handle, name: str, limit: int = FILE_MAX_BYTES) -> str:
+    """At most `limit` bytes of UTF-8 from a binary handle (a file, stdin):
+    more, or bytes that are not UTF-8, is one line naming where."""
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError("%s: larger than %d bytes" % (printable(name), limit))
+    try:
         return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("%s: cannot read: %s" % (
-            printable(path), getattr(exc, "strerror", None) or exc))
+    except UnicodeDecodeError as exc:
+        raise UsageError("%s: cannot read: %s" % (printable(name), exc))
 
 
 def load_cluster_file(path: str, limit: int = MAX_NODES) -> ClusterFile:
@@ -4007,16 +4047,34 @@ def check_group_source(source: Optional[str]) -> None:
             printable(source), ", ".join(sources) or "none"))
 
 
-def read_hostfile(path: str, stdin) -> List[str]:
+HOSTFILE_MAX_BYTES = 8 * FILE_MAX_BYTES
+_HOSTFILE_WORD_RE = Regex(r"#[^\n]*|[^\s#]+")
+
+
+def read_hostfile(path: str, stdin, limit: int) -> List[str]:
     """NodeSet patterns, several a line, `#` comments; `-` is stdin (a pipe
-    from squeue or sinfo)."""
+    from squeue or sinfo), read as bytes. Each word is counted as it is
+    found: once they name more than `limit` nodes (every operand counted),
+    the file is refused before the rest is split (memory stays a few times
+    the file's size, at most)."""
     if path == "-":
-        text = stdin.read(FILE_MAX_BYTES * 8 + 1)
-        if len(text) > FILE_MAX_BYTES * 8:
-            raise UsageError("--hostfile -: more than %d bytes" % (FILE_MAX_BYTES * 8))
+        try:
+            text = read_text(stdin.buffer, "--hostfile -", HOSTFILE_MAX_BYTES)
+        except OSError as exc:      # `< /`: a directory
+            raise UsageError("--hostfile -: cannot read: %s" % (exc.strerror or exc))
     else:
-        text = read_text_file(path, FILE_MAX_BYTES * 8, pipes=True)
-    words = [word for line in text.split("\n") for word in line.split("#", 1)[0].split()]
+        text = read_text_file(path, HOSTFILE_MAX_BYTES, pipes=True)
+    words: List[str] = []
+    total = 0
+    for match in _HOSTFILE_WORD_RE.finditer(text):
+        word = match.group()
+        if word.startswith("#"):
+            continue
+        total += pattern_size(word, limit - total)
+        if total > limit:
+            raise UsageError("--hostfile %s: more than %d nodes, every operand counted "
+                             "(see --max-nodes)" % (printable(path), limit))
+        words.append(word)
     if not words:
         raise UsageError("--hostfile %s: no node in it" % printable(path))
     return words
@@ -4039,7 +4097,7 @@ def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin) -> 
     patterns = list(positional) + args.where + ["@" + g for g in args.groups] \
         + (["@*"] if args.all else [])
     for path in args.hostfiles:
-        patterns += read_hostfile(path, stdin)
+        patterns += read_hostfile(path, stdin, args.max_nodes)
     exclude = args.exclude + ["@" + g for g in args.exclude_groups]
     if not patterns:
         raise UsageError("no node given: a NodeSet after the units, or -w, -g, -a, "

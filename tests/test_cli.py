@@ -179,11 +179,57 @@ def test_habits_that_do_what_was_meant(argv, expected):
 
 def test_hostfile_from_stdin():
     out, err = io.StringIO(), io.StringIO()
-    stdin = io.StringIO("node1\n# a comment\nnode3 node[5-6]\n")
+    stdin = io.TextIOWrapper(io.BytesIO(b"node1\n# a comment\nnode3 node[5-6]#x\n"))
     code = svcctl.main(["--dry-run", "is-active", "demo", "--hostfile", "-"], out, err,
                        stdin)
     assert code == 0, err.getvalue()
     assert "nodes: node[1,3,5-6] (4)" in out.getvalue()
+
+
+@pytest.mark.parametrize("body", [b"node1\xff\n", b"\xc3(\n"])
+def test_hostfile_from_stdin_that_is_not_utf8_is_one_line(body):
+    proc = subprocess.run([sys.executable, svcctl.__file__, "--dry-run", "is-active", "demo",
+                           "--hostfile", "-"], input=body, capture_output=True,
+                          env=dict(os.environ, LC_ALL="C", PYTHONIOENCODING="utf-8"))
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.startswith(b"svcctl: --hostfile -: cannot read: 'utf-8' codec")
+    assert proc.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("stdin", [True, False])
+def test_a_one_line_hostfile_is_refused_in_little_memory(tmp_path, stdin):
+    """8 MiB of `a,a,a,...` on one line peaked at 1.7 GB before it was refused."""
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"a," * (4 << 20))
+    # VmHWM: this process's own peak (getrusage's counts the parent's, if larger)
+    code = ("import re, sys, svcctl\ncode = svcctl.main(sys.argv[1:])\nprint(code, re.search("
+            "r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1))\n")
+    with open(hosts, "rb") as handle:
+        proc = subprocess.run([sys.executable, "-c", code, "--dry-run", "is-active", "demo",
+                               "--hostfile", "-" if stdin else str(hosts)],
+                              stdin=handle, capture_output=True, text=True, timeout=60,
+                              cwd=os.path.dirname(svcctl.__file__))
+    exit_code, peak_kib = map(int, proc.stdout.split())
+    assert exit_code == 2 and "more than 100000 nodes" in proc.stderr
+    assert peak_kib < 120 * 1024
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 400), st.sampled_from([" ", "\n", "\t", "  # c\n",
+                                                                 ",", "!", "^"])),
+                min_size=1, max_size=12))
+def test_hostfile_words_count_every_operand(words):
+    """Whatever the separators and operators, a hostfile is refused exactly
+    when its operands together name more than --max-nodes."""
+    text = "".join("h%dx[1-%d]%s" % (n, size, sep) for n, (size, sep) in enumerate(words))
+    text = text.rstrip(",!^")
+    total = sum(size for size, _ in words)
+    out, err = io.StringIO(), io.StringIO()
+    code = svcctl.main(["--dry-run", "is-active", "demo", "--hostfile", "-", "--max-nodes",
+                        "1000"], out, err, io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert code == (2 if total > 1000 else 0), err.getvalue()
+    if code:
+        assert "more than 1000 nodes, every operand counted" in err.getvalue()
 
 
 def test_pick():

@@ -340,6 +340,11 @@ class Action:
         """--now starts or stops as well: only a state read first tells."""
         return self.reads_before or (now and self.takes_now)
 
+    def starts_units(self, now: bool) -> bool:
+        """Are units started, so that --settle watches them (and START_GRACE
+        waits for them)?"""
+        return self.kind == "apply" or self.expects_running(None, now)
+
     def expects_running(self, before: Optional[UnitState], now: bool) -> bool:
         """Must the unit be running after this action succeeded?"""
         if self.must_run == "if it ran":
@@ -1214,7 +1219,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     steps = node_steps(action, steps)
     script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(STATE_KEYS)}
     polls = int(-(-protocol.settle // 0.5))
-    starts = action.kind == "apply" or action.expects_running(None, protocol.now)
+    starts = action.starts_units(protocol.now)
     settles = polls > 0 and starts
     if settles:
         script += _SETTLE % {"polls": polls}
@@ -3860,7 +3865,7 @@ def read_site_config(paths: Sequence[str], overrides: Sequence[str]) -> Dict[str
         if not os.path.exists(path) and index < 2:
             continue                # the standard places are optional, $SVCCTL_CONF not
         for number, line in enumerate(read_text_file(path).split("\n"), 1):
-            line = re.sub(r"\s+#.*$", "", line).strip()   # comments, on a line or after
+            line = without_comment(line)
             if not line or line[0] in "#;" or line == "[svcctl]":
                 continue
             key, value = re.split(r"\s*[=:]\s*", line, 1) if re.search("[=:]", line) \
@@ -3875,6 +3880,19 @@ def read_site_config(paths: Sequence[str], overrides: Sequence[str]) -> Dict[str
             raise UsageError("-O %s: expected KEY=VALUE" % printable(item))
         values[key.strip()] = site_value(key.strip(), value.strip(), "-O")
     return values
+
+
+_UNTIL_COMMENT_RE = Regex(r"""(?:'[^']*'|"[^"]*"|[^\s'"]+|\s+(?!#))*""")
+
+
+def without_comment(line: str) -> str:
+    """A line of svcctl.conf without its comment, as sh reads one: `#` at the
+    start of a line or after a blank, outside quotes (`ssh_options =
+    -oProxyCommand="nc %h 22 #x"` keeps its `#`). After an unclosed quote
+    nothing is cut: the value is checked whole. -O values are never cut."""
+    kept = _UNTIL_COMMENT_RE.match(line).group()
+    rest = line[len(kept):]
+    return (kept if not rest or rest.lstrip().startswith("#") else line).strip()
 
 
 def site_value(key: str, text: str, where: str) -> object:
@@ -3893,19 +3911,23 @@ RUN_ONLY_KEYS = ("log", "html", "syslog", "batch", "batch_wait", "max_fail")
 
 
 def apply_site_defaults(args: argparse.Namespace) -> None:
-    """Options not given on the command line take the site's values, then
-    svcctl's own (clush.conf's are read with the connection settings). A
-    site's log, html, syslog and rolling keys are for runs: not for report
-    or --check-config, nor for a cluster file's waves (batch, max_fail)."""
-    values = read_site_config(site_config_paths(), args.overrides)
+    """Options not given on the command line take -O's values, then the
+    site's, then svcctl's own (clush.conf's are read with the connection
+    settings). -O KEY=VALUE is the option typed: it applies where the option
+    would, or is refused where it would be. A site's log, html, syslog and
+    rolling keys are for runs: not for report or --check-config, nor for a
+    cluster file's waves (batch, max_fail); its max_fail goes with a batch,
+    the site's or the command line's. Only the key itself is ever shadowed."""
+    site = read_site_config(site_config_paths(), ())
+    typed = read_site_config((), args.overrides)
     if args.action == "report" or args.check_config:
-        values = {k: v for k, v in values.items() if k not in RUN_ONLY_KEYS}
-    if args.config is not None or args.batch is not None:
-        values = {k: v for k, v in values.items() if k not in ("batch", "max_fail")}
-    typed_max_fail = args.max_fail is not None
+        site = {k: v for k, v in site.items() if k not in RUN_ONLY_KEYS}
+    if args.config is not None:
+        site = {k: v for k, v in site.items() if k not in ("batch", "max_fail")}
+    typed_max_fail = args.max_fail is not None or "max_fail" in typed
     for key, (dest, _) in SITE_KEYS.items():
         if getattr(args, dest, None) is None:
-            setattr(args, dest, values.get(key, BUILT_IN.get(key)))
+            setattr(args, dest, typed.get(key, site.get(key, BUILT_IN.get(key))))
     if args.batch is None and not typed_max_fail:
         args.max_fail = None        # a site's max_fail is for its rolling runs
 
@@ -4407,8 +4429,10 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
                       args.line_mode, regroup)
     settings = connection_settings(args)
-    if args.settle and settings.command_timeout and args.settle >= settings.command_timeout:
+    if args.settle and action.starts_units(args.now) and settings.command_timeout and \
+            args.settle >= settings.command_timeout:
         # the nodes would be cut off while watching, after the action was done
+        # (a query watches nothing: a site's settle never refuses it)
         raise UsageError("--settle %g must be shorter than the command timeout (-u %g)"
                          % (args.settle, settings.command_timeout))
     return Request(

@@ -389,6 +389,99 @@ def test_site_keys_apply_only_where_they_fit(tmp_path, monkeypatch):
     assert run("status", "demo", "node1", "--max-fail", "1", "--dry-run")[0] == 2
 
 
+# key: (its svcctl.conf text, what it reads as, the option typed, what that reads as)
+SITE_AND_TYPED = {
+    "fanout": ("7", 7, ["-f", "9"], 9),
+    "connect_timeout": ("7", 7.0, ["-t", "9"], 9.0),
+    "command_timeout": ("70", 70.0, ["-u", "90"], 90.0),
+    "user": ("ops", "ops", ["-l", "adm"], "adm"),
+    "ssh_options": ("-oA=b", "-oA=b", ["-o", "-oC=d"], "-oC=d"),
+    "sudo": ("no", False, ["--sudo"], True),
+    "persist": ("no", False, ["--persist"], True),
+    "persist_for": ("60", 60, ["--persist-for", "90"], 90),
+    "settle": ("2", 2.0, ["--settle", "3"], 3.0),
+    "batch": ("2", "2", ["--batch", "3"], "3"),
+    "batch_wait": ("1", 1.0, ["--batch-wait", "2"], 2.0),
+    "max_fail": ("1", "1", ["--max-fail", "4"], "4"),
+    "max_nodes": ("500", 500, ["--max-nodes", "600"], 600),
+    "groupsource": ("site", "site", ["-s", "other"], "other"),
+    "log": ("/tmp/a.log", "/tmp/a.log", ["--log", "/tmp/b.log"], "/tmp/b.log"),
+    "html": ("/tmp/a.html", "/tmp/a.html", ["--html", "/tmp/b.html"], "/tmp/b.html"),
+    "syslog": ("no", False, ["--syslog"], True),
+    "color": ("never", "never", ["--color", "always"], "always"),
+    "cluster_file": ("/tmp/c.yaml", "/tmp/c.yaml", ["-O", "cluster_file=/tmp/d.yaml"],
+                     "/tmp/d.yaml"),
+}
+
+
+def test_every_site_key_has_a_case():
+    assert set(SITE_AND_TYPED) == set(svcctl.SITE_KEYS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sets(st.sampled_from(sorted(SITE_AND_TYPED))), st.sampled_from(sorted(SITE_AND_TYPED)),
+       st.booleans())
+def test_site_keys_apply_unless_that_very_key_is_typed(site_keys, typed, as_override):
+    """A site's max_fail was dropped whenever --batch was typed: a site key
+    applies unless the command line (or -O) sets that very key."""
+    site_keys = site_keys | {"batch"}       # max_fail goes with a batch
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = os.path.join(tmp, "svcctl.conf")
+        with open(conf, "w") as handle:
+            handle.write("".join("%s = %s\n" % (k, SITE_AND_TYPED[k][0]) for k in site_keys))
+        text, _, argv, value = SITE_AND_TYPED[typed]
+        if as_override and argv[0] != "-O":
+            argv = ["-O", "%s=%s" % (typed, argv[-1] if len(argv) == 2 else "yes")]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SVCCTL_CONF", conf)
+            args = svcctl.read_command_line(argv + ["start", "demo", "node1"])
+    for key in site_keys - {typed}:
+        assert getattr(args, svcctl.SITE_KEYS[key][0]) == SITE_AND_TYPED[key][1], key
+    assert getattr(args, svcctl.SITE_KEYS[typed][0]) == value
+
+
+def test_overrides_are_typed_options_for_report_and_check_config(tmp_path, monkeypatch):
+    """-O html= was silently ignored by report and --check-config: -O is the
+    option typed (a site file's html stays for runs)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("services:\n  db: {nodes: 'node[1-2]'}\n")
+    assert run("-c", "c.yaml", "--check-config", "-O", "html=page.html")[0] == 0
+    assert (tmp_path / "page.html").exists()
+    log = tmp_path / "run.log"
+    log.write_bytes(svcctl.log_lines(svcctl.Report(
+        "status", ["demo.service"], [svcctl.NodeResult("node1", [svcctl.UnitResult(
+            "demo.service", "ok", answer="active")])], 0, 1.0, run_id="r1")))
+    assert run("report", str(log), "-O", "html=report.html")[0] == 0
+    assert (tmp_path / "report.html").exists()
+    code, _, err, _ = run("report", str(log), "-O", "log=other.log")
+    assert code == 2 and "--log and --syslog do not go with it" in err
+
+
+def test_a_site_settle_never_refuses_a_query(tmp_path, monkeypatch):
+    (tmp_path / "svcctl.conf").write_text("settle = 5\n")
+    monkeypatch.setenv("SVCCTL_CONF", str(tmp_path / "svcctl.conf"))
+    for action in ("status", "is-active", "stop", "show -p MainPID"):
+        code, _, err, _ = run("--dry-run", *action.split(), "demo", "node1", "-u", "2")
+        assert code == 0, (action, err)
+    code, _, err, _ = run("--dry-run", "start", "demo", "node1", "-u", "2")
+    assert code == 2 and "--settle 5 must be shorter" in err
+
+
+@pytest.mark.parametrize("line,value", [
+    ('ssh_options = -oProxyCommand="nc %h 22 #x"  # the bastion', '-oProxyCommand="nc %h 22 #x"'),
+    ("ssh_options = -oProxyCommand='nc %h 22 #x'", "-oProxyCommand='nc %h 22 #x'"),
+    ("ssh_options = -oA=b#c # a comment", "-oA=b#c"),
+    ("ssh_options = -oA=b\t# a comment", "-oA=b"),
+])
+def test_a_comment_is_cut_only_where_sh_would(tmp_path, monkeypatch, line, value):
+    (tmp_path / "svcctl.conf").write_text("# site\n%s\n" % line)
+    monkeypatch.setenv("SVCCTL_CONF", str(tmp_path / "svcctl.conf"))
+    assert svcctl.read_command_line(["status", "demo", "node1"]).ssh_options == value
+    override = svcctl.read_command_line(["status", "demo", "node1", "-O",
+                                         "ssh_options=-oProxyCommand=nc %h 22 #x"])
+    assert override.ssh_options == "-oProxyCommand=nc %h 22 #x"
+
+
 @pytest.mark.parametrize("argv", [
     ["-c", "c.yaml", "-l", "admin", "status", "--dry-run"],
     ["--connect", "5", "-l", "root", "status", "demo", "node1", "--dry-run"],

@@ -2879,16 +2879,23 @@ def write_file(path: str, text: str) -> None:
 
 
 SYSLOG_ADDRESS = "/dev/log"
+SYSLOG_MAX = 4000       # characters of a line: syslog relays cut longer ones
+TITLE_MAX = 200         # of the action and units in it
 
 
 def syslog_line(report: Report) -> str:
-    """One line a run: run id, user, action and units, counts with each
-    outcome's NodeSet, exit code."""
-    outcomes = ", ".join("%s %d (%s)" % (name, len(nodes), nodes)
-                         for name, nodes in report.outcomes.items())
-    return "run %s by %s: %s on %d nodes: %s; exit %d" % (
-        report.run_id, report.user, report.title(), len(report.nodes), outcomes,
-        report.exit_code())
+    """One line a run: run id, user, action and units, exit code, each
+    outcome's count, then each outcome's NodeSet, the worst first. At most
+    SYSLOG_MAX, cut at the end: the exit code and the counts always survive,
+    then the problems' nodes (the nodes that are ok go first)."""
+    title = report.title()
+    title = title if len(title) <= TITLE_MAX else title[:TITLE_MAX - 3] + "..."
+    outcomes = sorted(report.outcomes.items(), key=lambda item: -SEVERITY[item[0]])
+    line = "run %s by %s: %s on %d nodes: exit %d; %s; %s" % (
+        report.run_id, report.user, title, len(report.nodes), report.exit_code(),
+        ", ".join("%s %d" % (name, len(nodes)) for name, nodes in outcomes),
+        "; ".join("%s: %s" % (name, nodes) for name, nodes in outcomes))
+    return line if len(line) <= SYSLOG_MAX else line[:SYSLOG_MAX - 3] + "..."
 
 
 def send_syslog(path: str, line: str, failed: bool) -> None:
@@ -2899,7 +2906,7 @@ def send_syslog(path: str, line: str, failed: bool) -> None:
     if not os.path.exists(path):
         raise OutputError("no syslog socket there")
     syslog.openlog(PROG, syslog.LOG_PID, syslog.LOG_USER)
-    syslog.syslog(syslog.LOG_ERR if failed else syslog.LOG_INFO, line[:4000])
+    syslog.syslog(syslog.LOG_ERR if failed else syslog.LOG_INFO, line)
     syslog.closelog()
 
 

@@ -1870,7 +1870,6 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
     """cat --diff: for each unit, the text most nodes have is the reference;
     a node whose text differs drifts, and its message says how (a unified
     diff from the reference, the same for every node with that text)."""
-    import difflib
     texts: Dict[str, Dict[str, List[Tuple[NodeResult, int]]]] = {}
     for result in results:
         for index, item in enumerate(result.units):
@@ -1883,12 +1882,31 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
         for text, items in versions.items():
             if text == reference:
                 continue
-            diff = "\n".join(difflib.unified_diff(
-                reference.split("\n"), text.split("\n"),
-                "the most common version (%s)" % where, "this version", lineterm="", n=1))
+            diff = text_diff(reference.split("\n"), text.split("\n"),
+                             "the most common version (%s)" % where)
             for result, index in items:     # replaced, not changed: nodes
                 result.units[index] = replace(    # with equal replies share units
                     result.units[index], outcome="drift", message=diff)
+
+
+DIFF_WORK_MAX = 1000000     # lines x lines: difflib is quadratic (at most ~0.2 s a version)
+
+
+def text_diff(reference: List[str], lines: List[str], name: str) -> str:
+    """A unified diff from the reference, when it is cheap enough; else a
+    bounded summary that says so: the sizes and the first difference."""
+    if len(reference) * len(lines) <= DIFF_WORK_MAX:
+        import difflib
+        return "\n".join(difflib.unified_diff(reference, lines, name, "this version",
+                                              lineterm="", n=1))
+    first = next((i for i, (a, b) in enumerate(zip(reference, lines)) if a != b),
+                 min(len(reference), len(lines)))
+    return "\n".join([
+        "differs from %s: %d lines against %d; too large to diff (over %d lines x lines),"
+        " first difference at line %d:" % (name, len(lines), len(reference), DIFF_WORK_MAX,
+                                           first + 1)] +
+        ["-" + line for line in reference[first:first + 1]] +
+        ["+" + line for line in lines[first:first + 1]])
 
 
 def service_views(report: Report) -> List[ServiceView]:

@@ -366,6 +366,11 @@ class Action:
         """Do failed units come back with their run's journal lines?"""
         return self.kind in ("change", "apply") or self.why
 
+    def starts_units(self, now: bool) -> bool:
+        """Are units started, so that --settle watches them (and START_GRACE
+        waits for them)?"""
+        return self.kind == "apply" or self.expects_running(None, now)
+
     def expects_running(self, before: Optional[UnitState], now: bool) -> bool:
         """Must the unit be running after this action succeeded?"""
         if self.must_run == "if it ran":
@@ -935,47 +940,79 @@ _RANGES = r"\[%s(?:,%s)*\]" % (_RNG, _RNG)
 _NAME = r"(?:[A-Za-z0-9_]|%s)(?:[A-Za-z0-9_.+-]|%s)*" % (_RANGES, _RANGES)
 _SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
 _TOKEN = r"(?:%s|@(?:%s:)?(?:%s|\*)|@@(?:%s)?)" % (_NAME, _SOURCE, _NAME, _SOURCE)
-_PATTERN_RE = Regex(r"[ \t]*%s[ \t]*(?:[,!&^][ \t]*%s[ \t]*)*" % (_TOKEN, _TOKEN),
-                         re.ASCII)
-_OPERAND_RE = Regex(r"([,!&^]?)[ \t]*((?:[^,!&^\[]|\[[^\]]*\])+)")
-_RANGE_RE = Regex(r"(\d+)(?:-(\d+)(?:/(\d+))?)?", re.ASCII)
+_OPERAND_TOKEN_RE = Regex(r"[ \t]*%s[ \t]*" % _TOKEN, re.ASCII)
+# Read piece by piece (never one regex over the whole pattern: its backtracking
+# state grows with the text, 1.7 GB for 8 MiB): a bracket, an operator, or text.
+_PIECE_RE = Regex(r"\[[^\[\]]*\]|[,!&^]")
+_RANGE_RE = Regex(r"(\d{1,18})(?:-(\d{1,18})(?:/(\d{1,18}))?)?", re.ASCII)
+# An operand is at most a node name (NODE_NAME_MAX) once expanded, each
+# bracket at least one character of it: its text with brackets as `[0]` fits in
+OPERAND_MAX = 3 * NODE_NAME_MAX
+RANGE_SPAN_MAX = 10 ** 9 - 1    # ClusterShell asserts on a range spanning more
 
 
-def pattern_size(pattern: str) -> int:
-    """Check a NodeSet pattern against the grammar above, and count how many
-    nodes it can name at most, without expanding it (groups are counted once
-    resolved). Exact without overlaps, an upper bound otherwise."""
-    if not _PATTERN_RE.fullmatch(pattern):
-        raise UsageError("invalid NodeSet: %s" % printable(pattern[:200]))
-    bound = 0
-    for operator, operand in _OPERAND_RE.findall(pattern):
-        if operand.strip().startswith("@"):
+def pattern_size(pattern: str, limit: int) -> int:
+    """Check a NodeSet pattern against the grammar above, and count what
+    ClusterShell would expand to read it, without expanding anything: every
+    operand of every operator (`!`, `&` and `^` ones too), each for the
+    nodes it names, a group operand for each group name. Counting stops once
+    over `limit` (then the count is only known to be more). Linear in time,
+    small in memory whatever the length of the pattern."""
+    total, operand, size, start = 0, "", 1, 0
+    for match in _PIECE_RE.finditer(pattern + ","):     # a last "," ends the last operand
+        operand += pattern[start:match.start()]
+        start = match.end()
+        if len(operand) > OPERAND_MAX:
+            break
+        if match.group().startswith("["):
+            operand += "[0]"
+            size *= ranges_size(match.group()[1:-1], limit)
             continue
-        size = 1
-        for ranges in re.findall(r"\[([^\]]*)\]", operand):
-            size *= sum(range_size(item) for item in ranges.split(","))
-        bound = min(bound, size) if operator == "&" else \
-            bound if operator == "!" else bound + size
-    return bound
+        if not _OPERAND_TOKEN_RE.fullmatch(operand):
+            break
+        total += size
+        if total > limit:
+            return total
+        operand, size = "", 1
+    else:
+        return total
+    raise UsageError("invalid NodeSet: %s" % printable(pattern[:200]))
+
+
+def ranges_size(ranges: str, limit: int) -> int:
+    """The indexes of a bracket `1-5,7,10-20/2` (more than `limit`: stops)."""
+    if ranges.count(",") >= limit:      # each item is at least one index
+        return ranges.count(",") + 1
+    return sum(range_size(item) for item in ranges.split(","))
 
 
 def range_size(item: str) -> int:
-    first, last, step = _RANGE_RE.fullmatch(item).groups()
+    match = _RANGE_RE.fullmatch(item)
+    if not match:
+        raise UsageError("invalid range: %s" % printable(item[:80]))
+    first, last, step = match.groups()
     if last is None:
         return 1
     if int(last) < int(first) or (step is not None and int(step) < 1):
         raise UsageError("invalid range: %s" % printable(item))
+    if int(last) - int(first) >= RANGE_SPAN_MAX:
+        raise UsageError("invalid range: %s (ClusterShell takes ranges spanning less than "
+                         "10^9)" % printable(item))
     return (int(last) - int(first)) // int(step or 1) + 1
 
 
 def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
                 resolver=None, limit: int = MAX_NODES) -> NodeSet:
     """Union of NodeSet patterns minus exclusions; never empty, at most
-    `limit` nodes, every name a host name."""
+    `limit` nodes, every name a host name. Before anything is expanded, all
+    the operands of the patterns and exclusions together name at most
+    `limit` nodes (each is expanded in memory, excluded ones too)."""
+    total = 0
     for pattern in list(patterns) + list(exclude):
-        if pattern_size(pattern) > limit:
-            raise UsageError("%s names more than %d nodes (see --max-nodes)"
-                             % (printable(pattern[:80]), limit))
+        total += pattern_size(pattern, limit - total)
+        if total > limit:
+            raise UsageError("%s: more than %d nodes in all, every operand counted "
+                             "(see --max-nodes)" % (printable(pattern[:80]), limit))
     try:
         nodes = NodeSet(resolver=resolver)
         for pattern in patterns:
@@ -1267,7 +1304,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     steps = node_steps(action, steps)
     script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(STATE_KEYS)}
     polls = int(-(-protocol.settle // 0.5))
-    starts = action.kind == "apply" or action.expects_running(None, protocol.now)
+    starts = action.starts_units(protocol.now)
     settles = polls > 0 and starts
     if settles:
         script += _SETTLE % {"polls": polls}
@@ -2038,7 +2075,6 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
     """cat --diff: for each unit, the text most nodes have is the reference;
     a node whose text differs drifts, and its message says how (a unified
     diff from the reference, the same for every node with that text)."""
-    import difflib
     texts: Dict[str, Dict[str, List[Tuple[NodeResult, int]]]] = {}
     for result in results:
         for index, item in enumerate(result.units):
@@ -2051,9 +2087,8 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
         for text, items in versions.items():
             if text == reference:
                 continue
-            diff = "\n".join(difflib.unified_diff(
-                reference.split("\n"), text.split("\n"),
-                "the most common version (%s)" % where, "this version", lineterm="", n=1))
+            diff = text_diff(reference.split("\n"), text.split("\n"),
+                             "the most common version (%s)" % where)
             for result, index in items:     # replaced, not changed: nodes
                 result.units[index] = replace(    # with equal replies share units
                     result.units[index], outcome="drift", message=diff)
@@ -2074,6 +2109,25 @@ def in_asked_order(results: Sequence[NodeResult], properties: Sequence[str]) -> 
                     ordered[id(item)] = replace(item, message="\n".join(
                         sorted(item.message.split("\n"), key=key)))
                 result.units[index] = ordered[id(item)]
+
+DIFF_WORK_MAX = 1000000     # lines x lines: difflib is quadratic (at most ~0.2 s a version)
+
+
+def text_diff(reference: List[str], lines: List[str], name: str) -> str:
+    """A unified diff from the reference, when it is cheap enough; else a
+    bounded summary that says so: the sizes and the first difference."""
+    if len(reference) * len(lines) <= DIFF_WORK_MAX:
+        import difflib
+        return "\n".join(difflib.unified_diff(reference, lines, name, "this version",
+                                              lineterm="", n=1))
+    first = next((i for i, (a, b) in enumerate(zip(reference, lines)) if a != b),
+                 min(len(reference), len(lines)))
+    return "\n".join([
+        "differs from %s: %d lines against %d; too large to diff (over %d lines x lines),"
+        " first difference at line %d:" % (name, len(lines), len(reference), DIFF_WORK_MAX,
+                                           first + 1)] +
+        ["-" + line for line in reference[first:first + 1]] +
+        ["+" + line for line in lines[first:first + 1]])
 
 
 def service_views(report: Report) -> List[ServiceView]:
@@ -3290,16 +3344,23 @@ def write_file(path: str, text: str) -> None:
 
 
 SYSLOG_ADDRESS = "/dev/log"
+SYSLOG_MAX = 4000       # characters of a line: syslog relays cut longer ones
+TITLE_MAX = 200         # of the action and units in it
 
 
 def syslog_line(report: Report) -> str:
-    """One line a run: run id, user, action and units, counts with each
-    outcome's NodeSet, exit code."""
-    outcomes = ", ".join("%s %d (%s)" % (name, len(nodes), nodes)
-                         for name, nodes in report.outcomes.items())
-    return "run %s by %s: %s on %d nodes: %s; exit %d" % (
-        report.run_id, report.user, report.title(), len(report.nodes), outcomes,
-        report.exit_code())
+    """One line a run: run id, user, action and units, exit code, each
+    outcome's count, then each outcome's NodeSet, the worst first. At most
+    SYSLOG_MAX, cut at the end: the exit code and the counts always survive,
+    then the problems' nodes (the nodes that are ok go first)."""
+    title = report.title()
+    title = title if len(title) <= TITLE_MAX else title[:TITLE_MAX - 3] + "..."
+    outcomes = sorted(report.outcomes.items(), key=lambda item: -SEVERITY[item[0]])
+    line = "run %s by %s: %s on %d nodes: exit %d; %s; %s" % (
+        report.run_id, report.user, title, len(report.nodes), report.exit_code(),
+        ", ".join("%s %d" % (name, len(nodes)) for name, nodes in outcomes),
+        "; ".join("%s: %s" % (name, nodes) for name, nodes in outcomes))
+    return line if len(line) <= SYSLOG_MAX else line[:SYSLOG_MAX - 3] + "..."
 
 
 def send_syslog(path: str, line: str, failed: bool) -> None:
@@ -3310,7 +3371,7 @@ def send_syslog(path: str, line: str, failed: bool) -> None:
     if not os.path.exists(path):
         raise OutputError("no syslog socket there")
     syslog.openlog(PROG, syslog.LOG_PID, syslog.LOG_USER)
-    syslog.syslog(syslog.LOG_ERR if failed else syslog.LOG_INFO, line[:4000])
+    syslog.syslog(syslog.LOG_ERR if failed else syslog.LOG_INFO, line)
     syslog.closelog()
 
 
@@ -3688,7 +3749,7 @@ class _FileReader:
         items = node.value if isinstance(node, self.yaml.SequenceNode) else [node]
         patterns = [self.scalar(item, where, str, "a NodeSet") for item in items]
         try:
-            self.spend(sum(pattern_size(p) for p in patterns), node, where)
+            self.spend(sum(pattern_size(p, self.budget) for p in patterns), node, where)
             nodes = parse_nodes(patterns, resolver=resolver, limit=self.limit)
         except UsageError as exc:
             raise self.error(node, where, str(exc))
@@ -3701,7 +3762,7 @@ class _FileReader:
         total = 0
         for node in self.yaml_scalars(root):
             try:
-                total += pattern_size(node.value)
+                total += pattern_size(node.value, self.budget - total)
             except UsageError:
                 continue        # said with its line when the value is read
             if total > self.budget:
@@ -3765,13 +3826,21 @@ def open_to_read(path: str, pipes: bool = False):
 def read_text_file(path: str, limit: int = FILE_MAX_BYTES, pipes: bool = False) -> str:
     try:
         with open_to_read(path, pipes) as handle:
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise UsageError("%s: larger than %d bytes" % (printable(path), limit))
+            return read_text(handle, path, limit)
+    except OSError as exc:
+        raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror or exc))
+
+
+def read_text(handle, name: str, limit: int = FILE_MAX_BYTES) -> str:
+    """At most `limit` bytes of UTF-8 from a binary handle (a file, stdin):
+    more, or bytes that are not UTF-8, is one line naming where."""
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError("%s: larger than %d bytes" % (printable(name), limit))
+    try:
         return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("%s: cannot read: %s" % (
-            printable(path), getattr(exc, "strerror", None) or exc))
+    except UnicodeDecodeError as exc:
+        raise UsageError("%s: cannot read: %s" % (printable(name), exc))
 
 
 def load_cluster_file(path: str, limit: int = MAX_NODES) -> ClusterFile:
@@ -4275,7 +4344,7 @@ def read_site_config(paths: Sequence[str], overrides: Sequence[str]) -> Dict[str
         if not os.path.exists(path) and index < 2:
             continue                # the standard places are optional, $SVCCTL_CONF not
         for number, line in enumerate(read_text_file(path).split("\n"), 1):
-            line = re.sub(r"\s+#.*$", "", line).strip()   # comments, on a line or after
+            line = without_comment(line)
             if not line or line[0] in "#;" or line == "[svcctl]":
                 continue
             key, value = re.split(r"\s*[=:]\s*", line, 1) if re.search("[=:]", line) \
@@ -4290,6 +4359,19 @@ def read_site_config(paths: Sequence[str], overrides: Sequence[str]) -> Dict[str
             raise UsageError("-O %s: expected KEY=VALUE" % printable(item))
         values[key.strip()] = site_value(key.strip(), value.strip(), "-O")
     return values
+
+
+_UNTIL_COMMENT_RE = Regex(r"""(?:'[^']*'|"[^"]*"|[^\s'"]+|\s+(?!#))*""")
+
+
+def without_comment(line: str) -> str:
+    """A line of svcctl.conf without its comment, as sh reads one: `#` at the
+    start of a line or after a blank, outside quotes (`ssh_options =
+    -oProxyCommand="nc %h 22 #x"` keeps its `#`). After an unclosed quote
+    nothing is cut: the value is checked whole. -O values are never cut."""
+    kept = _UNTIL_COMMENT_RE.match(line).group()
+    rest = line[len(kept):]
+    return (kept if not rest or rest.lstrip().startswith("#") else line).strip()
 
 
 def site_value(key: str, text: str, where: str) -> object:
@@ -4308,19 +4390,23 @@ RUN_ONLY_KEYS = ("log", "html", "syslog", "batch", "batch_wait", "max_fail")
 
 
 def apply_site_defaults(args: argparse.Namespace) -> None:
-    """Options not given on the command line take the site's values, then
-    svcctl's own (clush.conf's are read with the connection settings). A
-    site's log, html, syslog and rolling keys are for runs: not for report
-    or --check-config, nor for a cluster file's waves (batch, max_fail)."""
-    values = read_site_config(site_config_paths(), args.overrides)
+    """Options not given on the command line take -O's values, then the
+    site's, then svcctl's own (clush.conf's are read with the connection
+    settings). -O KEY=VALUE is the option typed: it applies where the option
+    would, or is refused where it would be. A site's log, html, syslog and
+    rolling keys are for runs: not for report or --check-config, nor for a
+    cluster file's waves (batch, max_fail); its max_fail goes with a batch,
+    the site's or the command line's. Only the key itself is ever shadowed."""
+    site = read_site_config(site_config_paths(), ())
+    typed = read_site_config((), args.overrides)
     if args.action == "report" or args.check_config:
-        values = {k: v for k, v in values.items() if k not in RUN_ONLY_KEYS}
-    if args.config is not None or args.batch is not None:
-        values = {k: v for k, v in values.items() if k not in ("batch", "max_fail")}
-    typed_max_fail = args.max_fail is not None
+        site = {k: v for k, v in site.items() if k not in RUN_ONLY_KEYS}
+    if args.config is not None:
+        site = {k: v for k, v in site.items() if k not in ("batch", "max_fail")}
+    typed_max_fail = args.max_fail is not None or "max_fail" in typed
     for key, (dest, _) in SITE_KEYS.items():
         if getattr(args, dest, None) is None:
-            setattr(args, dest, values.get(key, BUILT_IN.get(key)))
+            setattr(args, dest, typed.get(key, site.get(key, BUILT_IN.get(key))))
     if args.batch is None and not typed_max_fail:
         args.max_fail = None        # a site's max_fail is for its rolling runs
 
@@ -4464,16 +4550,34 @@ def check_group_source(source: Optional[str]) -> None:
             printable(source), ", ".join(sources) or "none"))
 
 
-def read_hostfile(path: str, stdin) -> List[str]:
+HOSTFILE_MAX_BYTES = 8 * FILE_MAX_BYTES
+_HOSTFILE_WORD_RE = Regex(r"#[^\n]*|[^\s#]+")
+
+
+def read_hostfile(path: str, stdin, limit: int) -> List[str]:
     """NodeSet patterns, several a line, `#` comments; `-` is stdin (a pipe
-    from squeue or sinfo)."""
+    from squeue or sinfo), read as bytes. Each word is counted as it is
+    found: once they name more than `limit` nodes (every operand counted),
+    the file is refused before the rest is split (memory stays a few times
+    the file's size, at most)."""
     if path == "-":
-        text = stdin.read(FILE_MAX_BYTES * 8 + 1)
-        if len(text) > FILE_MAX_BYTES * 8:
-            raise UsageError("--hostfile -: more than %d bytes" % (FILE_MAX_BYTES * 8))
+        try:
+            text = read_text(stdin.buffer, "--hostfile -", HOSTFILE_MAX_BYTES)
+        except OSError as exc:      # `< /`: a directory
+            raise UsageError("--hostfile -: cannot read: %s" % (exc.strerror or exc))
     else:
-        text = read_text_file(path, FILE_MAX_BYTES * 8, pipes=True)
-    words = [word for line in text.split("\n") for word in line.split("#", 1)[0].split()]
+        text = read_text_file(path, HOSTFILE_MAX_BYTES, pipes=True)
+    words: List[str] = []
+    total = 0
+    for match in _HOSTFILE_WORD_RE.finditer(text):
+        word = match.group()
+        if word.startswith("#"):
+            continue
+        total += pattern_size(word, limit - total)
+        if total > limit:
+            raise UsageError("--hostfile %s: more than %d nodes, every operand counted "
+                             "(see --max-nodes)" % (printable(path), limit))
+        words.append(word)
     if not words:
         raise UsageError("--hostfile %s: no node in it" % printable(path))
     return words
@@ -4496,7 +4600,7 @@ def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin) -> 
     patterns = list(positional) + args.where + ["@" + g for g in args.groups] \
         + (["@*"] if args.all else [])
     for path in args.hostfiles:
-        patterns += read_hostfile(path, stdin)
+        patterns += read_hostfile(path, stdin, args.max_nodes)
     exclude = args.exclude + ["@" + g for g in args.exclude_groups]
     if not patterns:
         raise UsageError("no node given: a NodeSet after the units, or -w, -g, -a, "
@@ -4832,8 +4936,10 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
                       args.line_mode, regroup)
     settings = connection_settings(args)
-    if args.settle and settings.command_timeout and args.settle >= settings.command_timeout:
+    if args.settle and action.starts_units(args.now) and settings.command_timeout and \
+            args.settle >= settings.command_timeout:
         # the nodes would be cut off while watching, after the action was done
+        # (a query watches nothing: a site's settle never refuses it)
         raise UsageError("--settle %g must be shorter than the command timeout (-u %g)"
                          % (args.settle, settings.command_timeout))
     return Request(

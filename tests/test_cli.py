@@ -181,11 +181,57 @@ def test_habits_that_do_what_was_meant(argv, expected):
 
 def test_hostfile_from_stdin():
     out, err = io.StringIO(), io.StringIO()
-    stdin = io.StringIO("node1\n# a comment\nnode3 node[5-6]\n")
+    stdin = io.TextIOWrapper(io.BytesIO(b"node1\n# a comment\nnode3 node[5-6]#x\n"))
     code = svcctl.main(["--dry-run", "is-active", "demo", "--hostfile", "-"], out, err,
                        stdin)
     assert code == 0, err.getvalue()
     assert "nodes: node[1,3,5-6] (4)" in out.getvalue()
+
+
+@pytest.mark.parametrize("body", [b"node1\xff\n", b"\xc3(\n"])
+def test_hostfile_from_stdin_that_is_not_utf8_is_one_line(body):
+    proc = subprocess.run([sys.executable, svcctl.__file__, "--dry-run", "is-active", "demo",
+                           "--hostfile", "-"], input=body, capture_output=True,
+                          env=dict(os.environ, LC_ALL="C", PYTHONIOENCODING="utf-8"))
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert proc.stderr.startswith(b"svcctl: --hostfile -: cannot read: 'utf-8' codec")
+    assert proc.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("stdin", [True, False])
+def test_a_one_line_hostfile_is_refused_in_little_memory(tmp_path, stdin):
+    """8 MiB of `a,a,a,...` on one line peaked at 1.7 GB before it was refused."""
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"a," * (4 << 20))
+    # VmHWM: this process's own peak (getrusage's counts the parent's, if larger)
+    code = ("import re, sys, svcctl\ncode = svcctl.main(sys.argv[1:])\nprint(code, re.search("
+            "r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1))\n")
+    with open(hosts, "rb") as handle:
+        proc = subprocess.run([sys.executable, "-c", code, "--dry-run", "is-active", "demo",
+                               "--hostfile", "-" if stdin else str(hosts)],
+                              stdin=handle, capture_output=True, text=True, timeout=60,
+                              cwd=os.path.dirname(svcctl.__file__))
+    exit_code, peak_kib = map(int, proc.stdout.split())
+    assert exit_code == 2 and "more than 100000 nodes" in proc.stderr
+    assert peak_kib < 120 * 1024
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 400), st.sampled_from([" ", "\n", "\t", "  # c\n",
+                                                                 ",", "!", "^"])),
+                min_size=1, max_size=12))
+def test_hostfile_words_count_every_operand(words):
+    """Whatever the separators and operators, a hostfile is refused exactly
+    when its operands together name more than --max-nodes."""
+    text = "".join("h%dx[1-%d]%s" % (n, size, sep) for n, (size, sep) in enumerate(words))
+    text = text.rstrip(",!^")
+    total = sum(size for size, _ in words)
+    out, err = io.StringIO(), io.StringIO()
+    code = svcctl.main(["--dry-run", "is-active", "demo", "--hostfile", "-", "--max-nodes",
+                        "1000"], out, err, io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert code == (2 if total > 1000 else 0), err.getvalue()
+    if code:
+        assert "more than 1000 nodes, every operand counted" in err.getvalue()
 
 
 def test_pick():
@@ -343,6 +389,99 @@ def test_site_keys_apply_only_where_they_fit(tmp_path, monkeypatch):
     (tmp_path / "other.conf").write_text("max_fail = 1\n")
     assert svcctl.read_command_line(["status", "demo", "node1"]).max_fail is None
     assert run("status", "demo", "node1", "--max-fail", "1", "--dry-run")[0] == 2
+
+
+# key: (its svcctl.conf text, what it reads as, the option typed, what that reads as)
+SITE_AND_TYPED = {
+    "fanout": ("7", 7, ["-f", "9"], 9),
+    "connect_timeout": ("7", 7.0, ["-t", "9"], 9.0),
+    "command_timeout": ("70", 70.0, ["-u", "90"], 90.0),
+    "user": ("ops", "ops", ["-l", "adm"], "adm"),
+    "ssh_options": ("-oA=b", "-oA=b", ["-o", "-oC=d"], "-oC=d"),
+    "sudo": ("no", False, ["--sudo"], True),
+    "persist": ("no", False, ["--persist"], True),
+    "persist_for": ("60", 60, ["--persist-for", "90"], 90),
+    "settle": ("2", 2.0, ["--settle", "3"], 3.0),
+    "batch": ("2", "2", ["--batch", "3"], "3"),
+    "batch_wait": ("1", 1.0, ["--batch-wait", "2"], 2.0),
+    "max_fail": ("1", "1", ["--max-fail", "4"], "4"),
+    "max_nodes": ("500", 500, ["--max-nodes", "600"], 600),
+    "groupsource": ("site", "site", ["-s", "other"], "other"),
+    "log": ("/tmp/a.log", "/tmp/a.log", ["--log", "/tmp/b.log"], "/tmp/b.log"),
+    "html": ("/tmp/a.html", "/tmp/a.html", ["--html", "/tmp/b.html"], "/tmp/b.html"),
+    "syslog": ("no", False, ["--syslog"], True),
+    "color": ("never", "never", ["--color", "always"], "always"),
+    "cluster_file": ("/tmp/c.yaml", "/tmp/c.yaml", ["-O", "cluster_file=/tmp/d.yaml"],
+                     "/tmp/d.yaml"),
+}
+
+
+def test_every_site_key_has_a_case():
+    assert set(SITE_AND_TYPED) == set(svcctl.SITE_KEYS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sets(st.sampled_from(sorted(SITE_AND_TYPED))), st.sampled_from(sorted(SITE_AND_TYPED)),
+       st.booleans())
+def test_site_keys_apply_unless_that_very_key_is_typed(site_keys, typed, as_override):
+    """A site's max_fail was dropped whenever --batch was typed: a site key
+    applies unless the command line (or -O) sets that very key."""
+    site_keys = site_keys | {"batch"}       # max_fail goes with a batch
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = os.path.join(tmp, "svcctl.conf")
+        with open(conf, "w") as handle:
+            handle.write("".join("%s = %s\n" % (k, SITE_AND_TYPED[k][0]) for k in site_keys))
+        text, _, argv, value = SITE_AND_TYPED[typed]
+        if as_override and argv[0] != "-O":
+            argv = ["-O", "%s=%s" % (typed, argv[-1] if len(argv) == 2 else "yes")]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SVCCTL_CONF", conf)
+            args = svcctl.read_command_line(argv + ["start", "demo", "node1"])
+    for key in site_keys - {typed}:
+        assert getattr(args, svcctl.SITE_KEYS[key][0]) == SITE_AND_TYPED[key][1], key
+    assert getattr(args, svcctl.SITE_KEYS[typed][0]) == value
+
+
+def test_overrides_are_typed_options_for_report_and_check_config(tmp_path, monkeypatch):
+    """-O html= was silently ignored by report and --check-config: -O is the
+    option typed (a site file's html stays for runs)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("services:\n  db: {nodes: 'node[1-2]'}\n")
+    assert run("-c", "c.yaml", "--check-config", "-O", "html=page.html")[0] == 0
+    assert (tmp_path / "page.html").exists()
+    log = tmp_path / "run.log"
+    log.write_bytes(svcctl.log_lines(svcctl.Report(
+        "status", ["demo.service"], [svcctl.NodeResult("node1", [svcctl.UnitResult(
+            "demo.service", "ok", answer="active")])], 0, 1.0, run_id="r1")))
+    assert run("report", str(log), "-O", "html=report.html")[0] == 0
+    assert (tmp_path / "report.html").exists()
+    code, _, err, _ = run("report", str(log), "-O", "log=other.log")
+    assert code == 2 and "--log and --syslog do not go with it" in err
+
+
+def test_a_site_settle_never_refuses_a_query(tmp_path, monkeypatch):
+    (tmp_path / "svcctl.conf").write_text("settle = 5\n")
+    monkeypatch.setenv("SVCCTL_CONF", str(tmp_path / "svcctl.conf"))
+    for action in ("status", "is-active", "stop", "show -p MainPID"):
+        code, _, err, _ = run("--dry-run", *action.split(), "demo", "node1", "-u", "2")
+        assert code == 0, (action, err)
+    code, _, err, _ = run("--dry-run", "start", "demo", "node1", "-u", "2")
+    assert code == 2 and "--settle 5 must be shorter" in err
+
+
+@pytest.mark.parametrize("line,value", [
+    ('ssh_options = -oProxyCommand="nc %h 22 #x"  # the bastion', '-oProxyCommand="nc %h 22 #x"'),
+    ("ssh_options = -oProxyCommand='nc %h 22 #x'", "-oProxyCommand='nc %h 22 #x'"),
+    ("ssh_options = -oA=b#c # a comment", "-oA=b#c"),
+    ("ssh_options = -oA=b\t# a comment", "-oA=b"),
+])
+def test_a_comment_is_cut_only_where_sh_would(tmp_path, monkeypatch, line, value):
+    (tmp_path / "svcctl.conf").write_text("# site\n%s\n" % line)
+    monkeypatch.setenv("SVCCTL_CONF", str(tmp_path / "svcctl.conf"))
+    assert svcctl.read_command_line(["status", "demo", "node1"]).ssh_options == value
+    override = svcctl.read_command_line(["status", "demo", "node1", "-O",
+                                         "ssh_options=-oProxyCommand=nc %h 22 #x"])
+    assert override.ssh_options == "-oProxyCommand=nc %h 22 #x"
 
 
 @pytest.mark.parametrize("argv", [

@@ -81,7 +81,7 @@ def test_syslog_gets_one_summary_line(cluster, tmp_path):
     message = messages[0]
     assert re.match(r"<11>\w{3} [ \d]\d \d\d:\d\d:\d\d svcctl\[\d+\]: run [0-9a-f]{12} "
                     r"by root: is-active demo.service on 3 nodes: ", message), message
-    assert message.endswith("unreachable 1 (down1); exit 4")
+    assert message.endswith("exit 4; unreachable 1, ok 2; unreachable: down1; ok: node[1-2]")
 
 
 def test_syslog_missing_is_an_error_but_results_are_printed(cluster, tmp_path,

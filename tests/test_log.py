@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import svcctl
 from framing import ACTIVE, INACTIVE, MARKER, end, frame
@@ -379,3 +380,27 @@ def test_history_qq_writes_only_the_page(tmp_path):
     assert "svcctl history of" in page.read_text()
     code, out, _ = history_of(tmp_path, records, "-q")
     assert "node2  \u2717  failed since" in out
+
+# --- the syslog line: what matters survives the cut ---------------------------
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(svcctl.OUTCOMES)), st.integers(1, 600),
+                       min_size=1), st.integers(1, 2000))
+def test_the_syslog_line_keeps_the_exit_code_and_the_problems(counts, units):
+    """The line was cut at 4,000 characters from the end, dropping the
+    problems and the exit code (ok comes first): whatever the sizes, the line
+    fits, says the exit code and every outcome's count, problems' nodes first."""
+    nodes = [svcctl.NodeResult("%s%d.x%d" % (name[:2], index, index * 7),
+                               [svcctl.UnitResult("demo.service", name)])
+             for name, count in counts.items() for index in range(count)]
+    report = svcctl.Report("start", ["u%d.service" % n for n in range(units)], nodes, 0,
+                           1.0, run_id="r1", user="root")
+    line = svcctl.syslog_line(report)
+    assert len(line) <= 4000 and "\n" not in line
+    assert "exit %d; " % report.exit_code() in line
+    for name, count in counts.items():
+        assert "%s %d" % (name, count) in line
+    problems = [name for name in counts if svcctl.OUTCOMES[name].exit_code]
+    if problems:
+        worst = max(problems, key=svcctl.SEVERITY.get)
+        assert "; %s: " % worst in line

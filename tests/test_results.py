@@ -626,3 +626,32 @@ def test_a_journal_is_kept_only_for_a_failed_unit():
     assert ok.outcome == "changed" and ok.units[0].journal == ""
     status = with_journal([b"boom"], action="status")
     assert status.outcome == "negative" and status.units[0].journal == "boom"
+
+# --- cat --diff: bounded work on a hostile reply ------------------------------
+
+def cat_results(texts):
+    return [svcctl.NodeResult("n%d" % i, [svcctl.UnitResult("demo.service", "ok",
+                                                             message=text)])
+            for i, text in enumerate(texts)]
+
+
+def test_cat_diff_is_bounded_and_says_so():
+    """A 20,000-line reply interleaving the reference cost ~15 s of CPU per
+    distinct version in difflib: the diff is then a bounded summary."""
+    import time
+    reference = "\n".join("line %d" % i for i in range(20000))
+    hostile = "\n".join("line %d\nx" % i for i in range(10000))
+    results = cat_results([reference, reference, hostile])
+    start = time.process_time()
+    svcctl.judge_against_majority(results)
+    assert time.process_time() - start < 1
+    message = results[2].units[0].message
+    assert results[2].units[0].outcome == "drift" and "too large to diff" in message
+    assert "first difference at line 2:\n-line 1\n+x" in message and len(message) < 500
+
+
+def test_cat_diff_of_small_files_is_a_unified_diff():
+    results = cat_results(["a\nb\nc", "a\nb\nc", "a\nB\nc"])
+    svcctl.judge_against_majority(results)
+    assert results[2].units[0].message.splitlines()[2:] == ["@@ -1,3 +1,3 @@", " a", "-b",
+                                                              "+B", " c"]

@@ -1,6 +1,10 @@
 """Input validation: unit names, NodeSets, options, clush.conf."""
+import io
+import os
 import shlex
 import string
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -264,7 +268,7 @@ def test_any_pattern_runs_no_command(tmp_path_factory, text):
 
 
 @pytest.mark.parametrize("pattern", ["n[1-3000000]", "a[1-2000]b[1-2000]",
-                                     "n[1-99999999999999999]", "x,n[1-60000],m[1-60000]"])
+                                     "x,n[1-60000],m[1-60000]"])
 def test_huge_nodesets_are_refused_before_expanding(pattern):
     import time
     start = time.monotonic()
@@ -279,11 +283,78 @@ def test_node_limit_can_be_raised():
 
 
 @pytest.mark.parametrize("pattern,size", [
-    ("n[1-10]", 10), ("n[1-10/2]", 5), ("a[1-3]b[1-4]", 12), ("n[1-10]!n[1-5]", 10),
-    ("n[1-10]&n[1-3]", 3), ("n1,n2, n3", 3), ("@web", 0), ("n[01-10,20]", 11),
+    ("n[1-10]", 10), ("n[1-10/2]", 5), ("a[1-3]b[1-4]", 12), ("n[1-10]!n[1-5]", 15),
+    ("n[1-10]&n[1-3]", 13), ("n[1-10]^n[5-6]", 12), ("n1,n2, n3", 3), ("@web", 1),
+    ("@rack[1-4]!@down", 5), ("n[01-10,20]", 11),
 ])
-def test_pattern_size_is_an_upper_bound(pattern, size):
-    assert svcctl.pattern_size(pattern) == size
+def test_pattern_size_counts_every_operand(pattern, size):
+    assert svcctl.pattern_size(pattern, svcctl.MAX_NODES) == size
+
+
+# --- found in the second attacker's review: every operand counts ----------
+
+OPERATORS = st.sampled_from(",!&^")
+SMALL = st.sampled_from(["n1", "n[2-4]", "m[1-3]x[1-2]", "node07", "a[1-5/2]"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(OPERATORS, SMALL), max_size=6), st.integers(0, 6), OPERATORS,
+       st.sampled_from(["cli", "-x", "hostfile", "cluster file"]))
+def test_a_big_operand_is_refused_whatever_its_operator(tmp_path_factory, operands,
+                                                        where, operator, source):
+    """`n1!n[2-999999999]` counted as one node, then ClusterShell built the
+    10^9 range: any operand, behind any operator, from any source, counts
+    toward --max-nodes before anything is expanded."""
+    operands.insert(min(where, len(operands)), (operator, "big[1-5000]"))
+    pattern = "n0" + "".join(op + operand for op, operand in operands)
+    tmp = tmp_path_factory.mktemp("big")
+    (tmp / "hosts").write_text("n0\n" + pattern.replace(",", "\n ") + "\n")
+    (tmp / "c.yaml").write_text("services:\n  a: {nodes: '%s'}\n" % pattern)
+    argv = {"cli": ["status", "demo", pattern], "-x": ["status", "demo", "n0", "-x", pattern],
+            "hostfile": ["status", "demo", "--hostfile", str(tmp / "hosts")],
+            "cluster file": ["-c", str(tmp / "c.yaml"), "status"]}[source]
+    built = []
+    real = svcctl.NodeSet
+
+    def counted(*args, **kwargs):       # a NodeSet of a pattern: it is expanded
+        built.extend(a for a in args if isinstance(a, str) and "big" in a)
+        return real(*args, **kwargs)
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(svcctl, "NodeSet", counted)
+        code = svcctl.main(argv + ["--max-nodes", "1000", "--dry-run"], io.StringIO(), err)
+    assert (code, err.getvalue().count("\n"), built) == (2, 1, []), err.getvalue()
+    assert "more than" in err.getvalue()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10 ** 12), st.integers(0, 3 * 10 ** 9), st.integers(10 ** 6, 10 ** 9),
+       OPERATORS)
+def test_anything_clustershell_would_assert_on_is_refused_first(first, span, step, operator):
+    """Ranges spanning 10^9 or more end in ClusterShell's `AssertionError:
+    range too large`: refused as one line, whatever the operator."""
+    pattern = "n1%sn[%d-%d/%d]" % (operator, first, first + span, step)
+    try:
+        svcctl.parse_nodes([pattern], limit=10 ** 6)
+    except UsageError as exc:
+        assert span < 10 ** 9 - 1 or "spanning less than 10^9" in str(exc)
+        assert "\n" not in str(exc)
+    else:
+        assert span < 10 ** 9 - 1
+
+
+@pytest.mark.parametrize("pattern", ['"a," * 4000000', '"a" * 8000000',
+                                     '"n[" + "1," * 4000000 + "1]"', '"n[1]" * 2000000'])
+def test_a_long_pattern_is_refused_in_little_memory_and_time(pattern):
+    """One regex over an 8 MiB pattern kept 1.7 GB of backtracking state."""
+    # VmHWM: this process's own peak (getrusage's counts the parent's, if larger)
+    code = ("import re, svcctl\npattern = %s\nhwm = lambda: int(re.search(r'VmHWM:\\s*(\\d+)', "
+            "open('/proc/self/status').read()).group(1))\nbefore = hwm()\ntry:\n"
+            "    svcctl.parse_nodes([pattern])\nexcept svcctl.UsageError:\n"
+            "    print(hwm() - before)\n" % pattern)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=20, cwd=os.path.dirname(svcctl.__file__))
+    assert proc.stdout and int(proc.stdout) < 64 * 1024, proc.stderr[-300:]
 
 
 @pytest.mark.parametrize("text", ["\u202egnp.exe", "a\u200bb", "x\u2066y\u2069",

@@ -137,6 +137,13 @@ WORK = [
      ["stop", "demo"], "systemctl stop demo; systemctl is-active demo"),
     ("restart", "systemctl reset-failed demo; systemctl start demo", ["restart", "demo"],
      "systemctl restart demo; systemctl is-active demo"),
+    # a Type=notify unit (most real daemons): start returns once it is up, no grace
+    ("start notify (from stopped)", "systemctl stop demo-notify", ["start", "demo-notify"],
+     "systemctl start demo-notify; systemctl is-active demo-notify"),
+    ("stop notify (from running)", "systemctl start demo-notify", ["stop", "demo-notify"],
+     "systemctl stop demo-notify; systemctl is-active demo-notify"),
+    ("restart notify", "systemctl start demo-notify", ["restart", "demo-notify"],
+     "systemctl restart demo-notify; systemctl is-active demo-notify"),
     ("enable", "systemctl disable demo", ["enable", "demo"],
      "systemctl enable demo; systemctl is-enabled demo"),
     ("status", "systemctl start demo", ["status", "demo"],
@@ -158,7 +165,8 @@ def actions(cluster, reps, works):
                      "**%.2f**" % (t_ours / t_clush), "**%.2f**" % (t_ours / t_pdsh)])
         cpu_rows.append([name] + ["%.1f ms" % (1000 * c / cluster.count)
                                   for c in (c_ours, c_clush, c_pdsh)])
-    cluster.on("systemctl disable --now demo; systemctl reset-failed")
+    cluster.on("systemctl disable --now demo; systemctl stop demo-notify; "
+               "systemctl reset-failed")
     table("%d nodes: svcctl vs clush -b -S vs pdsh | dshbak -c (median of %d; targets: "
           "svcctl/clush <= 1, svcctl/pdsh <= 1.10)" % (cluster.count, reps),
           ["work", "svcctl", "clush", "pdsh", "svcctl/clush", "svcctl/pdsh"], rows)
@@ -191,7 +199,7 @@ def remote_processes(cluster):
             rows.append([name, "/".join(counts[0]), "/".join(counts[1])])
     finally:
         cluster.on("rm -f /usr/local/sbin/systemctl /run/svcctl-bench-count; "
-                   "systemctl disable --now demo", nodes)
+                   "systemctl disable --now demo; systemctl stop demo-notify", nodes)
     table("systemctl processes per node in one run (targets for svcctl: 2 for a "
           "change, 1 for a query)", ["work", "svcctl", "clush (same work)"], rows)
 

@@ -107,5 +107,6 @@ def test_sshd_session_killed_mid_run(svcctl, cluster, on_nodes):
     on_nodes("node[1-4]", "systemctl stop demo-slow")
     assert proc.returncode == 4, out
     assert "---------------\nnode2\n---------------\n" \
-           "unreachable: connection lost: Connection closed by remote host\n" in out
+           "demo-slow.service: unreachable\n  connection lost: Connection closed by " \
+           "remote host while its start was running (it was " in out
     assert "changed (3): node[1,3-4]\n" in out

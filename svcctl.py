@@ -581,11 +581,8 @@ class Report:
     def outcomes(self) -> Dict[str, NodeSet]:
         """Each outcome's NodeSet, in the outcome table's order."""
         if getattr(self, "_outcomes", None) is None:
-            groups: Dict[str, List[str]] = {}
-            for result in self.nodes:
-                groups.setdefault(result.outcome, []).append(result.node)
-            self._outcomes = {name: fold(groups[name]) for name in OUTCOMES
-                              if name in groups}
+            groups = fold_by((result.outcome, result.node) for result in self.nodes)
+            self._outcomes = {name: groups[name] for name in OUTCOMES if name in groups}
         return self._outcomes
 
     def exit_code(self) -> int:
@@ -638,6 +635,15 @@ def fold(names: Iterable[str]) -> NodeSet:
     for texts, points in multi.items():
         nodes.update(NodeSetBase("%s".join(texts), _fold_nd(points), False))
     return nodes
+
+
+def fold_by(pairs: Iterable[Tuple[object, str]]) -> Dict[object, NodeSet]:
+    """(key, node) pairs -> each key's nodes, folded; keys in the order first
+    met. The one way nodes are grouped for a summary, a view or a list."""
+    groups: Dict[object, List[str]] = {}
+    for key, node in pairs:
+        groups.setdefault(key, []).append(node)
+    return {key: fold(names) for key, names in groups.items()}
 
 
 def _rangeset(indexes: Iterable[str]) -> RangeSet:
@@ -1656,6 +1662,13 @@ def task_done(raw: Dict[str, RawResult]) -> bool:
 # =============================================================================
 # Results: read each node's reply and decide every unit's outcome, once
 # =============================================================================
+# Where outcomes are decided, each the one place for its kind:
+#   judge_unit          a unit whose reply came back (read -> act -> read)
+#   _cut_short          a judged unit on a node that did not finish
+#   _missing_reason     a unit with no result: timeout, unreachable, error...
+#   judge_skipped       a unit not run (max-fail, a requirement failed, a
+#                       signal first): the plans and account() call it
+#   judge_against_majority  cat --diff: drift, against the other nodes
 
 _DENIED_RE = Regex(r"Access denied|Interactive authentication required|"
                         r"Permission denied|^sudo: (a password is required|a terminal is "
@@ -2135,7 +2148,7 @@ def service_views(report: Report) -> List[ServiceView]:
     NodeSet, and where it drifted (decided when the units were judged)."""
     views = []
     for service in report.services:
-        states: Dict[str, List[str]] = {}
+        states: List[Tuple[str, str]] = []
         drift: List[str] = []
         unit, declared, problem = "", "", False
         for result in report.nodes:
@@ -2147,13 +2160,11 @@ def service_views(report: Report) -> List[ServiceView]:
                 text = item.after.describe() if item.after is not None else \
                     item.outcome + (": " + item.message.split("\n")[0]
                                     if item.message else "")
-                states.setdefault(text, []).append(result.node)
+                states.append((text, result.node))
                 if item.drift:
                     drift.append(result.node)
-        nodes = fold(n for names in states.values() for n in names)
-        views.append(ServiceView(service, unit, nodes, declared,
-                                 [(text, fold(names)) for text, names in states.items()],
-                                 fold(drift), problem))
+        views.append(ServiceView(service, unit, fold(node for _, node in states), declared,
+                                 list(fold_by(states).items()), fold(drift), problem))
     return views
 
 
@@ -2169,18 +2180,19 @@ def answer_groups(report: Report) -> List[Tuple[str, str, str, NodeSet]]:
     sums_up = ACTIONS[report.action].sums_up
     if sums_up is None:
         return []
-    groups: Dict[Tuple[str, str], Tuple[str, List[str]]] = {}
+    outcome_of: Dict[Tuple[str, str], str] = {}
+    pairs = []
     for result in report.nodes:
         for item in result.units:
             if not OUTCOMES[item.outcome].problem:
-                outcome, names = groups.setdefault((item.unit, sums_up(item)),
-                                                   (item.outcome, []))
-                names.append(result.node)
+                key = (item.unit, sums_up(item))
+                outcome_of.setdefault(key, item.outcome)
+                pairs.append((key, result.node))
     order = {unit: index for index, unit in enumerate(dict.fromkeys(report.units))}
-    ordered = sorted(groups.items(), key=lambda group: (
-        order.get(group[0][0], len(order)), SEVERITY[group[1][0]]))
-    return [(unit, answer, outcome, fold(names))
-            for (unit, answer), (outcome, names) in ordered]
+    ordered = sorted(fold_by(pairs).items(), key=lambda group: (
+        order.get(group[0][0], len(order)), SEVERITY[outcome_of[group[0]]]))
+    return [(unit, answer, outcome_of[unit, answer], nodes)
+            for (unit, answer), nodes in ordered]
 
 
 # =============================================================================
@@ -2461,14 +2473,13 @@ class Display:
         return "\x1b[%sm%s\x1b[0m" % (tty, text) if self.color and tty else text
 
     def nodes(self, nodes: NodeSet) -> str:
-        """A NodeSet as text; with -r, by ClusterShell group where one matches
-        (the names are re-read with the site's groups: they are checked host
-        names, no pattern)."""
+        """A NodeSet as text; with -r, by ClusterShell group where one matches."""
         if self.regroup is None:
             return str(nodes)
         try:
-            return NodeSet(str(nodes), resolver=std_group_resolver()).regroup(
-                self.regroup or None)
+            grouped = NodeSet(resolver=std_group_resolver())
+            grouped.update(nodes)       # the same names, with the site's groups
+            return grouped.regroup(self.regroup or None)
         except Exception:   # noqa: BLE001 -- a site's source failing after the run
             return str(nodes)   # must not lose its report: the names say it all
 
@@ -2670,9 +2681,17 @@ def node_dict(result: NodeResult) -> dict:
 def json_chunks(report: Report) -> Iterable[str]:
     """The JSON document in pieces, a node at a time, so that 100,000 nodes
     never sit in memory twice (as objects, then as one string)."""
-    head, tail = json.dumps(document(report, with_nodes=False), indent=1).split(
-        '"nodes": []', 1)
-    yield head + '"nodes": ['
+    for position, (key, value) in enumerate(document(report, with_nodes=False).items()):
+        yield '%s\n %s: ' % ("," if position else "{", json.dumps(key))
+        if key == "nodes":
+            yield from _json_nodes(report)
+        else:       # nested one level deeper (a JSON text has no raw newline)
+            yield json.dumps(value, indent=1).replace("\n", "\n ")
+    yield "\n}\n"
+
+
+def _json_nodes(report: Report) -> Iterable[str]:
+    yield "["
     units: Dict[Tuple[int, ...], str] = {}      # shared unit results: JSON made once
     for index, result in enumerate(report.nodes):
         key = tuple(id(unit) for unit in result.units)
@@ -2683,7 +2702,7 @@ def json_chunks(report: Report) -> Iterable[str]:
                               json.dumps(result.reason), json.dumps(
                                   round(result.duration, 3) if result.duration is not None
                                   else None), units[key])
-    yield "\n ]" + tail + "\n"
+    yield "\n ]"
 
 
 def render_wave(action: Action, wave: Wave, deps: Dict[str, List[Tuple[str, bool]]],
@@ -2737,7 +2756,7 @@ def render_would_do(report: Report, declared: Dict[str, Declared]) -> str:
            "changed" % report.elapsed]
     changing: Set[str] = set()
     for service in report.services:
-        texts: Dict[str, List[str]] = {}
+        texts: List[Tuple[str, str]] = []
         unit = ""
         for result in report.nodes:
             for item in result.units:
@@ -2752,19 +2771,17 @@ def render_would_do(report: Report, declared: Dict[str, Declared]) -> str:
                     text = ", ".join(todo) or "nothing to do"
                     if todo:
                         changing.add(result.node)
-                texts.setdefault(text, []).append(result.node)
+                texts.append((text, result.node))
         out.append("%s: %s, declared %s" % (service, unit, declared[service].text()))
-        out += ["  %s: %s (%d)" % (text, fold(names), len(names))
-                for text, names in texts.items()]
+        out += ["  %s: %s (%d)" % (text, nodes, len(nodes))
+                for text, nodes in fold_by(texts).items()]
     out.append("== apply --dry-run on %d node%s ==" % (len(report.nodes),
                                                       "s" * (len(report.nodes) != 1)))
-    fates: Dict[str, List[str]] = {}
-    for result in report.nodes:         # a problem first, then a change
-        fate = result.outcome if OUTCOMES[result.outcome].problem else \
-            "would change" if result.node in changing else "nothing to do"
-        fates.setdefault(fate, []).append(result.node)
+    fates = fold_by((result.outcome if OUTCOMES[result.outcome].problem else
+                     "would change" if result.node in changing else "nothing to do",
+                     result.node) for result in report.nodes)   # a problem first
     order = ["would change", "nothing to do"] + list(OUTCOMES)
-    out += ["%s (%d): %s" % (fate, len(fates[fate]), fold(fates[fate]))
+    out += ["%s (%d): %s" % (fate, len(fates[fate]), fates[fate])
             for fate in order if fate in fates]
     return "\n".join(out) + "\n"
 
@@ -2813,9 +2830,7 @@ class Progress(Observer):
         self.wave_times.append(time.monotonic() - self.wave_began)
         if not self.lines or wave.total < 2:
             return
-        counts: Dict[str, List[str]] = {}
-        for result in results.values():
-            counts.setdefault(result.outcome, []).append(result.node)
+        counts = fold_by((result.outcome, result.node) for result in results.values())
         text = ", ".join("%s %d" % (name, len(counts[name])) for name in OUTCOMES
                          if name in counts)
         bad = fold(n for name, nodes in counts.items() if OUTCOMES[name].problem
@@ -2975,24 +2990,24 @@ def render_summary(report: Report) -> str:
 def render_node_check(report: Report) -> str:
     """ping, as the project's first GUI drew it: nodes that answer, nodes that
     do not (with ssh's reason), and errors (systemd degraded...)."""
-    answering, silent, errors = [], {}, {}
+    answering, silent, errors = [], [], []
     for result in report.nodes:
         outcome = OUTCOMES[result.outcome]
         if result.outcome == "ok":
-            answering.append(result.node)
+            answering.append(("", result.node))
         elif outcome.exit_code == EXIT_UNREACHABLE:
-            silent.setdefault(result.reason or outcome.label, []).append(result.node)
+            silent.append((result.reason or outcome.label, result.node))
         else:
             text = result.units[0].answer or result.units[0].message or outcome.label
-            errors.setdefault(text.split("\n")[0], []).append(result.node)
-    lists = [("Answering", {"": answering} if answering else {}),
-             ("Not answering", silent), ("Errors", errors)]
+            errors.append((text.split("\n")[0], result.node))
+    lists = [("Answering", fold_by(answering)), ("Not answering", fold_by(silent)),
+             ("Errors", fold_by(errors))]
     out = ['<div class="check">']
     for title, by_reason in lists:
         count = sum(len(nodes) for nodes in by_reason.values())
         out.append("<div><h3>%s (%d)</h3>%s</div>" % (title, count, "".join(
             "<p><code>%s</code> (%d)%s</p>" % (
-                escape(str(fold(nodes))), len(nodes),
+                escape(str(nodes)), len(nodes),
                 ": " + escape(reason) if reason else "")
             for reason, nodes in by_reason.items()) or "<p>none</p>"))
     return "".join(out) + "</div>"

@@ -294,6 +294,17 @@ def _clean_properties(text: str) -> str:
     return _RUNTIME_FIELDS_RE.sub("", text)
 
 
+# What differs from node to node in the same story of a journal: process ids.
+_JOURNAL_PID_RE = Regex(r"\b(process|[Pp][Ii][Dd])([ =:]+)[0-9]+\b")
+
+
+def _clean_journal(text: str) -> str:
+    """journalctl -o cat lines, made to fold across nodes: process ids
+    masked, journalctl's own "-- No entries --" dropped."""
+    return "\n".join(_JOURNAL_PID_RE.sub(r"\1\2N", line.rstrip()) for line in
+                     text.split("\n") if line.strip() and line != "-- No entries --")
+
+
 def _clean_listing(text: str) -> str:
     """`list-units --plain` lines -> `unit: active (sub)`, no description."""
     out = []
@@ -316,6 +327,10 @@ class Action:
     kind: str
     help: str
     systemctl: Tuple[str, ...] = ()     # arguments after `systemctl`, before `--`
+    program: str = "systemctl"          # journal: journalctl, whose unit comes after
+    unit_flag: str = "--"               # -u (after `--` it reads a match)
+    silent_rc: bool = False             # journal --grep: an exit code of 1 with
+    # nothing printed is "no line matched", not a failure
     reads_before: bool = False          # read the state first: changed or ok?
     tells_change: Optional[Regex] = None    # or systemctl's output says it
     always_changes: bool = False        # restart & co. change whatever the state
@@ -445,6 +460,12 @@ ACTION_TABLE = (
     Action("cat", "query", "units' files and drop-ins (--diff: against the most "
            "common version)", ("cat",), answer=_answer_shown, runs="always",
            output="text", takes=("--diff",)),
+    Action("journal", "query", "units' journal, folded across nodes (--lines, --since, "
+           "--until, --grep, --priority, --boot; --mask, --raw, --compare NODESET)",
+           ("--no-pager",), program="journalctl", unit_flag="-u", silent_rc=True,
+           answer=_answer_shown, runs="always", output="text", clean=_clean_journal,
+           takes=("--lines", "--since", "--until", "--grep", "--priority", "--boot",
+                  "--mask", "--raw", "--compare")),
     Action("list-units", "node", "units in memory (--failed, --state STATE, PATTERN)",
            ("list-units", "--plain", "--no-legend", "--no-pager", "--full"),
            output="text", clean=_clean_listing, lists=True, takes=("--failed", "--state")),
@@ -1197,6 +1218,8 @@ class Protocol:
     listed_is_no: bool = False      # list-units --failed: anything listed is "no"
     diff: bool = False              # cat --diff: against the most common version
     journal: int = 5                # journal lines of each failed unit's run
+    raw: bool = False               # journal --raw: lines as journalctl prints them
+    mask: bool = False              # journal --mask: numbers, addresses, ids masked
     properties: Tuple[str, ...] = ()    # show -p: shown in the order asked
 
 
@@ -1365,8 +1388,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
 def _argv(protocol: Protocol) -> List[str]:
     action = protocol.action
     argv = (["sudo", "-n"] if protocol.sudo and action.privileged else []) \
-        + ["systemctl"] + list(action.systemctl) + [shlex.quote(word)
-                                                    for word in protocol.extra]
+        + [action.program] + list(action.systemctl) + [shlex.quote(word)
+                                                       for word in protocol.extra]
     return argv + (["--now"] if protocol.now and action.takes_now else [])
 
 
@@ -1377,7 +1400,8 @@ def _step_command(protocol: Protocol, index: int, step: Step) -> str:
         command = "p %s %s %s" % (unit, declared.state, {
             True: "yes", False: "no", None: "-"}[declared.enabled])
     else:
-        command = "a %s %s -- %s" % (unit, " ".join(_argv(protocol)), unit)
+        command = "a %s %s %s %s" % (unit, " ".join(_argv(protocol)),
+                                     protocol.action.unit_flag, unit)
     command += "; s%d=$r" % index
     if not step.requires:
         return command
@@ -1776,7 +1800,7 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
     apply ran a command on the unit; `watched`: its restart count when
     --settle began to watch it."""
     action = protocol.action
-    if action.clean:
+    if action.clean and not protocol.raw:
         message = action.clean(message)
     result = UnitResult(step.unit, "error", before, after, rc, message,
                         message.split("\n", 1)[0])
@@ -1799,7 +1823,8 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
         result.message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
         result.outcome = "not-found"
-    elif action.kind == "query" and action.runs == "always" and rc:
+    elif action.kind == "query" and action.runs == "always" and rc and not (
+            action.silent_rc and rc == 1 and not message):
         # show, cat: systemctl's text is the answer, its exit code says if
         # there is one ("Failed to get properties: ...")
         result.outcome = "denied" if _DENIED_RE.search(message) else "error"
@@ -1922,20 +1947,12 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     return done
 
 
-# What differs from node to node in the same story: process ids.
-_JOURNAL_PID_RE = Regex(r"\b(process|[Pp][Ii][Dd])([ =:]+)[0-9]+\b")
 JOURNAL_LINE_MAX = 500
 
 
 def journal_text(lines: Sequence[bytes]) -> str:
-    """A failed unit's journal lines, made to fold across nodes: printable,
-    process ids masked, journalctl's own "-- No entries --" dropped."""
-    out = []
-    for line in lines:
-        text = decode(line).rstrip()
-        if text and text != "-- No entries --":
-            out.append(_JOURNAL_PID_RE.sub(r"\1\2N", text[:JOURNAL_LINE_MAX]))
-    return "\n".join(out)
+    """A failed unit's journal lines, printable and made to fold."""
+    return _clean_journal("\n".join(decode(line)[:JOURNAL_LINE_MAX] for line in lines))
 
 
 def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResult:
@@ -2107,21 +2124,85 @@ def judge_against_majority(results: Sequence[NodeResult]) -> None:
                     result.units[index], outcome="drift", message=diff)
 
 
+def rewrite_answers(results: Iterable[NodeResult],
+                    rewrite: Callable[[UnitResult], str]) -> None:
+    """Replace each answered unit's text (show, cat, journal) by rewrite(unit):
+    after the run, where the other nodes' answers are known. Nodes with equal
+    replies share a unit: it is rewritten once, and replaced, never changed."""
+    done: Dict[int, UnitResult] = {}
+    for result in results:
+        for index, item in enumerate(result.units):
+            if item.outcome == "ok" and item.message:
+                if id(item) not in done:
+                    done[id(item)] = replace(item, message=rewrite(item))
+                result.units[index] = done[id(item)]
+
+
 def in_asked_order(results: Sequence[NodeResult], properties: Sequence[str]) -> None:
     """show -p SubState,ActiveState: systemctl prints the properties in its
     own order; put them back in the order the user asked for."""
     rank = {name: index for index, name in enumerate(properties)}
-    ordered: Dict[int, UnitResult] = {}     # nodes with equal replies share units
 
     def key(line: str) -> int:
         return rank.get(line.split("=", 1)[0], len(rank))
-    for result in results:
-        for index, item in enumerate(result.units):
-            if item.outcome == "ok" and item.message:
-                if id(item) not in ordered:
-                    ordered[id(item)] = replace(item, message="\n".join(
-                        sorted(item.message.split("\n"), key=key)))
-                result.units[index] = ordered[id(item)]
+    rewrite_answers(results, lambda item: "\n".join(sorted(item.message.split("\n"),
+                                                           key=key)))
+
+
+# journal --mask: what differs between lines that tell the same thing
+# (Drain's templates): addresses, ids, hex, numbers. Longest first.
+_MASKS = (("<IP>", r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?::[0-9]+)?\b"),
+          ("<ID>", r"\b[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}\b"),
+          ("<HEX>", r"\b(?:0x)?[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b"
+                    r"|\b(?:0x)?[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\b"),
+          ("<N>", r"\b[0-9]+(?:\.[0-9]+)?\b"))
+_MASK_RE = Regex("|".join("(%s)" % pattern for _, pattern in _MASKS))
+
+
+def line_template(line: str) -> Tuple[str, Tuple[str, ...]]:
+    """A line -> (its template, the values masked in it)."""
+    values: List[str] = []
+
+    def mask(match) -> str:
+        values.append(match.group(0))
+        return _MASKS[match.lastindex - 1][0]
+    return _MASK_RE.sub(mask, line), tuple(values)
+
+
+def mask_across_nodes(results: Sequence[NodeResult]) -> None:
+    """journal --mask: each line becomes its template; a template whose
+    values differ says how many distinct ones the nodes had, so that nodes
+    telling the same story fold, and what varies stays in sight."""
+    seen: Dict[str, Set[Tuple[str, ...]]] = {}
+    for item in {id(u): u for r in results for u in r.units if u.outcome == "ok"}.values():
+        for line in item.message.split("\n"):
+            template, values = line_template(line)
+            seen.setdefault(template, set()).add(values)
+
+    def masked(item: UnitResult) -> str:
+        out = []
+        for line in item.message.split("\n"):
+            template = line_template(line)[0]
+            count = len(seen[template])
+            out.append(template + ("  [%d distinct values]" % count if count > 1 else ""))
+        return "\n".join(out)
+    rewrite_answers(results, masked)
+
+
+def set_against(results: Sequence[NodeResult], compare: NodeSet) -> None:
+    """journal --compare: on the nodes read, the lines that none of the
+    compared nodes has come first ("what do the failing nodes say that the
+    healthy ones don't"); the compared nodes' own text is left as it is."""
+    theirs = {line for r in results if r.node in compare for u in r.units
+              if u.outcome == "ok" for line in u.message.split("\n")}
+
+    def split(item: UnitResult) -> str:
+        lines = item.message.split("\n")
+        only = [line for line in lines if line not in theirs]
+        shared = [line for line in lines if line in theirs]
+        return "\n".join(["only here, not on %s:" % compare] + (only or ["(none)"]) +
+                         (["also on %s:" % compare] + shared if shared else []))
+    rewrite_answers((r for r in results if r.node not in compare), split)
 
 DIFF_WORK_MAX = 1000000     # lines x lines: difflib is quadratic (at most ~0.2 s a version)
 
@@ -2405,6 +2486,10 @@ def _start(request: "Request", observer: Observer, signals: "Signals") -> Report
         judge_against_majority(results)
     if protocol.properties:
         in_asked_order(results, protocol.properties)
+    if protocol.mask:
+        mask_across_nodes(results)
+    if request.compare is not None:
+        set_against(results, request.compare)
     final = report(results, interrupted)
     if request.action.kind == "apply" and final.exit_code() == EXIT_OK and \
             all(r.outcome == "ok" for r in results):
@@ -4217,6 +4302,19 @@ def _action_options(group) -> None:
     add("--state", metavar="STATE", help="with list-units: units in this state")
     add("--diff", action="store_true",
         help="with cat: show how each node differs from the most common version")
+    add("--lines", type=_typed(int, "--lines takes a number of lines"), metavar="N",
+        help="with journal: the last N lines of each unit (default 10)")
+    add("--until", metavar="TIME", help="with journal: lines before TIME (journalctl's)")
+    add("--grep", metavar="RE", help="with journal: lines matching RE (journalctl's)")
+    add("--priority", metavar="PRIORITY", help="with journal: lines of this priority or "
+        "more urgent (err, warning..., or a range err..warning)")
+    add("--boot", action="store_true", help="with journal: lines of this boot only")
+    add("--mask", action="store_true", help="with journal: mask numbers, addresses and "
+        "ids, so that lines that differ only there fold (the distinct values counted)")
+    add("--raw", action="store_true", help="with journal: lines as journalctl prints "
+        "them (times, hosts, PIDs kept: they will not fold)")
+    add("--compare", metavar="NODESET", help="with journal: also read these nodes, and "
+        "show first the lines that only the other nodes have")
     add("--dry-run", action="store_true",
         help="show the plan in words (-v: and the remote commands), contact nothing; "
         "apply --dry-run reads the states (one status query) and says what it would "
@@ -4244,7 +4342,7 @@ def _output_options(group) -> None:
     add("--history", action="store_true", help="with report: every run of the log, "
         "node by node (problems only; -v: every node; --html: a node x run matrix)")
     add("--since", metavar="AGE", help="with report --history: runs since 7d, 12h, "
-        "30m or a date")
+        "30m or a date; with journal: lines since then (or any journalctl --since)")
     add("--color", choices=("auto", "always", "never"),
         help="colour (auto: on a terminal, unless NO_COLOR or TERM=dumb; "
         "CLICOLOR_FORCE forces it)")
@@ -4734,6 +4832,7 @@ class Request:
     options: dict = field(default_factory=dict)     # Protocol's extra, pattern...
     file_groups: Dict[str, NodeSet] = field(default_factory=dict)   # with -c
     groupsource: Optional[str] = None
+    compare: Optional[NodeSet] = None   # journal --compare: read too, set against
 
     def page_groups(self) -> Dict[str, NodeSet]:
         """The groups an HTML page knows (its filter, its grid): the site's
@@ -4826,11 +4925,17 @@ def check_combinations(args: argparse.Namespace, action: Action) -> None:
         raise UsageError("--now goes with %s" % ", ".join(
             a.name for a in ACTION_TABLE if a.takes_now))
     given = {"-p": args.properties, "--failed": args.failed, "--state": args.state,
-             "--diff": args.diff}
+             "--diff": args.diff, "--lines": args.lines is not None,
+             "--since": args.since, "--until": args.until, "--grep": args.grep,
+             "--priority": args.priority, "--boot": args.boot, "--mask": args.mask,
+             "--raw": args.raw, "--compare": args.compare}
     for option, value in given.items():
         if value and option not in action.takes:
             raise UsageError("%s goes with %s" % (option, ", ".join(
-                a.name for a in ACTION_TABLE if option in a.takes)))
+                [a.name for a in ACTION_TABLE if option in a.takes]
+                + (["report --history"] if option == "--since" else []))))
+    if args.mask and args.raw:
+        raise UsageError("--mask and --raw: give one of them")
     if action.needs and not given[action.needs]:
         raise UsageError("%s needs %s: all of a unit's properties differ from node to "
                          "node (PIDs, times); choose some" % (action, action.needs))
@@ -4862,6 +4967,41 @@ _STATE_RE = Regex(r"[a-z][a-z-]*", re.ASCII)
 _UNIT_PATTERN_RE = Regex(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
 
 
+_PRIORITY_RE = Regex(r"(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug)"
+                    r"(?:\.\.(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug))?",
+                    re.ASCII)
+_JOURNAL_TIME_RE = Regex(r"[A-Za-z0-9 :.+-]{1,40}", re.ASCII)
+_AGE_RE = Regex(r"[0-9]{1,9}[smhd]", re.ASCII)
+
+
+def journal_options(args: argparse.Namespace) -> Tuple[str, ...]:
+    """journalctl's options for `svcctl journal`, each checked (they reach the
+    node as quoted words, never parsed by a shell)."""
+    lines = 10 if args.lines is None else args.lines
+    if not 1 <= lines <= 10000:
+        raise UsageError("--lines takes 1 to 10000, not %d" % lines)
+    words = ["-o", "short-iso" if args.raw else "cat", "-n", str(lines)]
+    for option, value in (("--since", args.since), ("--until", args.until)):
+        if value is None:
+            continue
+        if not _JOURNAL_TIME_RE.fullmatch(value):
+            raise UsageError("invalid time for %s: %s" % (option, printable(value)))
+        # report --history's ages (7d, 12h) mean the same here: journalctl's -7d
+        words.append("%s=%s" % (option, "-" + value if _AGE_RE.fullmatch(value)
+                                else value))
+    if args.grep is not None:
+        if not 0 < len(args.grep) <= 200 or printable(args.grep) != args.grep:
+            raise UsageError("invalid --grep pattern: %s" % printable(args.grep[:200]))
+        words.append("--grep=" + args.grep)
+    if args.priority is not None:
+        if not _PRIORITY_RE.fullmatch(args.priority):
+            raise UsageError("invalid priority: %s (emerg alert crit err warning notice "
+                             "info debug, 0-7, or a range err..warning)"
+                             % printable(args.priority))
+        words.append("--priority=" + args.priority)
+    return tuple(words + (["--boot"] if args.boot else []))
+
+
 def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dict:
     """The checked systemctl options of show, list-units and cat; how many
     journal lines a failed unit brings back."""
@@ -4878,10 +5018,11 @@ def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dic
     if pattern and not _UNIT_PATTERN_RE.fullmatch(pattern):
         raise UsageError("invalid unit pattern: %s" % printable(pattern))
     extra = (("-p", ",".join(properties)) if properties else ()) + \
-        (("--state=" + state,) if state else ())
+        (("--state=" + state,) if state else ()) + (
+            journal_options(args) if "--lines" in action.takes else ())
     return {"extra": extra, "pattern": pattern, "listed_is_no": state == "failed",
             "diff": args.diff, "properties": tuple(dict.fromkeys(properties)),
-            "journal": args.journal}
+            "journal": args.journal, "raw": args.raw, "mask": args.mask}
 
 
 def split_targets(args: argparse.Namespace, action: Action
@@ -4946,6 +5087,13 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
     else:
         units, pattern, positional = split_targets(args, action)
         nodes = chosen_nodes(args, positional, stdin or sys.stdin)
+    compare = parse_nodes([with_source(args.compare, args.groupsource)],
+                          limit=args.max_nodes) if args.compare else None
+    if compare is not None:
+        if compare & nodes:
+            raise UsageError("--compare %s: nodes in both sets: %s" % (
+                printable(args.compare), compare & nodes))
+        nodes = nodes | compare
     batch = parse_count(args.batch, len(nodes), "--batch")
     regroup = (args.groupsource or "") if args.regroup else None
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
@@ -4967,7 +5115,7 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         config=args.config or "", services=services, nodes_of=nodes_of,
         log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run,
         options=action_extras(args, action, pattern), file_groups=groups,
-        groupsource=args.groupsource)
+        groupsource=args.groupsource, compare=compare)
 
 
 def dry_run(request: Request) -> str:

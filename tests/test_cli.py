@@ -642,3 +642,41 @@ def test_dry_run_of_batches_is_the_plan_in_words():
         "  restart demo.service,web.service on node5 (1)\n")
     code, out, _, _ = run("--dry-run", "enable", "--now", "demo", "node[1-2]")
     assert out.endswith("options=(none)\nenable --now demo.service on node[1-2] (2)\n")
+
+
+# --- svcctl journal: every option checked, quoted words on the node ----------
+
+@pytest.mark.parametrize("words,sent", [
+    ([], "journalctl --no-pager -o cat -n 10 -u demo.service;"),
+    (["--lines", "3", "--since", "7d", "--until", "2026-12-01 10:00", "--boot"],
+     "journalctl --no-pager -o cat -n 3 --since=-7d '\"'\"'--until=2026-12-01 10:00'"
+     "\"'\"' --boot -u demo.service;"),
+    (["--grep", "a;b|c $(id)", "--priority", "err..warning", "--raw"],
+     "journalctl --no-pager -o short-iso -n 10 '\"'\"'--grep=a;b|c $(id)'\"'\"' "
+     "--priority=err..warning -u demo.service;"),
+])
+def test_journal_sends_checked_quoted_words(words, sent):
+    code, out, err, _ = run("--dry-run", "-v", "journal", "demo", "node1", *words)
+    assert code == 0, err
+    assert sent in out
+
+
+@pytest.mark.parametrize("words,message", [
+    (["--priority", "loud"], "svcctl: invalid priority: loud (emerg alert crit err "
+     "warning notice info debug, 0-7, or a range err..warning)\n"),
+    (["--since", "now; reboot"], "svcctl: invalid time for --since: now; reboot\n"),
+    (["--grep", "a\nb"], "svcctl: invalid --grep pattern: a\\x0ab\n"),
+    (["--lines", "0"], "svcctl: --lines takes 1 to 10000, not 0\n"),
+    (["--mask", "--raw"], "svcctl: --mask and --raw: give one of them\n"),
+    (["--compare", "node[1-2]"], "svcctl: --compare node[1-2]: nodes in both sets: node1\n"),
+])
+def test_journal_refuses_bad_options_before_anything_runs(words, message):
+    code, out, err, _ = run("journal", "demo", "node1", *words)
+    assert (code, out, err) == (2, "", message)
+
+
+def test_journal_options_go_with_journal_only():
+    code, _, err, _ = run("start", "demo", "node1", "--grep", "x")
+    assert (code, err) == (2, "svcctl: --grep goes with journal\n")
+    code, _, err, _ = run("start", "demo", "node1", "--since", "7d")
+    assert (code, err) == (2, "svcctl: --since goes with journal, report --history\n")

@@ -235,3 +235,27 @@ def test_why_it_failed_comes_with_the_failure_and_folds(svcctl, reset):
     healthy = svcctl("start", "demo", NODES, "--json")
     assert all(node["units"][0]["journal"] is None
                for node in json.loads(healthy.out)["nodes"])
+
+
+def test_journal_folds_the_same_story_and_compares(svcctl, reset):
+    """svcctl journal: 4 nodes that failed alike are one block; --compare
+    with a node where the unit ran fine puts first what only they say."""
+    assert svcctl("start", "demo-crash", "node[1-3]").rc == 1
+    assert svcctl("start", "demo", "node4").rc == 0
+    run = svcctl("journal", "demo-crash", "node[1-3]", "--lines", "2", "--boot")
+    assert run.rc == 0, run
+    assert normalise(run.out) == (
+        "---------------\nnode[1-3] (3)\n---------------\ndemo-crash.service: ok\n"
+        "  demo-crash.service: Main process exited, code=exited, status=1/FAILURE\n"
+        "  demo-crash.service: Failed with result 'exit-code'.\n"
+        "== journal demo-crash.service on 3 nodes in X s ==\nok (3): node[1-3]\n")
+    masked = svcctl("journal", "demo-crash", "node[1-3]", "--lines", "1", "--mask",
+                    "--grep", "status=")
+    assert "code=exited, status=<N>/FAILURE\n" in masked.out, masked
+    compared = svcctl("journal", "demo-crash,demo", "node[1-3]", "--compare", "node4",
+                      "--lines", "20", "--boot", "--json")
+    units = {(n["node"], u["unit"]): u["message"] for n in json.loads(compared.out)["nodes"]
+             for u in n["units"]}
+    assert units["node1", "demo-crash.service"].startswith("only here, not on node4:\n")
+    assert "Failed with result 'exit-code'." in \
+        units["node1", "demo-crash.service"].split("also on node4:")[0]

@@ -655,3 +655,37 @@ def test_cat_diff_of_small_files_is_a_unified_diff():
     svcctl.judge_against_majority(results)
     assert results[2].units[0].message.splitlines()[2:] == ["@@ -1,3 +1,3 @@", " a", "-b",
                                                               "+B", " c"]
+
+
+def journal_of(node_name, lines, rc=0):
+    m = MARKER.encode() + b" "
+    reply = [m + b"unit demo.service"] + lines + [m + b"rc %d" % rc,
+                                                  m + b"state after " + b" ".join(ACTIVE)]
+    protocol = svcctl.Protocol(A["journal"], MARKER)
+    return svcctl.read_reply(protocol, node_name, raw(reply + end()),
+                             [svcctl.Step("demo.service")])
+
+
+def test_journal_with_no_line_matched_is_not_a_failure():
+    assert journal_of("n1", [], rc=1).outcome == "ok"
+    failed = journal_of("n1", [b"Failed to parse timestamp: x"], rc=1)
+    assert failed.outcome == "error"
+
+
+def test_mask_folds_lines_that_differ_in_numbers_and_counts_the_values():
+    nodes = [journal_of("n%d" % i, [b"listening on 10.0.0.%d:80 after %d ms" % (i, i * 7),
+                                    b"worker 3f9a2c1e ready", b"config ok"])
+             for i in range(1, 4)]
+    svcctl.mask_across_nodes(nodes)
+    texts = {n.units[0].message for n in nodes}
+    assert texts == {"listening on <IP> after <N> ms  [3 distinct values]\n"
+                     "worker <HEX> ready\nconfig ok"}
+
+
+def test_compare_puts_first_what_only_the_target_nodes_say():
+    bad = journal_of("n1", [b"boot ok", b"disk full", b"retrying"])
+    good = journal_of("n2", [b"boot ok", b"retrying"])
+    svcctl.set_against([bad, good], svcctl.NodeSet("n2"))
+    assert bad.units[0].message == ("only here, not on n2:\ndisk full\n"
+                                    "also on n2:\nboot ok\nretrying")
+    assert good.units[0].message == "boot ok\nretrying"

@@ -2553,20 +2553,38 @@ class Display:
     json: bool = False
     lines: bool = False         # -L: one line per node and unit, by node
     regroup: Optional[str] = None   # -r: name nodes by groups of this source ("": default)
+    named: Tuple[str, ...] = ()     # -r: the groups typed on the command line (@web)
 
     def paint(self, tty: str, text: str) -> str:
         return "\x1b[%sm%s\x1b[0m" % (tty, text) if self.color and tty else text
 
     def nodes(self, nodes: NodeSet) -> str:
-        """A NodeSet as text; with -r, by ClusterShell group where one matches."""
+        """A NodeSet as text; with -r, by ClusterShell group where one matches.
+        Where several groups name exactly these nodes, the one typed on the
+        command line wins; else all of them are said (`@odd = @web`)."""
         if self.regroup is None:
             return str(nodes)
         try:
             grouped = NodeSet(resolver=std_group_resolver())
             grouped.update(nodes)       # the same names, with the site's groups
-            return grouped.regroup(self.regroup or None)
+            text = grouped.regroup(self.regroup or None)
+            if not text.startswith("@") or "," in text:
+                return text             # not one whole group
+            same = groups_equal_to(nodes, self.regroup or None)
+            named = [name for name in self.named if name in same]
+            return named[0] if named else " = ".join([text] + [
+                name for name in same if name != text])
         except Exception:   # noqa: BLE001 -- a site's source failing after the run
             return str(nodes)   # must not lose its report: the names say it all
+
+
+def groups_equal_to(nodes: NodeSet, source: Optional[str], most: int = 300) -> List[str]:
+    """The site's groups (of `source`) whose members are exactly these nodes."""
+    resolver = std_group_resolver()
+    return ["@" + name for name in resolver.grouplist(source)[:most]
+            if len(nodes) == len(members := NodeSet.fromlist(
+                resolver.group_nodes(name, source), resolver=RESOLVER_NOGROUP))
+            and members == nodes]
 
 
 def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
@@ -5096,8 +5114,10 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         nodes = nodes | compare
     batch = parse_count(args.batch, len(nodes), "--batch")
     regroup = (args.groupsource or "") if args.regroup else None
+    typed = " ".join(list(args.targets) + args.where + ["@" + g for g in args.groups])
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
-                      args.line_mode, regroup)
+                      args.line_mode, regroup, tuple(dict.fromkeys(
+                          re.findall(r"@%s\b" % _NAME, typed, re.ASCII))))
     settings = connection_settings(args)
     if args.settle and action.starts_units(args.now) and settings.command_timeout and \
             args.settle >= settings.command_timeout:

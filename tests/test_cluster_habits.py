@@ -37,15 +37,23 @@ def test_clush_node_options(svcctl, demo_on_odd):
 def test_regroup_names_nodes_by_group(svcctl, demo_on_odd):
     run = svcctl("is-active", "demo,web", "@all", "-r")
     assert run.rc == 1, run
+    # @odd and @web are the same nodes, neither typed: both are said
     assert normalise(run.out) == (
-        "---------------\n@odd (4)\n---------------\n"
+        "---------------\n@odd = @web (4)\n---------------\n"
         "demo.service: active\nweb.service: %s\n"
         "---------------\n@even (4)\n---------------\n"
         "demo.service: inactive\nweb.service: not found\n"
         "== is-active demo.service,web.service on 8 nodes in X s ==\n"
-        "demo.service active (4): @odd\ndemo.service inactive (4): @even\n"
-        "web.service %s (4): @odd\nnot-found (4): @even\n") % ((
+        "demo.service active (4): @odd = @web\ndemo.service inactive (4): @even\n"
+        "web.service %s (4): @odd = @web\nnot-found (4): @even\n") % ((
             run.out.split("web.service: ")[1].split("\n")[0],) * 2)
+
+
+def test_regroup_prefers_the_group_typed(svcctl, demo_on_odd):
+    run = svcctl("is-active", "demo", "@web", "-r")
+    assert run.rc == 0, run
+    assert "---------------\n@web (4)\n---------------\n" in run.out
+    assert "active (4): @web\n" in run.out
 
 
 def test_line_mode_one_line_per_node_and_unit(svcctl, demo_on_odd):

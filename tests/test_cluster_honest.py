@@ -20,17 +20,6 @@ def reset(on_nodes):
              "demo-slowfail demo 2>/dev/null; systemctl reset-failed; true")
 
 
-def test_a_unit_that_dies_at_once_is_failed(svcctl, reset):
-    run = svcctl("start", "demo-crash", NODES)
-    assert run.rc == 1, run
-    assert normalise(run.out) == (
-        "---------------\nnode[1-4] (4)\n---------------\n"
-        "demo-crash.service: failed, now failed (failed), static\n"
-        "  the unit failed once started: result exit-code, main process exited with "
-        "status 1\n"
-        "== start demo-crash.service on 4 nodes in X s ==\nfailed (4): node[1-4]\n")
-
-
 @pytest.mark.parametrize("action", ["restart", "reload-or-restart"])
 def test_restarting_into_a_crash_is_failed(svcctl, reset, action):
     run = svcctl(action, "demo-crash", NODES, "--json")
@@ -211,9 +200,10 @@ def test_the_log_replays_a_rolling_run(svcctl, tmp_path, reset):
     assert "svcctl: stopped after 2 failed nodes (--max-fail 1)" in live.out
 
 
-def test_why_it_failed_comes_with_the_failure_and_folds(svcctl, reset):
-    """The failing run's journal lines, in the same round trip, folded: the
-    same story on every node is one block; status of the failed unit too."""
+def test_a_unit_that_dies_at_once_is_failed_with_why(svcctl, reset):
+    """Failed, with the failing run's journal lines in the same round trip,
+    folded: the same story on every node is one block; status of the failed
+    unit brings them too; a healthy start none."""
     run = svcctl("start", "demo-crash", NODES, "--journal", "3")
     assert run.rc == 1, run
     assert normalise(run.out) == (

@@ -124,23 +124,33 @@ TYPED_SYSTEMCTL = (
     'echo SubState=dead; echo UnitFileState=static; done; fi\n')
 
 
-def run_typed(tmp_path, script, types):
-    """Run a script on a fake node whose units have the given Types; return
-    the systemctl verbs it ran, in order, with each `sleep` among them."""
-    (tmp_path / "types").mkdir(exist_ok=True)
-    for unit, kind in types.items():
-        (tmp_path / "types" / unit).write_text(kind)
-    for name, text in (("systemctl", TYPED_SYSTEMCTL),
-                       ("sleep", '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n')):
+def on_fake_node(tmp_path, script, programs, **data):
+    """Run a script with fake programs first in PATH, each data folder
+    (NAME={file: text}) named by an environment variable; return the calls
+    the programs logged, in order, and the framed reply."""
+    env = {"PATH": "%s:/usr/bin:/bin" % tmp_path, "CALLS": str(tmp_path / "calls")}
+    for var, files in data.items():
+        folder = tmp_path / var.lower()
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        env[var] = str(folder)
+    for name, text in programs.items():
         (tmp_path / name).write_text(text)
         (tmp_path / name).chmod(0o755)
-    calls = tmp_path / "calls"
-    calls.write_text("")
-    proc = subprocess.run(["sh", "-c", script], capture_output=True, env={
-        "PATH": "%s:/usr/bin:/bin" % tmp_path, "CALLS": str(calls),
-        "TYPES": str(tmp_path / "types")})
-    assert svcctl.parse_output(proc.stdout.splitlines(), MARKER).complete, proc
-    return calls.read_text().split("\n")[:-1]
+    (tmp_path / "calls").write_text("")
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, env=env)
+    framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
+    assert framed.complete, proc
+    return (tmp_path / "calls").read_text().split("\n")[:-1], framed
+
+
+def run_typed(tmp_path, script, types):
+    """The systemctl verbs a script runs on a node whose units have the given
+    Types, in order, with each `sleep` among them."""
+    return on_fake_node(tmp_path, script, {"systemctl": TYPED_SYSTEMCTL, "sleep":
+                                           '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n'},
+                        TYPES=types)[0]
 
 
 @pytest.mark.parametrize("action,kw,calls", [
@@ -211,22 +221,11 @@ FAKE_JOURNALCTL = '#!/bin/sh\necho "journalctl $*" >> "$CALLS"\necho "boom (pid 
 
 
 def run_failing(tmp_path, script, states, rc=0):
-    """Run a script on a fake node whose units are in the given ActiveStates
-    after the action (which exits `rc`); return (systemctl calls, framed)."""
-    (tmp_path / "states").mkdir(exist_ok=True)
-    for unit, active in dict(states, rc=str(rc)).items():
-        (tmp_path / "states" / unit).write_text(active)
-    for name, text in (("systemctl", STATEFUL_SYSTEMCTL), ("journalctl", FAKE_JOURNALCTL)):
-        (tmp_path / name).write_text(text)
-        (tmp_path / name).chmod(0o755)
-    calls = tmp_path / "calls"
-    calls.write_text("")
-    proc = subprocess.run(["sh", "-c", script], capture_output=True, env={
-        "PATH": "%s:/usr/bin:/bin" % tmp_path, "CALLS": str(calls),
-        "STATES": str(tmp_path / "states")})
-    framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
-    assert framed.complete, proc
-    return calls.read_text().split("\n")[:-1], framed
+    """A script on a node whose units are in the given ActiveStates after the
+    action (which exits `rc`): (systemctl and journalctl calls, framed)."""
+    return on_fake_node(tmp_path, script, {"systemctl": STATEFUL_SYSTEMCTL,
+                                           "journalctl": FAKE_JOURNALCTL},
+                        STATES=dict(states, rc=str(rc)))
 
 
 def test_nothing_failed_costs_no_journal_and_no_process(tmp_path):

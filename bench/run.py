@@ -153,6 +153,11 @@ WORK = [
 ]
 
 
+# at the larger sizes: a simple and a notify unit started and restarted, a query
+LARGER_WORK = ("start (from stopped)", "restart", "start notify (from stopped)",
+               "restart notify", "status")
+
+
 def actions(cluster, reps, works):
     rows, cpu_rows = [], []
     for name, setup, ours, line in works:
@@ -382,7 +387,8 @@ def cluster_runs(count, reps, args, sizes):
     smallest = count == min(sizes)
     if not smallest:
         reps = max(2, reps - 1)     # larger runs are steadier, and long
-    actions(cluster, reps, WORK if smallest else [WORK[0], WORK[4]])
+    actions(cluster, reps, WORK if smallest else [
+        work for work in WORK if work[0] in LARGER_WORK])
     if smallest:
         remote_processes(cluster)
         connections(cluster, reps)

@@ -5272,61 +5272,98 @@ document.addEventListener("keydown", function (e) {
   if (t.tagName === "B") { describe(t); e.preventDefault(); }
   else if (t.classList && t.classList.contains("pick")) { highlight(t); e.preventDefault(); }
 });
-var ranges = function (text) {
-  var out = [];
-  text.split(",").forEach(function (item) {
+// A filter names at most LIMIT nodes in all, every operand of every operator
+// and group counted: counted first from the text, built only then.
+var LIMIT = 200000;
+var rangeItems = function (text) {
+  return text.split(",").map(function (item) {
     var m = /^(\d+)(?:-(\d+)(?:\/(\d+))?)?$/.exec(item.trim());
     if (!m) { throw new Error("bad range: " + item); }
     var low = +m[1], high = m[2] === undefined ? low : +m[2], step = +(m[3] || 1);
-    var pad = m[1].length > 1 && m[1].charAt(0) === "0" ? m[1].length : 0;
-    if (high < low || step < 1 || (high - low) / step > 200000) { throw new Error("bad range: " + item); }
-    for (var n = low; n <= high; n += step) {
-      var s = String(n);
-      while (s.length < pad) { s = "0" + s; }
-      out.push(s);
-    }
+    if (high < low || step < 1) { throw new Error("bad range: " + item); }
+    return {low: low, high: high, step: step, count: Math.floor((high - low) / step) + 1,
+            pad: m[1].length > 1 && m[1].charAt(0) === "0" ? m[1].length : 0};
   });
-  return out;
 };
-var expand = function (text) {
-  var open = text.indexOf("[");
-  if (open < 0) {
-    if (/[\[\]@\s]/.test(text)) { throw new Error("bad node name: " + text); }
-    return [text];
+var brackets = function (text) {      // [text before, ranges, text before, ranges..., rest]
+  var out = [], at = 0;
+  for (;;) {
+    var open = text.indexOf("[", at);
+    if (open < 0) { out.push(text.slice(at)); return out; }
+    var close = text.indexOf("]", open);
+    if (close < 0) { throw new Error("missing ]"); }
+    out.push(text.slice(at, open), rangeItems(text.slice(open + 1, close)));
+    at = close + 1;
   }
-  var close = text.indexOf("]", open);
-  if (close < 0) { throw new Error("missing ]"); }
-  var head = text.slice(0, open), rest = text.slice(close + 1), out = [];
-  var tails = rest ? expand(rest) : [""], numbers = ranges(text.slice(open + 1, close));
-  if (numbers.length * tails.length > 200000) { throw new Error("too many nodes"); }
-  numbers.forEach(function (n) {
-    tails.forEach(function (t) { out.push(head + n + t); });
-  });
-  if (out.length > 200000) { throw new Error("too many nodes"); }
-  return out;
 };
-var nodeset = function (text, depth) {
-  if (depth > 8) { throw new Error("groups nested too deeply"); }
-  var result = new Set(), op = ",", part = "", level = 0;
+var operands = function (text) {      // [[operator, operand]...], operators outside brackets
+  var out = [], op = ",", part = "", level = 0;
   for (var i = 0; i <= text.length; i++) {
     var ch = text.charAt(i);
     if (i === text.length || (level === 0 && ",!&^".indexOf(ch) >= 0)) {
-      var item = part.trim(), other;
-      if (!item) { throw new Error("empty NodeSet element"); }
-      if (item.charAt(0) === "@") {
-        if (data.groups[item] === undefined) { throw new Error("unknown group " + item); }
-        other = nodeset(data.groups[item], depth + 1);
-      } else { other = new Set(expand(item)); }
-      if (op === ",") { other.forEach(function (n) { result.add(n); }); }
-      else if (op === "!") { other.forEach(function (n) { result.delete(n); }); }
-      else if (op === "&") { result.forEach(function (n) { if (!other.has(n)) { result.delete(n); } }); }
-      else { other.forEach(function (n) { if (result.has(n)) { result.delete(n); } else { result.add(n); } }); }
+      if (!part.trim()) { throw new Error("empty NodeSet element"); }
+      out.push([op, part.trim()]);
       op = ch; part = ""; continue;
     }
     if (ch === "[") { level++; } else if (ch === "]") { level--; }
     part += ch;
   }
+  return out;
+};
+var size = function (text, depth) {
+  if (depth > 8) { throw new Error("groups nested too deeply"); }
+  var total = 0;
+  operands(text).forEach(function (pair) {
+    var item = pair[1], n = 1;
+    if (item.charAt(0) === "@") {
+      if (data.groups[item] === undefined) { throw new Error("unknown group " + item); }
+      n = size(data.groups[item], depth + 1);
+    } else {
+      brackets(item).forEach(function (piece, k) {
+        if (k % 2) { n *= piece.reduce(function (sum, r) { return sum + r.count; }, 0); }
+        else if (/[\[\]@\s]/.test(piece)) { throw new Error("bad node name: " + item); }
+      });
+    }
+    total += n;
+    if (total > LIMIT) { throw new Error("too many nodes (more than " + LIMIT + ")"); }
+  });
+  return total;
+};
+var expand = function (text) {       // counted already: builds at most LIMIT names
+  var out = [""];
+  brackets(text).forEach(function (piece, k) {
+    var next = [];
+    if (k % 2 === 0) { out.forEach(function (h) { next.push(h + piece); }); }
+    else {
+      out.forEach(function (h) {
+        piece.forEach(function (r) {
+          for (var n = r.low; n <= r.high; n += r.step) {
+            var s = String(n);
+            while (s.length < r.pad) { s = "0" + s; }
+            next.push(h + s);
+          }
+        });
+      });
+    }
+    out = next;
+  });
+  return out;
+};
+var build = function (text) {
+  var result = new Set();
+  operands(text).forEach(function (pair) {
+    var op = pair[0], item = pair[1];
+    var other = new Set(item.charAt(0) === "@" ? build(data.groups[item]) : expand(item));
+    if (op === ",") { other.forEach(function (n) { result.add(n); }); }
+    else if (op === "!") { other.forEach(function (n) { result.delete(n); }); }
+    else if (op === "&") { result.forEach(function (n) { if (!other.has(n)) { result.delete(n); } }); }
+    else { other.forEach(function (n) { if (result.has(n)) { result.delete(n); } else { result.add(n); } }); }
+  });
   return result;
+};
+var nodeset = function (text) {
+  size(text, 0);
+  return build(text);
 };
 var select = function (text) {
   var words = text.split(/\s*[,!&^]\s*/);
@@ -5335,7 +5372,7 @@ var select = function (text) {
     return function (c) { return words.indexOf(outcomeOf(c)) >= 0; };
   }
   if (named.length) { throw new Error("outcomes (" + named.join(", ") + ") and NodeSets cannot be mixed"); }
-  var set = nodeset(text, 0);
+  var set = nodeset(text);
   return function (c) { return set.has(c.textContent); };
 };
 var input = document.getElementById("filter"), timer = null;

@@ -932,7 +932,7 @@ def parse_units(text: str) -> List[str]:
 # pattern: ClusterShell pastes group names unquoted into the shell commands
 # of its group sources (groups.conf `map`), and expands ranges into memory.
 #   PATTERN = TOKEN ([,!&^] TOKEN)*       (blanks around tokens allowed)
-#   TOKEN   = NAME | @[SOURCE:]NAME | @[SOURCE:]* | @@[SOURCE]
+#   TOKEN   = NAME | @[SOURCE:]NAME | @[SOURCE:]* | @@[SOURCE] | @last:OUTCOME
 #   NAME    = ([A-Za-z0-9_] | RANGES) ([A-Za-z0-9_.+-] | RANGES)*
 #   RANGES  = [N[-N[/N]](,N[-N[/N]])*]
 _RNG = r"\d{1,18}(?:-\d{1,18}(?:/\d{1,18})?)?"
@@ -941,6 +941,9 @@ _NAME = r"(?:[A-Za-z0-9_]|%s)(?:[A-Za-z0-9_.+-]|%s)*" % (_RANGES, _RANGES)
 _SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
 _TOKEN = r"(?:%s|@(?:%s:)?(?:%s|\*)|@@(?:%s)?)" % (_NAME, _SOURCE, _NAME, _SOURCE)
 _OPERAND_TOKEN_RE = Regex(r"[ \t]*%s[ \t]*" % _TOKEN, re.ASCII)
+# `@last:OUTCOME` is svcctl's, never ClusterShell's (which would read a group
+# source `last`): the nodes of that outcome in the log's last run, read by svcctl
+_LAST_RE = Regex(r"[ \t]*@last:([A-Za-z0-9_.+-]*)[ \t]*", re.ASCII)
 # Read piece by piece (never one regex over the whole pattern: its backtracking
 # state grows with the text, 1.7 GB for 8 MiB): a bracket, an operator, or text.
 _PIECE_RE = Regex(r"\[[^\[\]]*\]|[,!&^]")
@@ -951,13 +954,15 @@ OPERAND_MAX = 3 * NODE_NAME_MAX
 RANGE_SPAN_MAX = 10 ** 9 - 1    # ClusterShell asserts on a range spanning more
 
 
-def pattern_size(pattern: str, limit: int) -> int:
+def pattern_size(pattern: str, limit: int,
+                 last: Optional[Callable[[str], NodeSet]] = None) -> int:
     """Check a NodeSet pattern against the grammar above, and count what
     ClusterShell would expand to read it, without expanding anything: every
     operand of every operator (`!`, `&` and `^` ones too), each for the
-    nodes it names, a group operand for each group name. Counting stops once
-    over `limit` (then the count is only known to be more). Linear in time,
-    small in memory whatever the length of the pattern."""
+    nodes it names, a group operand for each group name, `@last:OUTCOME` for
+    the nodes `last` reads for it (refused without `last`). Counting stops
+    once over `limit` (then the count is only known to be more). Linear in
+    time, small in memory whatever the length of the pattern."""
     total, operand, size, start = 0, "", 1, 0
     for match in _PIECE_RE.finditer(pattern + ","):     # a last "," ends the last operand
         operand += pattern[start:match.start()]
@@ -970,6 +975,12 @@ def pattern_size(pattern: str, limit: int) -> int:
             continue
         if not _OPERAND_TOKEN_RE.fullmatch(operand):
             break
+        named = _LAST_RE.fullmatch(operand)
+        if named:
+            if last is None:
+                raise UsageError("%s: @last is taken on the command line only (a NodeSet "
+                                 "argument, -w, -x, -n)" % printable(operand.strip()))
+            size = len(last(named.group(1)))
         total += size
         if total > limit:
             return total
@@ -1002,23 +1013,25 @@ def range_size(item: str) -> int:
 
 
 def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
-                resolver=None, limit: int = MAX_NODES) -> NodeSet:
+                resolver=None, limit: int = MAX_NODES,
+                last: Optional[Callable[[str], NodeSet]] = None) -> NodeSet:
     """Union of NodeSet patterns minus exclusions; never empty, at most
     `limit` nodes, every name a host name. Before anything is expanded, all
     the operands of the patterns and exclusions together name at most
-    `limit` nodes (each is expanded in memory, excluded ones too)."""
+    `limit` nodes (each is expanded in memory, excluded ones too).
+    `@last:OUTCOME` operands are the NodeSets `last` gives for them."""
     total = 0
     for pattern in list(patterns) + list(exclude):
-        total += pattern_size(pattern, limit - total)
+        total += pattern_size(pattern, limit - total, last)
         if total > limit:
             raise UsageError("%s: more than %d nodes in all, every operand counted "
                              "(see --max-nodes)" % (printable(pattern[:80]), limit))
     try:
         nodes = NodeSet(resolver=resolver)
         for pattern in patterns:
-            nodes.update(NodeSet(pattern, resolver=resolver))
+            nodes.update(nodeset_of(pattern, resolver, last))
         for pattern in exclude:
-            nodes.difference_update(NodeSet(pattern, resolver=resolver))
+            nodes.difference_update(nodeset_of(pattern, resolver, last))
     except (NodeSetException, GroupResolverError, GroupSourceError,
             configparser.Error) as exc:     # a broken groups.conf too
         raise UsageError("invalid NodeSet: %s" % printable(str(exc)))
@@ -1033,6 +1046,31 @@ def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
 
 
 _HUGE_NUMBER_RE = Regex(r"[0-9]{101}")     # ClusterShell refuses indexes over 1e100
+
+
+def nodeset_of(pattern: str, resolver, last: Optional[Callable[[str], NodeSet]]) -> NodeSet:
+    """A checked pattern's NodeSet; with `@last:OUTCOME` operands, its
+    operators applied left to right as ClusterShell applies them, each
+    `@last` operand the NodeSet `last` gives."""
+    if last is None or not any(_LAST_RE.fullmatch(operand)
+                               for _, operand in operands(pattern)):
+        return NodeSet(pattern, resolver=resolver)
+    nodes = NodeSet(resolver=resolver)
+    for operator, operand in operands(pattern):
+        named = _LAST_RE.fullmatch(operand)
+        other = last(named.group(1)) if named else NodeSet(operand, resolver=resolver)
+        {",": nodes.update, "!": nodes.difference_update, "&": nodes.intersection_update,
+         "^": nodes.symmetric_difference_update}[operator](other)
+    return nodes
+
+
+def operands(pattern: str) -> Iterable[Tuple[str, str]]:
+    """(operator, operand) of a checked pattern, the first operator `,`."""
+    operator, start = ",", 0
+    for match in _PIECE_RE.finditer(pattern + ","):
+        if not match.group().startswith("["):
+            yield operator, pattern[start:match.start()]
+            operator, start = match.group(), match.end()
 
 
 def check_node(node: str) -> str:
@@ -3445,6 +3483,56 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
     return logged_report(records), skipped_lines
 
 
+SOME_OUTCOMES = ("problems", "all")      # besides each outcome's name
+
+
+def outcome_nodes(report: Report, names: Sequence[str]) -> NodeSet:
+    """The nodes of a run that had one of these outcomes (a node's is its
+    worst unit's): an outcome's name, `problems` (every problem outcome) or
+    `all`."""
+    for name in names:
+        if name not in OUTCOMES and name not in SOME_OUTCOMES:
+            raise UsageError("unknown outcome %s (one of: %s)" % (
+                printable(name), ", ".join(list(OUTCOMES) + list(SOME_OUTCOMES))))
+    return fold(result.node for result in report.nodes
+                if result.outcome in names or "all" in names
+                or "problems" in names and OUTCOMES[result.outcome].problem)
+
+
+class LastRun:
+    """`@last:OUTCOME` on a command line: the nodes that had it in the last
+    run of the log (--log, else svcctl.conf's), the log read once, when first
+    named; each name said on `stderr` with the run it came from."""
+
+    def __init__(self, path: Optional[str], stderr=None):
+        self.path, self.stderr = path, stderr
+        self.report: Optional[Report] = None
+        self.named: Dict[str, NodeSet] = {}
+
+    def __call__(self, name: str) -> NodeSet:
+        if name not in self.named:
+            try:
+                nodes = outcome_nodes(self.read(), [name])
+            except UsageError as exc:
+                raise UsageError("@last:%s: %s" % (printable(name), exc))
+            self.named[name] = nodes
+            if self.stderr is not None:
+                self.stderr.write("%s: @last:%s = %s (%d), from run %s of %s\n" % (
+                    PROG, name, nodes or "no node", len(nodes), self.report.run_id,
+                    iso_time(self.report.started)))
+        return self.named[name]
+
+    def read(self) -> Report:
+        if self.report is None:
+            if not self.path:
+                raise UsageError("no log to read the last run from (--log FILE, or "
+                                 "svcctl.conf's log)")
+            # another user's log (its nodes someone else's choice), a link or
+            # a device is refused before, as the run's --log (check_files)
+            self.report = report_from_log(self.path)[0]
+        return self.report
+
+
 _LOGGED_NODE_RE = Regex(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
 _LOGGED_OUTCOME_RE = Regex(rb'"outcome": "([a-z-]{1,20})"')
 
@@ -4243,7 +4331,8 @@ def _file_options(group) -> None:
         help="cluster file: act on its services (all, or those named); without "
         "FILE: %s" % DEFAULT_CLUSTER_FILE)
     add("-n", "--nodes", action="append", default=[], metavar="NODESET",
-        help="with -c: only these nodes")
+        help="with -c: only these nodes; with report: --nodes OUTCOME[,OUTCOME] "
+        "prints the run's NodeSet of these outcomes (problems, all too), exit 1 if none")
     add("--no-deps", action="store_true",
         help="with -c: only the named services, not what they depend on")
     add("--check-config", action="store_true",
@@ -4591,7 +4680,8 @@ def with_source(pattern: str, source: Optional[str]) -> str:
                   pattern)
 
 
-def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin) -> NodeSet:
+def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin,
+                 last: Optional[LastRun] = None) -> NodeSet:
     """The NodeSet from the positional NodeSets or clush's options."""
     source = args.groupsource
     for name in args.groups + args.exclude_groups:
@@ -4606,7 +4696,8 @@ def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin) -> 
         raise UsageError("no node given: a NodeSet after the units, or -w, -g, -a, "
                          "--hostfile")
     nodes = parse_nodes([with_source(p, source) for p in patterns],
-                        [with_source(p, source) for p in exclude], limit=args.max_nodes)
+                        [with_source(p, source) for p in exclude], limit=args.max_nodes,
+                        last=last)
     if args.pick is not None and args.pick < len(nodes):
         if args.pick < 1:
             raise UsageError("--pick takes a number of nodes >= 1")
@@ -4784,17 +4875,17 @@ def connection_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def file_targets(args: argparse.Namespace, action: Action
+def file_targets(args: argparse.Namespace, action: Action, last: Optional[LastRun] = None
                  ) -> Tuple[ClusterFile, List[Service], Dict[str, NodeSet], NodeSet]:
     """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
     cluster = load_cluster_file(args.config, args.max_nodes)
     services = select_services(cluster, args.targets, action.reverse, not args.no_deps)
     source = args.groupsource
     restrict = parse_nodes([with_source(p, source) for p in args.nodes],
-                           limit=args.max_nodes) if args.nodes else None
+                           limit=args.max_nodes, last=last) if args.nodes else None
     excluded = args.exclude + ["@" + g for g in args.exclude_groups]
     exclude = parse_nodes([with_source(p, source) for p in excluded],
-                          limit=args.max_nodes) if excluded else NodeSet()
+                          limit=args.max_nodes, last=last) if excluded else NodeSet()
     nodes_of = {}
     for service in services:
         nodes = service.nodes & restrict if restrict is not None else NodeSet(service.nodes)
@@ -4911,8 +5002,9 @@ def prepare(argv: Sequence[str], stdin=None, stdout=None) -> Request:
 
 
 def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
-                 stdin=None) -> Request:
-    """Validate every value of the command line; contact nothing."""
+                 stdin=None, stderr=None) -> Request:
+    """Validate every value of the command line; contact nothing (`@last`
+    reads the log, and says on `stderr` which run it read)."""
     if args.check_config or args.action == "report":
         raise UsageError("%s is not a run" % ("--check-config" if args.check_config
                                               else "report"))
@@ -4920,17 +5012,18 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         raise UsageError("ACTION is required")
     action = ACTIONS[args.action]
     check_combinations(args, action)
+    last = LastRun(args.log, stderr)
     services: List[Service] = []
     nodes_of: Dict[str, NodeSet] = {}
     pattern = ""
     groups: Dict[str, NodeSet] = {}
     if args.config is not None:
-        cluster, services, nodes_of, nodes = file_targets(args, action)
+        cluster, services, nodes_of, nodes = file_targets(args, action, last)
         groups = {"@" + name: members for name, members in cluster.groups.items()}
         units = [s.unit for s in services] if action.kind != "node" else []
     else:
         units, pattern, positional = split_targets(args, action)
-        nodes = chosen_nodes(args, positional, stdin or sys.stdin)
+        nodes = chosen_nodes(args, positional, stdin or sys.stdin, last)
     batch = parse_count(args.batch, len(nodes), "--batch")
     regroup = (args.groupsource or "") if args.regroup else None
     display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
@@ -4996,6 +5089,16 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         raise UsageError("report reads a log: --log and --syslog do not go with it")
     if args.since and not args.history:
         raise UsageError("--since goes with --history")
+    if args.nodes:
+        if args.history or args.html or args.json:
+            raise UsageError("report --nodes prints a NodeSet only: --history, --html "
+                             "and --json do not go with it")
+        report, skipped_lines = report_from_log(args.targets[0], args.run)
+        say_skipped(skipped_lines, stderr)
+        nodes = outcome_nodes(report, [name.strip() for names in args.nodes
+                                       for name in names.split(",")])
+        stdout.write("%s\n" % nodes if nodes else "")
+        return EXIT_OK if nodes else EXIT_FAILED     # as grep: 1, none
     if args.history:
         history, skipped_lines = read_history(args.targets[0], parse_age(args.since)
                                               if args.since else None)
@@ -5148,7 +5251,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
             return code
         if args.action == "report":
             return show_logged_run(args, stdout, stderr)
-        request = make_request(args, argv, stdout, stdin)
+        request = make_request(args, argv, stdout, stdin, stderr)
         if request.dry_run and request.action.kind == "apply":
             text, code = dry_apply(request, new_progress(request, stderr))
             stdout.write(text)

@@ -404,3 +404,95 @@ def test_the_syslog_line_keeps_the_exit_code_and_the_problems(counts, units):
     if problems:
         worst = max(problems, key=svcctl.SEVERITY.get)
         assert "; %s: " % worst in line
+
+
+# --- @last:OUTCOME and report --nodes ----------------------------------------
+
+LAST = {"node1": "ok", "node2": "failed", "node3": "unreachable", "node4": "changed"}
+
+
+def last_log(tmp_path):
+    log = tmp_path / "svcctl.log"
+    write_log(log, run_of("r1", "2026-11-20T00:00:00+00:00",
+                          {"node%d" % i: "failed" for i in range(1, 6)})
+              + run_of("r2", "2026-11-21T00:00:00+00:00", LAST))
+    log.chmod(0o600)
+    return log
+
+
+def chosen(*argv):
+    """The nodes a command line would run on, and what it said on stderr."""
+    err = io.StringIO()
+    args = svcctl.read_command_line(list(argv))
+    request = svcctl.make_request(args, list(argv), io.StringIO(), None, err)
+    return str(request.nodes), err.getvalue()
+
+
+def test_last_names_the_nodes_of_an_outcome_in_the_last_run(tmp_path, monkeypatch):
+    log = str(last_log(tmp_path))
+    nodes, said = chosen("restart", "demo", "@last:failed", "--log", log)
+    assert nodes == "node2"
+    assert said == "svcctl: @last:failed = node2 (1), from run r2 of " \
+                   "2026-11-21T00:00:00+00:00\n"
+    assert chosen("restart", "demo", "-w", "@last:problems", "--log", log)[0] \
+        == "node[2-3]"
+    # operators as ClusterShell applies them, left to right, @last an operand
+    assert chosen("restart", "demo", "node[1-5]!@last:problems,node9", "--log",
+                  log)[0] == "node[1,4-5,9]"
+    assert chosen("restart", "demo", "node[1-4]", "-x", "@last:unreachable",
+                  "--log", log)[0] == "node[1-2,4]"
+    assert chosen("restart", "demo", "@last:changed,@last:all", "--log", log)[0] \
+        == "node[1-4]"
+    # the site's log when no --log is typed
+    conf = tmp_path / "svcctl.conf"
+    conf.write_text("log = %s\n" % log)
+    monkeypatch.setenv("SVCCTL_CONF", str(conf))
+    assert chosen("restart", "demo", "@last:failed")[0] == "node2"
+    # with -c: -n and -x
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("services:\n  demo: {nodes: 'node[1-9]'}\n")
+    assert chosen("-c", str(cluster), "restart", "-n", "@last:problems", "-x",
+                  "@last:unreachable")[0] == "node2"
+
+
+def test_last_counts_in_the_node_bound(tmp_path):
+    log = str(last_log(tmp_path))
+    code, out, err = main_of("restart", "demo", "node9", "-x", "@last:all", "--log", log,
+                             "--max-nodes", "4", "--dry-run")
+    assert code == 2 and "more than 4 nodes in all" in err.splitlines()[-1]
+
+
+def main_of(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    return svcctl.main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["@last:failed"], "svcctl: @last:failed: no log to read the last run from "
+                       "(--log FILE, or svcctl.conf's log)"),
+    (["@last:failed", "--log", "{dir}/none.log"],
+     "svcctl: @last:failed: {dir}/none.log: cannot read: No such file or directory"),
+    (["@last:failed", "--log", "{dir}/empty.log"],
+     "svcctl: @last:failed: {dir}/empty.log: no svcctl run in this log"),
+    (["@last:great", "--log", "{dir}/svcctl.log"],
+     "svcctl: @last:great: unknown outcome great (one of: ok, changed, "),
+    (["--hostfile", "{dir}/hosts", "--log", "{dir}/svcctl.log"],
+     "svcctl: @last:failed: @last is taken on the command line only"),
+])
+def test_last_without_a_run_to_read_is_one_line(tmp_path, argv, message):
+    last_log(tmp_path)
+    (tmp_path / "empty.log").write_text("")
+    (tmp_path / "hosts").write_text("node1 @last:failed\n")
+    code, out, err = main_of("restart", "demo", *[a.format(dir=tmp_path) for a in argv])
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(message.format(dir=tmp_path)), err
+
+
+def test_report_nodes_prints_only_the_folded_nodeset(tmp_path):
+    log = str(last_log(tmp_path))
+    assert main_of("report", log, "--nodes", "failed,unreachable") == (0, "node[2-3]\n", "")
+    assert main_of("report", log, "--nodes", "problems", "--run", "r1") \
+        == (0, "node[1-5]\n", "")
+    assert main_of("report", log, "--nodes", "timeout") == (1, "", "")
+    code, _, err = main_of("report", log, "--nodes", "great")
+    assert code == 2 and err.startswith("svcctl: unknown outcome great")

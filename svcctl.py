@@ -2221,6 +2221,30 @@ def answer_groups(report: Report) -> List[Tuple[str, str, str, NodeSet]]:
             for (unit, answer), (outcome, names) in ordered]
 
 
+def unit_outcomes(report: Report) -> Dict[str, Dict[str, NodeSet]]:
+    """A run on several units (not a query: its answers say it): each unit's
+    outcomes by NodeSet, units in the order asked, outcomes in the table's."""
+    if ACTIONS[report.action].sums_up is not None or len(set(report.units)) < 2:
+        return {}
+    names: Dict[str, Dict[str, List[str]]] = {unit: {} for unit in report.units}
+    for result in report.nodes:
+        for item in result.units:
+            names.setdefault(item.unit, {}).setdefault(item.outcome, []).append(result.node)
+    return {unit: {name: fold(by[name]) for name in OUTCOMES if name in by}
+            for unit, by in names.items() if by}
+
+
+def unit_summary(report: Report) -> List[Tuple[str, str, NodeSet]]:
+    """(unit, outcome, NodeSet) for the summary, when some unit's outcomes are
+    not its nodes' (`failed (32)` must not hide that the other units started
+    on 31 of them); nothing when every unit went as its nodes did."""
+    by_unit = unit_outcomes(report)
+    nodes = {name: str(ns) for name, ns in report.outcomes.items()}
+    if all({name: str(ns) for name, ns in by.items()} == nodes for by in by_unit.values()):
+        return []
+    return [(unit, name, ns) for unit, by in by_unit.items() for name, ns in by.items()]
+
+
 # =============================================================================
 # Plans: which nodes run which steps, wave after wave, and the run itself
 # =============================================================================
@@ -2592,6 +2616,9 @@ def render_text(report: Report, display: Display = Display()) -> str:
             continue
         out.append(display.paint(OUTCOMES[name].tty, "%s (%d): %s" % (
             name, len(nodes), display.nodes(nodes))))
+    for unit, name, nodes in unit_summary(report):
+        out.append(display.paint(OUTCOMES[name].tty, "%s: %s (%d): %s" % (
+            unit, name, len(nodes), display.nodes(nodes))))
     out += ["%s: %s" % (PROG, note) for note in report.notes]
     return "\n".join(out) + "\n"
 
@@ -2683,6 +2710,8 @@ def document(report: Report, with_nodes: bool = True) -> dict:
         "summary": {name: str(nodes) for name, nodes in by_outcome.items()},
         "counts": {name: len(nodes) for name, nodes in by_outcome.items()},
         "answers": answers_dict(report),
+        "unit_outcomes": {unit: {name: str(nodes) for name, nodes in by.items()}
+                          for unit, by in unit_outcomes(report).items()} or None,
         "nodes": [node_dict(r) for r in report.nodes] if with_nodes else [],
         "notes": report.notes,
         "services": [view.as_dict() for view in service_views(report)] or None,
@@ -3005,7 +3034,11 @@ def render_summary(report: Report) -> str:
         "<td>%s</td><td>%d</td><td><code>%s</code></td></tr>" % (
             OUTCOME_INDEX[name], OUTCOME_INDEX[name], name, len(nodes),
             escape(str(nodes)))
-        for name, nodes in report.outcomes.items())
+        for name, nodes in report.outcomes.items()) + "".join(
+        '<tr class="unit"><td><span class="sw o%d"></span></td><td>%s: %s</td><td>%d</td>'
+        "<td><code>%s</code></td></tr>" % (OUTCOME_INDEX[name], escape(unit), name,
+                                           len(nodes), escape(str(nodes)))
+        for unit, name, nodes in unit_summary(report))
     return ('<table id="summary"><tr><th></th><th>outcome</th><th>nodes</th>'
             "<th>NodeSet (click a row: its nodes stand out)</th></tr>%s</table>" % rows)
 

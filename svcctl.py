@@ -3227,46 +3227,68 @@ def render_cluster_page(cluster: "ClusterFile") -> str:
 
 @dataclass
 class History:
-    """Runs of a log, node by node: each node's worst outcome in each run."""
+    """Runs of a log, node by node: each node's worst outcome in each run, a
+    byte a cell (the outcome's index + 1; 0: not in that run), and the first
+    problem's message of each problem cell (each text kept once)."""
     path: str
     runs: List[dict] = field(default_factory=list)  # id, time, title, user
-    cells: Dict[str, Dict[int, str]] = field(default_factory=dict)
+    cells: Dict[str, bytearray] = field(default_factory=dict)
     messages: Dict[Tuple[str, int], str] = field(default_factory=dict)  # problems
+    texts: Dict[str, str] = field(default_factory=dict)     # each message once
 
     @property
     def nodes(self) -> List[str]:
         return list(fold(self.cells))
 
+    def outcome(self, node: str, run: int) -> Optional[str]:
+        row = self.cells[node]
+        return OUTCOME_TABLE[row[run] - 1].name if run < len(row) and row[run] else None
 
-def render_history_text(history: History, everyone: bool = False, last: int = 40) -> str:
-    """Per node, its last outcomes as symbols (oldest first), problems only
-    unless `everyone`, and since when it has been failing."""
+
+def history_story(history: History, node: str, first: int) -> Tuple[str, str]:
+    """A node's line but its name: its outcomes from run `first` as symbols,
+    and since when it has been failing (or when it last had a problem)."""
+    runs, row = history.runs, history.cells[node]
+    symbols = "".join(OUTCOME_TABLE[row[i] - 1].symbol if i < len(row) and row[i]
+                      else "\u00b7" for i in range(first, len(runs)))
+    bad = [i for i, code in enumerate(row) if code and OUTCOME_TABLE[code - 1].exit_code]
+    latest = max(i for i, code in enumerate(row) if code)
+    if bad and bad[-1] == latest:
+        since = latest
+        while since - 1 in bad:
+            since -= 1
+        run = runs[since]
+        return symbols, "  %s since %s (run %s, %s by %s)" % (
+            history.outcome(node, latest), iso_time(run["time"]), run["id"], run["title"],
+            run["user"])
+    if bad:
+        return symbols, "  last problem %s in run %s" % (iso_time(runs[bad[-1]]["time"]),
+                                                        runs[bad[-1]]["id"])
+    return symbols, ""
+
+
+def render_history_text(history: History, everyone: bool = False, last: int = 40,
+                        per_node: bool = False) -> str:
+    """clubak-style: one line per story (the same outcomes in the same runs,
+    the same "since"), led by its NodeSet and count; the last outcomes as
+    symbols (oldest first), problems only unless `everyone`, and since when
+    it has been failing. `per_node`: one line per node."""
     runs = history.runs
     first = max(0, len(runs) - last)
     out = ["== history of %s: %d runs%s, %d nodes ==" % (
         printable(history.path), len(runs), ", %s to %s" % (
             iso_time(runs[0]["time"]), iso_time(runs[-1]["time"])) if runs else "",
         len(history.cells))]
+    stories: Dict[Tuple[str, str], List[str]] = {}
     for node in history.nodes:
-        row = history.cells[node]
-        bad = [i for i, outcome in row.items() if OUTCOMES[outcome].exit_code != EXIT_OK]
-        if not bad and not everyone:
-            continue
-        symbols = "".join(OUTCOMES[row[i]].symbol if i in row else "\u00b7"
-                          for i in range(first, len(runs)))
-        text = "%s  %s" % (node, symbols)
-        latest = max(row)
-        if OUTCOMES[row[latest]].exit_code != EXIT_OK:
-            since = latest
-            while since - 1 in row and OUTCOMES[row[since - 1]].exit_code != EXIT_OK:
-                since -= 1
-            run = runs[since]
-            text += "  %s since %s (run %s, %s by %s)" % (
-                row[latest], iso_time(run["time"]), run["id"], run["title"], run["user"])
-        elif bad:
-            text += "  last problem %s in run %s" % (iso_time(runs[bad[-1]]["time"]),
-                                                     runs[bad[-1]]["id"])
-        out.append(text)
+        symbols, note = history_story(history, node, first)
+        if note or everyone:
+            stories.setdefault((symbols, note), []).append(node)
+    lines = [(nodes, symbols, note) for (symbols, note), names in stories.items()
+             for nodes in ([NodeSet(n) for n in names] if per_node else [fold(names)])]
+    for nodes, symbols, note in lines:
+        count = " (%d)" % len(nodes) if len(nodes) > 1 else ""
+        out.append("%s%s  %s%s" % (nodes, count, symbols, note))
     return "\n".join(out) + "\n"
 
 
@@ -3281,30 +3303,44 @@ def render_history_html(history: History) -> str:
     # at most HISTORY_RUNS columns, the latest: a canvas is at most 65,535 px wide
     first = max(0, len(history.runs) - HISTORY_RUNS)
     runs = history.runs[first:]
-    rows = ["".join(codes[OUTCOME_INDEX[history.cells[node][i]]]
-                    if i in history.cells[node] else "."
-                    for i in range(first, len(history.runs))) for node in nodes]
-    index = {node: n for n, node in enumerate(nodes)}
-    messages = {"%d,%d" % (index[node], run - first): text
-                for (node, run), text in history.messages.items() if run >= first}
+    # nodes with the same cells and messages fold into one row, clubak-style
+    stories: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
+    for node in nodes:
+        cells = "".join(codes[history.cells[node][i] - 1]
+                        if i < len(history.cells[node]) and history.cells[node][i]
+                        else "." for i in range(first, len(history.runs)))
+        said = tuple(history.messages.get((node, i), "")
+                     for i in range(first, len(history.runs)) if cells[i - first] != ".")
+        stories.setdefault((cells, said), []).append(node)
+    rows = [cells for cells, _ in stories]
+    members = [fold(names) for names in stories.values()]
+    messages = {"%d,%d" % (row, run - first): text
+                for row, names in enumerate(stories.values())
+                for (run, text) in ((run, history.messages.get((names[0], run)))
+                                    for run in range(first, len(history.runs)))
+                if text}
     data = {"runs": [[r["id"], iso_time(r["time"]), r["title"], r["user"]] for r in runs],
-            "nodes": nodes, "rows": rows, "messages": messages,
+            "labels": [str(ns) for ns in members], "nodes": [list(ns) for ns in members],
+            "rows": rows, "messages": messages,
             "outcomes": list(OUTCOMES), "colors": [o.html for o in OUTCOME_TABLE],
             "inks": [o.ink for o in OUTCOME_TABLE],
             "symbols": [o.symbol for o in OUTCOME_TABLE], "details": [], "groups": {}}
-    names = "".join("<div>%s</div>" % escape(node) for node in nodes)
     legend = " ".join('<span class="sw o%d"></span> %s' % (OUTCOME_INDEX[o.name], o.name)
                       for o in OUTCOME_TABLE)
     body = ('<h2>Nodes \u00d7 runs</h2><p class="legend">%s</p><p class="legend">Each '
-            "column a run, oldest first; click a cell for that node's result in that "
-            'run. <span id="hover"></span></p><div class="history"><div class="names">'
-            '%s</div><div class="matrix" id="matrix"></div></div>'
-            '<pre id="detail">Click a cell.</pre>' % (legend, names))
+            "row the nodes with the same story (a click on its NodeSet shows its nodes), "
+            "each column a run, oldest first; click a cell for that result. "
+            '<span id="hover"></span></p><p class="tools"><label>Show <input id="filter" '
+            'size="40" placeholder="a NodeSet or outcome: node[10-20], failed"></label> '
+            '<span id="shown"></span></p><div class="history"><div class="names" '
+            'id="names"></div><div class="matrix" id="matrix"></div></div>'
+            '<pre id="detail">Click a cell.</pre>' % legend)
     meta = "%d runs, %s to %s%s" % (
         len(runs), iso_time(runs[0]["time"]) if runs else "-",
         iso_time(runs[-1]["time"]) if runs else "-",
         " (the last %d of %d)" % (len(runs), len(history.runs)) if first else "")
-    return html_page("svcctl history of %s: %d nodes" % (history.path, len(nodes)),
+    return html_page("svcctl history of %s: %d nodes, %d stories" % (
+        history.path, len(nodes), len(rows)),
                      meta, body, data)
 
 
@@ -3618,10 +3654,12 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
                  line: bytes) -> None:
     if not _NODE_RE.fullmatch(node) or _HUGE_NUMBER_RE.search(node):
         return
-    row = history.cells.setdefault(node, {})
-    worse = column not in row or SEVERITY[outcome] > SEVERITY[row[column]]
+    row = history.cells.setdefault(node, bytearray())
+    if len(row) <= column:
+        row.extend(bytes(column + 1 - len(row)))
+    worse = not row[column] or SEVERITY[outcome] > row[column] - 1
     if worse:
-        row[column] = outcome
+        row[column] = SEVERITY[outcome] + 1
     # the message of the outcome shown: a worse unit's replaces a milder one's
     if OUTCOMES[outcome].exit_code != EXIT_OK and worse:
         try:
@@ -3629,8 +3667,9 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
         except (ValueError, TypeError, KeyError, UsageError):
             return
         text = (record["message"] or record["reason"] or record["answer"]).split("\n")[0]
-        history.messages[(node, column)] = "%s: %s%s" % (
-            record["unit"], outcome, ": " + text if text else "")
+        message = "%s: %s%s" % (record["unit"], outcome, ": " + text if text else "")
+        # the same text on many nodes and runs is kept once
+        history.messages[(node, column)] = history.texts.setdefault(message, message)
 
 
 def parse_age(text: str) -> float:
@@ -4348,7 +4387,8 @@ def _output_options(group) -> None:
         help="send a one-line summary to syslog")
     add("--run", metavar="ID", help="with report: which logged run (default: the last)")
     add("--history", action="store_true", help="with report: every run of the log, "
-        "node by node (problems only; -v: every node; --html: a node x run matrix)")
+        "nodes with the same story folded (problems only; -v: every node; -L: one line "
+        "per node; --html: a story x run matrix)")
     add("--since", metavar="AGE", help="with report --history: runs since 7d, 12h, "
         "30m or a date")
     add("--color", choices=("auto", "always", "never"),
@@ -5137,7 +5177,8 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
                                               if args.since else None)
         say_skipped(skipped_lines, stderr)
         if args.quiet < 2:      # -qq: the page only (cron mails no text)
-            stdout.write(render_history_text(history, args.verbose))
+            stdout.write(render_history_text(history, args.verbose,
+                                             per_node=args.line_mode))
         code = publish_files([(args.html, lambda path: write_file(
             path, render_history_html(history)))], stderr)
         return worse_exit(code, EXIT_FAILED if skipped_lines.count else EXIT_OK)
@@ -5367,7 +5408,7 @@ svg.graph{max-width:100%;height:auto;background:#fff;border:1px solid #ddd}
 .names{flex:none;background:#fff;position:sticky;left:0}
 #hover{color:#222;font-weight:bold}
 .names div{height:14px;font:11px/14px ui-monospace,monospace;padding:0 6px;
-white-space:nowrap} .matrix canvas{display:block;cursor:pointer}
+white-space:pre} .names .story{cursor:pointer;font-weight:bold} .matrix canvas{display:block;cursor:pointer}
 @media print{pre{max-height:none}}
 """
 
@@ -5504,22 +5545,22 @@ var nodeset = function (text) {
 var select = function (text) {
   var words = text.split(/\s*[,!&^]\s*/);
   var named = words.filter(function (w) { return data.outcomes.indexOf(w) >= 0 || w === "pending"; });
-  if (named.length === words.length && !/[!&^]/.test(text)) {
-    return function (c) { return words.indexOf(outcomeOf(c)) >= 0; };
-  }
+  if (named.length === words.length && !/[!&^]/.test(text)) { return {outcomes: words}; }
   if (named.length) { throw new Error("outcomes (" + named.join(", ") + ") and NodeSets cannot be mixed"); }
-  var set = nodeset(text);
-  return function (c) { return set.has(c.textContent); };
+  return {nodes: nodeset(text)};
 };
+var redraw = null;    // the history's matrix, once drawn
 var input = document.getElementById("filter"), timer = null;
 var filter = function () {
   var text = input.value.trim(), note = document.getElementById("shown"), wanted = null, shown = 0;
   if (text) {
     try { wanted = select(text); } catch (err) { note.textContent = err.message; return; }
   }
+  if (redraw) { redraw(wanted); return; }
   var all = cells();
   all.forEach(function (c) {
-    var keep = wanted === null || wanted(c);
+    var keep = wanted === null || (wanted.nodes ? wanted.nodes.has(c.textContent) :
+      wanted.outcomes.indexOf(outcomeOf(c)) >= 0);
     c.classList.toggle("hid", !keep);
     if (keep) { shown++; }
   });
@@ -5531,48 +5572,94 @@ var filter = function () {
 if (input) {
   input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(filter, 120); });
 }
-var matrix = document.getElementById("matrix");
+var matrix = document.getElementById("matrix"), names = document.getElementById("names");
 if (matrix && data.rows) {
-  // tiles of TILE rows: a browser draws no canvas over 65,535 pixels high
-  var S = 14, TILE = 2000;
-  for (var first = 0; first < Math.max(1, data.nodes.length); first += TILE) {
-    var canvas = document.createElement("canvas"), ctx = canvas.getContext("2d");
-    var rows = data.rows.slice(first, first + TILE);
-    canvas.width = Math.max(1, data.runs.length * S);
-    canvas.height = Math.max(1, rows.length * S);
-    canvas.setAttribute("data-first", first);
-    ctx.font = "bold 10px sans-serif";
-    ctx.textAlign = "center";
-    ctx.textBaseline = "middle";
-    rows.forEach(function (row, y) {
-      for (var x = 0; x < row.length; x++) {
-        var c = row.charCodeAt(x) - 97;
-        if (c < 0) { continue; }
-        ctx.fillStyle = data.colors[c];
-        ctx.fillRect(x * S, y * S + 1, S - 1, S - 2);
-        ctx.fillStyle = data.inks[c];      // a symbol too: colour is never the only cue
-        ctx.fillText(data.symbols[c], x * S + S / 2, y * S + S / 2 + 1);
-      }
+  // one row a story (its nodes folded), opened to its nodes on a click; drawn
+  // in tiles of TILE rows: a browser draws no canvas over 65,535 pixels high
+  var S = 14, TILE = 2000, opened = {}, lines = [];
+  var draw = function (wanted) {
+    var codes = wanted && wanted.outcomes ? wanted.outcomes.map(function (o) {
+      return String.fromCharCode(97 + data.outcomes.indexOf(o)); }) : null;
+    var shown = 0;
+    lines = [];
+    data.rows.forEach(function (cells, r) {
+      if (codes && !codes.some(function (c) { return cells.indexOf(c) >= 0; })) { return; }
+      var inside = wanted && wanted.nodes ? data.nodes[r].filter(function (n) { return wanted.nodes.has(n); }) : data.nodes[r];
+      if (!inside.length) { return; }
+      shown += inside.length;
+      lines.push([r, null, inside.length]);
+      if (opened[r] || (wanted && wanted.nodes)) { inside.forEach(function (n) { lines.push([r, n]); }); }
     });
-    matrix.appendChild(canvas);
-  }
+    names.textContent = "";
+    matrix.textContent = "";
+    lines.forEach(function (line) {
+      var div = document.createElement("div"), all = data.nodes[line[0]].length;
+      if (line[1] === null) {
+        div.className = "story";
+        div.tabIndex = 0;
+        div.setAttribute("data-r", line[0]);
+        div.textContent = (opened[line[0]] ? "\u25be " : "\u25b8 ") + data.labels[line[0]] +
+          (all > 1 ? " (" + (line[2] < all ? line[2] + " of " : "") + all + ")" : "");
+      } else { div.textContent = "  " + line[1]; }
+      names.appendChild(div);
+    });
+    for (var first = 0; first < Math.max(1, lines.length); first += TILE) {
+      var canvas = document.createElement("canvas"), ctx = canvas.getContext("2d");
+      var part = lines.slice(first, first + TILE);
+      canvas.width = Math.max(1, data.runs.length * S);
+      canvas.height = Math.max(1, part.length * S);
+      canvas.setAttribute("data-first", first);
+      ctx.font = "bold 10px sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      part.forEach(function (line, y) {
+        var row = data.rows[line[0]];
+        for (var x = 0; x < row.length; x++) {
+          var c = row.charCodeAt(x) - 97;
+          if (c < 0) { continue; }
+          ctx.fillStyle = data.colors[c];
+          ctx.fillRect(x * S, y * S + 1, S - 1, S - 2);
+          ctx.fillStyle = data.inks[c];      // a symbol too: colour is never the only cue
+          ctx.fillText(data.symbols[c], x * S + S / 2, y * S + S / 2 + 1);
+        }
+      });
+      matrix.appendChild(canvas);
+    }
+    var note = document.getElementById("shown");
+    if (note) { note.textContent = wanted ? shown + " nodes shown" : ""; }
+  };
+  redraw = draw;
+  var toggle = function (t) {
+    if (!t.classList || !t.classList.contains("story")) { return; }
+    var r = +t.getAttribute("data-r");
+    opened[r] = !opened[r];
+    filter();
+    var again = names.querySelector('.story[data-r="' + r + '"]');
+    if (again) { again.focus(); }
+  };
+  names.addEventListener("click", function (e) { toggle(e.target); });
+  names.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" || e.key === " ") { toggle(e.target); e.preventDefault(); }
+  });
+  draw(null);
   var at = function (e) {
     var box = e.target.getBoundingClientRect();
     var x = Math.floor((e.clientX - box.left) / S);
     var y = Math.floor((e.clientY - box.top) / S) + +(e.target.getAttribute("data-first") || 0);
-    return e.target.tagName !== "CANVAS" || y < 0 || x < 0 || y >= data.nodes.length ||
-      x >= data.runs.length ? null : [x, y];
+    return e.target.tagName !== "CANVAS" || y < 0 || x < 0 || y >= lines.length ||
+      x >= data.runs.length ? null : [x, lines[y]];
   };
   var runText = function (run) { return "run " + run[0] + " (" + run[1] + ", " + run[2] + " by " + run[3] + ")"; };
+  var who = function (line) { return line[1] === null ? data.labels[line[0]] : line[1]; };
   matrix.addEventListener("mousemove", function (e) {
     var p = at(e), hover = document.getElementById("hover");
-    if (p && hover) { hover.textContent = data.nodes[p[1]] + ", " + runText(data.runs[p[0]]); }
+    if (p && hover) { hover.textContent = who(p[1]) + ", " + runText(data.runs[p[0]]); }
   });
   matrix.addEventListener("click", function (e) {
     var p = at(e);
     if (!p) { return; }
-    var c = data.rows[p[1]].charCodeAt(p[0]) - 97, message = data.messages[p[1] + "," + p[0]];
-    var text = data.nodes[p[1]] + " in " + runText(data.runs[p[0]]) + ": " +
+    var r = p[1][0], c = data.rows[r].charCodeAt(p[0]) - 97, message = data.messages[r + "," + p[0]];
+    var text = who(p[1]) + " in " + runText(data.runs[p[0]]) + ": " +
       (c < 0 ? "not in this run" : data.symbols[c] + " " + data.outcomes[c]);
     show(message ? text + "\n" + message : text);
   });

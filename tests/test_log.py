@@ -496,3 +496,29 @@ def test_report_nodes_prints_only_the_folded_nodeset(tmp_path):
     assert main_of("report", log, "--nodes", "timeout") == (1, "", "")
     code, _, err = main_of("report", log, "--nodes", "great")
     assert code == 2 and err.startswith("svcctl: unknown outcome great")
+
+
+def folded_history_log(tmp_path):
+    """34 nodes, 3 runs, 3 stories: 29 fine throughout, 3 failing since run
+    r2, 2 that failed in r2 only (they differ from the 3 in one run)."""
+    outcomes = [{"node%d" % i: "ok" for i in range(1, 35)} for _ in range(3)]
+    for i in (3, 7, 30):
+        outcomes[1]["node%d" % i] = outcomes[2]["node%d" % i] = "failed"
+    for i in (4, 5):
+        outcomes[1]["node%d" % i] = "failed"
+    records = [record for n, run in enumerate(outcomes)
+               for record in run_of("r%d" % (n + 1), "2026-11-2%dT00:00:00+00:00" % n, run)]
+    return records
+
+
+def test_history_folds_nodes_with_the_same_story(tmp_path):
+    records = folded_history_log(tmp_path)
+    code, out, _ = history_of(tmp_path, records, "-v")
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        "node[1-2,6,8-29,31-34] (29)  \u2713\u2713\u2713",
+        "node[3,7,30] (3)  \u2713\u2717\u2717  failed since 2026-11-21T00:00:00+00:00 "
+        "(run r2, start demo.service by root)",
+        "node[4-5] (2)  \u2713\u2717\u2713  last problem 2026-11-21T00:00:00+00:00 in run r2"]
+    code, out, _ = history_of(tmp_path, records, "-L")
+    assert len(out.splitlines()) == 1 + 5 and "node30  \u2713\u2717\u2717  failed since" in out

@@ -4,6 +4,7 @@ matrix in headless Chromium on a page built in-process."""
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -64,3 +65,52 @@ def test_a_hostile_filter_is_refused_before_anything_is_built(text):
     assert time.monotonic() - started < 10
     assert run_filter("n[1-3],m[01-02]!n2,@big", {"@big": "x[1-150000]"})["note"] \
         == "0 of 0 shown"
+
+
+# --- the history page in headless Chromium, built in-process -----------------
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
+    if not (driver_path and chromium):
+        pytest.skip("chromium and chromium-driver are not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile = tempfile.mkdtemp()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--window-size=1280,800",
+                 "--user-data-dir=%s" % profile):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_history_page_folds_rows_expands_them_and_filters_inside(tmp_path, browser):
+    from test_log import folded_history_log, write_log
+    log = tmp_path / "svcctl.log"
+    write_log(log, folded_history_log(tmp_path))
+    page = tmp_path / "history.html"
+    assert svcctl.main(["report", str(log), "--history", "--html", str(page), "-qq"]) == 0
+    browser.get(page.as_uri())
+    stories = browser.find_elements("css selector", ".names .story")
+    assert [s.text for s in stories] == ["\u25b8 node[1-2,6,8-29,31-34] (29)",
+                                         "\u25b8 node[3,7,30] (3)", "\u25b8 node[4-5] (2)"]
+    assert browser.execute_script(
+        "return document.querySelector('#matrix canvas').height") == 3 * 14
+    stories[1].click()                          # opened: its nodes, one row each
+    assert [d.text.strip() for d in browser.find_elements("css selector", ".names div")][1:5] \
+        == ["\u25be node[3,7,30] (3)", "node3", "node7", "node30"]
+    box = browser.find_element("id", "filter")
+    box.send_keys("node17")
+    time.sleep(0.5)
+    assert [d.text.strip() for d in browser.find_elements("css selector", ".names div")] \
+        == ["\u25b8 node[1-2,6,8-29,31-34] (1 of 29)", "node17"]
+    assert browser.find_element("id", "shown").text == "1 nodes shown"
+    box.clear()
+    box.send_keys("failed")
+    time.sleep(0.5)
+    assert len(browser.find_elements("css selector", ".names .story")) == 2

@@ -3503,6 +3503,7 @@ class Skipped(list):
 
 _LOGGED_RUN_ID_RE = Regex(rb'"run_id": "([A-Za-z0-9_-]{1,64})"')
 LOG_LINE_MAX = 1 << 20
+RUN_LINES_MAX = 10 * MAX_NODES      # a run's lines read back: its nodes x units
 
 
 def log_lines_of(handle) -> Iterable[Tuple[int, bytes]]:
@@ -3525,11 +3526,11 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
     memory (a cron log grows); everything read back is checked again: names
     re-validated, text made printable."""
     try:
-        if run_id is None:
+        if run_id is None:      # the last one: only it is kept, not every line's
             with open_to_read(path) as handle:
-                ids = [match.group(1) for _, line in log_lines_of(handle)
-                       for match in [_LOGGED_RUN_ID_RE.search(line)] if match]
-            run_id = ids[-1].decode() if ids else None
+                for _, line in log_lines_of(handle):
+                    match = _LOGGED_RUN_ID_RE.search(line)
+                    run_id = match.group(1).decode() if match else run_id
         records: List[dict] = []
         skipped_lines = Skipped()
         with open_to_read(path) as handle:
@@ -3540,6 +3541,9 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
                 try:
                     if not match:
                         raise ValueError("not an svcctl log line (no run_id)")
+                    if len(records) >= RUN_LINES_MAX:   # a forged run: memory stays bounded
+                        raise ValueError("more than %d lines in run %s" % (RUN_LINES_MAX,
+                                                                           run_id))
                     records.append(read_log_record(line))
                 except (ValueError, TypeError, KeyError, UsageError) as exc:
                     skipped_lines.add(path, number, str(exc))

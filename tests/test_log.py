@@ -522,3 +522,20 @@ def test_history_folds_nodes_with_the_same_story(tmp_path):
         "node[4-5] (2)  \u2713\u2717\u2713  last problem 2026-11-21T00:00:00+00:00 in run r2"]
     code, out, _ = history_of(tmp_path, records, "-L")
     assert len(out.splitlines()) == 1 + 5 and "node30  \u2713\u2717\u2717  failed since" in out
+
+
+def test_report_memory_is_bounded_by_the_run_not_the_log(tmp_path, monkeypatch):
+    """The first pass kept every line's run id; a forged run had no cap."""
+    log = tmp_path / "svcctl.log"
+    line = json.dumps(logged(run_id="old", node="node1")) + "\n"
+    log.write_text(line * 60000 + "".join(
+        json.dumps(logged(run_id="last", node="node%d" % i)) + "\n" for i in range(30)))
+    monkeypatch.setattr(svcctl, "RUN_LINES_MAX", 20)
+    import tracemalloc
+    tracemalloc.start()
+    report, skipped = svcctl.report_from_log(str(log))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert report.run_id == "last" and len(report.nodes) == 20
+    assert skipped.count == 10 and "more than 20 lines in run last" in skipped[0]
+    assert peak < 1024 * 1024, peak      # every id kept: ~3 MB

@@ -3527,10 +3527,11 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
     re-validated, text made printable."""
     try:
         if run_id is None:      # the last one: only it is kept, not every line's
+            last = None
             with open_to_read(path) as handle:
                 for _, line in log_lines_of(handle):
-                    match = _LOGGED_RUN_ID_RE.search(line)
-                    run_id = match.group(1).decode() if match else run_id
+                    last = _LOGGED_RUN_ID_RE.search(line) or last
+            run_id = last.group(1).decode() if last else None
         records: List[dict] = []
         skipped_lines = Skipped()
         with open_to_read(path) as handle:

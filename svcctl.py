@@ -959,7 +959,7 @@ def parse_units(text: str) -> List[str]:
 # pattern: ClusterShell pastes group names unquoted into the shell commands
 # of its group sources (groups.conf `map`), and expands ranges into memory.
 #   PATTERN = TOKEN ([,!&^] TOKEN)*       (blanks around tokens allowed)
-#   TOKEN   = NAME | @[SOURCE:]NAME | @[SOURCE:]* | @@[SOURCE]
+#   TOKEN   = NAME | @[SOURCE:]NAME | @[SOURCE:]* | @@[SOURCE] | @last:OUTCOME
 #   NAME    = ([A-Za-z0-9_] | RANGES) ([A-Za-z0-9_.+-] | RANGES)*
 #   RANGES  = [N[-N[/N]](,N[-N[/N]])*]
 _RNG = r"\d{1,18}(?:-\d{1,18}(?:/\d{1,18})?)?"
@@ -968,6 +968,9 @@ _NAME = r"(?:[A-Za-z0-9_]|%s)(?:[A-Za-z0-9_.+-]|%s)*" % (_RANGES, _RANGES)
 _SOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
 _TOKEN = r"(?:%s|@(?:%s:)?(?:%s|\*)|@@(?:%s)?)" % (_NAME, _SOURCE, _NAME, _SOURCE)
 _OPERAND_TOKEN_RE = Regex(r"[ \t]*%s[ \t]*" % _TOKEN, re.ASCII)
+# `@last:OUTCOME` is svcctl's, never ClusterShell's (which would read a group
+# source `last`): the nodes of that outcome in the log's last run, read by svcctl
+_LAST_RE = Regex(r"[ \t]*@last:([A-Za-z0-9_.+-]*)[ \t]*", re.ASCII)
 # Read piece by piece (never one regex over the whole pattern: its backtracking
 # state grows with the text, 1.7 GB for 8 MiB): a bracket, an operator, or text.
 _PIECE_RE = Regex(r"\[[^\[\]]*\]|[,!&^]")
@@ -978,13 +981,15 @@ OPERAND_MAX = 3 * NODE_NAME_MAX
 RANGE_SPAN_MAX = 10 ** 9 - 1    # ClusterShell asserts on a range spanning more
 
 
-def pattern_size(pattern: str, limit: int) -> int:
+def pattern_size(pattern: str, limit: int,
+                 last: Optional[Callable[[str], NodeSet]] = None) -> int:
     """Check a NodeSet pattern against the grammar above, and count what
     ClusterShell would expand to read it, without expanding anything: every
     operand of every operator (`!`, `&` and `^` ones too), each for the
-    nodes it names, a group operand for each group name. Counting stops once
-    over `limit` (then the count is only known to be more). Linear in time,
-    small in memory whatever the length of the pattern."""
+    nodes it names, a group operand for each group name, `@last:OUTCOME` for
+    the nodes `last` reads for it (refused without `last`). Counting stops
+    once over `limit` (then the count is only known to be more). Linear in
+    time, small in memory whatever the length of the pattern."""
     total, operand, size, start = 0, "", 1, 0
     for match in _PIECE_RE.finditer(pattern + ","):     # a last "," ends the last operand
         operand += pattern[start:match.start()]
@@ -997,6 +1002,12 @@ def pattern_size(pattern: str, limit: int) -> int:
             continue
         if not _OPERAND_TOKEN_RE.fullmatch(operand):
             break
+        named = _LAST_RE.fullmatch(operand)
+        if named:
+            if last is None:
+                raise UsageError("%s: @last is taken on the command line only (a NodeSet "
+                                 "argument, -w, -x, -n)" % printable(operand.strip()))
+            size = len(last(named.group(1)))
         total += size
         if total > limit:
             return total
@@ -1029,23 +1040,25 @@ def range_size(item: str) -> int:
 
 
 def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
-                resolver=None, limit: int = MAX_NODES) -> NodeSet:
+                resolver=None, limit: int = MAX_NODES,
+                last: Optional[Callable[[str], NodeSet]] = None) -> NodeSet:
     """Union of NodeSet patterns minus exclusions; never empty, at most
     `limit` nodes, every name a host name. Before anything is expanded, all
     the operands of the patterns and exclusions together name at most
-    `limit` nodes (each is expanded in memory, excluded ones too)."""
+    `limit` nodes (each is expanded in memory, excluded ones too).
+    `@last:OUTCOME` operands are the NodeSets `last` gives for them."""
     total = 0
     for pattern in list(patterns) + list(exclude):
-        total += pattern_size(pattern, limit - total)
+        total += pattern_size(pattern, limit - total, last)
         if total > limit:
             raise UsageError("%s: more than %d nodes in all, every operand counted "
                              "(see --max-nodes)" % (printable(pattern[:80]), limit))
     try:
         nodes = NodeSet(resolver=resolver)
         for pattern in patterns:
-            nodes.update(NodeSet(pattern, resolver=resolver))
+            nodes.update(nodeset_of(pattern, resolver, last))
         for pattern in exclude:
-            nodes.difference_update(NodeSet(pattern, resolver=resolver))
+            nodes.difference_update(nodeset_of(pattern, resolver, last))
     except (NodeSetException, GroupResolverError, GroupSourceError,
             configparser.Error) as exc:     # a broken groups.conf too
         raise UsageError("invalid NodeSet: %s" % printable(str(exc)))
@@ -1060,6 +1073,31 @@ def parse_nodes(patterns: Sequence[str], exclude: Sequence[str] = (),
 
 
 _HUGE_NUMBER_RE = Regex(r"[0-9]{101}")     # ClusterShell refuses indexes over 1e100
+
+
+def nodeset_of(pattern: str, resolver, last: Optional[Callable[[str], NodeSet]]) -> NodeSet:
+    """A checked pattern's NodeSet; with `@last:OUTCOME` operands, its
+    operators applied left to right as ClusterShell applies them, each
+    `@last` operand the NodeSet `last` gives."""
+    if last is None or not any(_LAST_RE.fullmatch(operand)
+                               for _, operand in operands(pattern)):
+        return NodeSet(pattern, resolver=resolver)
+    nodes = NodeSet(resolver=resolver)
+    for operator, operand in operands(pattern):
+        named = _LAST_RE.fullmatch(operand)
+        other = last(named.group(1)) if named else NodeSet(operand, resolver=resolver)
+        {",": nodes.update, "!": nodes.difference_update, "&": nodes.intersection_update,
+         "^": nodes.symmetric_difference_update}[operator](other)
+    return nodes
+
+
+def operands(pattern: str) -> Iterable[Tuple[str, str]]:
+    """(operator, operand) of a checked pattern, the first operator `,`."""
+    operator, start = ",", 0
+    for match in _PIECE_RE.finditer(pattern + ","):
+        if not match.group().startswith("["):
+            yield operator, pattern[start:match.start()]
+            operator, start = match.group(), match.end()
 
 
 def check_node(node: str) -> str:
@@ -2276,6 +2314,30 @@ def answer_groups(report: Report) -> List[Tuple[str, str, str, NodeSet]]:
             for (unit, answer), nodes in ordered]
 
 
+def unit_outcomes(report: Report) -> Dict[str, Dict[str, NodeSet]]:
+    """A run on several units (not a query: its answers say it): each unit's
+    outcomes by NodeSet, units in the order asked, outcomes in the table's."""
+    if ACTIONS[report.action].sums_up is not None or len(set(report.units)) < 2:
+        return {}
+    names: Dict[str, Dict[str, List[str]]] = {unit: {} for unit in report.units}
+    for result in report.nodes:
+        for item in result.units:
+            names.setdefault(item.unit, {}).setdefault(item.outcome, []).append(result.node)
+    return {unit: {name: fold(by[name]) for name in OUTCOMES if name in by}
+            for unit, by in names.items() if by}
+
+
+def unit_summary(report: Report) -> List[Tuple[str, str, NodeSet]]:
+    """(unit, outcome, NodeSet) for the summary, when some unit's outcomes are
+    not its nodes' (`failed (32)` must not hide that the other units started
+    on 31 of them); nothing when every unit went as its nodes did."""
+    by_unit = unit_outcomes(report)
+    nodes = {name: str(ns) for name, ns in report.outcomes.items()}
+    if all({name: str(ns) for name, ns in by.items()} == nodes for by in by_unit.values()):
+        return []
+    return [(unit, name, ns) for unit, by in by_unit.items() for name, ns in by.items()]
+
+
 # =============================================================================
 # Plans: which nodes run which steps, wave after wave, and the run itself
 # =============================================================================
@@ -2668,6 +2730,9 @@ def render_text(report: Report, display: Display = Display()) -> str:
             continue
         out.append(display.paint(OUTCOMES[name].tty, "%s (%d): %s" % (
             name, len(nodes), display.nodes(nodes))))
+    for unit, name, nodes in unit_summary(report):
+        out.append(display.paint(OUTCOMES[name].tty, "%s: %s (%d): %s" % (
+            unit, name, len(nodes), display.nodes(nodes))))
     out += ["%s: %s" % (PROG, note) for note in report.notes]
     return "\n".join(out) + "\n"
 
@@ -2759,6 +2824,8 @@ def document(report: Report, with_nodes: bool = True) -> dict:
         "summary": {name: str(nodes) for name, nodes in by_outcome.items()},
         "counts": {name: len(nodes) for name, nodes in by_outcome.items()},
         "answers": answers_dict(report),
+        "unit_outcomes": {unit: {name: str(nodes) for name, nodes in by.items()}
+                          for unit, by in unit_outcomes(report).items()} or None,
         "nodes": [node_dict(r) for r in report.nodes] if with_nodes else [],
         "notes": report.notes,
         "services": [view.as_dict() for view in service_views(report)] or None,
@@ -3085,7 +3152,11 @@ def render_summary(report: Report) -> str:
         "<td>%s</td><td>%d</td><td><code>%s</code></td></tr>" % (
             OUTCOME_INDEX[name], OUTCOME_INDEX[name], name, len(nodes),
             escape(str(nodes)))
-        for name, nodes in report.outcomes.items())
+        for name, nodes in report.outcomes.items()) + "".join(
+        '<tr class="unit"><td><span class="sw o%d"></span></td><td>%s: %s</td><td>%d</td>'
+        "<td><code>%s</code></td></tr>" % (OUTCOME_INDEX[name], escape(unit), name,
+                                           len(nodes), escape(str(nodes)))
+        for unit, name, nodes in unit_summary(report))
     return ('<table id="summary"><tr><th></th><th>outcome</th><th>nodes</th>'
             "<th>NodeSet (click a row: its nodes stand out)</th></tr>%s</table>" % rows)
 
@@ -3274,46 +3345,68 @@ def render_cluster_page(cluster: "ClusterFile") -> str:
 
 @dataclass
 class History:
-    """Runs of a log, node by node: each node's worst outcome in each run."""
+    """Runs of a log, node by node: each node's worst outcome in each run, a
+    byte a cell (the outcome's index + 1; 0: not in that run), and the first
+    problem's message of each problem cell (each text kept once)."""
     path: str
     runs: List[dict] = field(default_factory=list)  # id, time, title, user
-    cells: Dict[str, Dict[int, str]] = field(default_factory=dict)
+    cells: Dict[str, bytearray] = field(default_factory=dict)
     messages: Dict[Tuple[str, int], str] = field(default_factory=dict)  # problems
+    texts: Dict[str, str] = field(default_factory=dict)     # each message once
 
     @property
     def nodes(self) -> List[str]:
         return list(fold(self.cells))
 
+    def outcome(self, node: str, run: int) -> Optional[str]:
+        row = self.cells[node]
+        return OUTCOME_TABLE[row[run] - 1].name if run < len(row) and row[run] else None
 
-def render_history_text(history: History, everyone: bool = False, last: int = 40) -> str:
-    """Per node, its last outcomes as symbols (oldest first), problems only
-    unless `everyone`, and since when it has been failing."""
+
+def history_story(history: History, node: str, first: int) -> Tuple[str, str]:
+    """A node's line but its name: its outcomes from run `first` as symbols,
+    and since when it has been failing (or when it last had a problem)."""
+    runs, row = history.runs, history.cells[node]
+    symbols = "".join(OUTCOME_TABLE[row[i] - 1].symbol if i < len(row) and row[i]
+                      else "\u00b7" for i in range(first, len(runs)))
+    bad = [i for i, code in enumerate(row) if code and OUTCOME_TABLE[code - 1].exit_code]
+    latest = max(i for i, code in enumerate(row) if code)
+    if bad and bad[-1] == latest:
+        since = latest
+        while since - 1 in bad:
+            since -= 1
+        run = runs[since]
+        return symbols, "  %s since %s (run %s, %s by %s)" % (
+            history.outcome(node, latest), iso_time(run["time"]), run["id"], run["title"],
+            run["user"])
+    if bad:
+        return symbols, "  last problem %s in run %s" % (iso_time(runs[bad[-1]]["time"]),
+                                                        runs[bad[-1]]["id"])
+    return symbols, ""
+
+
+def render_history_text(history: History, everyone: bool = False, last: int = 40,
+                        per_node: bool = False) -> str:
+    """clubak-style: one line per story (the same outcomes in the same runs,
+    the same "since"), led by its NodeSet and count; the last outcomes as
+    symbols (oldest first), problems only unless `everyone`, and since when
+    it has been failing. `per_node`: one line per node."""
     runs = history.runs
     first = max(0, len(runs) - last)
     out = ["== history of %s: %d runs%s, %d nodes ==" % (
         printable(history.path), len(runs), ", %s to %s" % (
             iso_time(runs[0]["time"]), iso_time(runs[-1]["time"])) if runs else "",
         len(history.cells))]
+    stories: Dict[Tuple[str, str], List[str]] = {}
     for node in history.nodes:
-        row = history.cells[node]
-        bad = [i for i, outcome in row.items() if OUTCOMES[outcome].exit_code != EXIT_OK]
-        if not bad and not everyone:
-            continue
-        symbols = "".join(OUTCOMES[row[i]].symbol if i in row else "\u00b7"
-                          for i in range(first, len(runs)))
-        text = "%s  %s" % (node, symbols)
-        latest = max(row)
-        if OUTCOMES[row[latest]].exit_code != EXIT_OK:
-            since = latest
-            while since - 1 in row and OUTCOMES[row[since - 1]].exit_code != EXIT_OK:
-                since -= 1
-            run = runs[since]
-            text += "  %s since %s (run %s, %s by %s)" % (
-                row[latest], iso_time(run["time"]), run["id"], run["title"], run["user"])
-        elif bad:
-            text += "  last problem %s in run %s" % (iso_time(runs[bad[-1]]["time"]),
-                                                     runs[bad[-1]]["id"])
-        out.append(text)
+        symbols, note = history_story(history, node, first)
+        if note or everyone:
+            stories.setdefault((symbols, note), []).append(node)
+    lines = [(nodes, symbols, note) for (symbols, note), names in stories.items()
+             for nodes in ([NodeSet(n) for n in names] if per_node else [fold(names)])]
+    for nodes, symbols, note in lines:
+        count = " (%d)" % len(nodes) if len(nodes) > 1 else ""
+        out.append("%s%s  %s%s" % (nodes, count, symbols, note))
     return "\n".join(out) + "\n"
 
 
@@ -3328,30 +3421,44 @@ def render_history_html(history: History) -> str:
     # at most HISTORY_RUNS columns, the latest: a canvas is at most 65,535 px wide
     first = max(0, len(history.runs) - HISTORY_RUNS)
     runs = history.runs[first:]
-    rows = ["".join(codes[OUTCOME_INDEX[history.cells[node][i]]]
-                    if i in history.cells[node] else "."
-                    for i in range(first, len(history.runs))) for node in nodes]
-    index = {node: n for n, node in enumerate(nodes)}
-    messages = {"%d,%d" % (index[node], run - first): text
-                for (node, run), text in history.messages.items() if run >= first}
+    # nodes with the same cells and messages fold into one row, clubak-style
+    stories: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
+    for node in nodes:
+        cells = "".join(codes[history.cells[node][i] - 1]
+                        if i < len(history.cells[node]) and history.cells[node][i]
+                        else "." for i in range(first, len(history.runs)))
+        said = tuple(history.messages.get((node, i), "")
+                     for i in range(first, len(history.runs)) if cells[i - first] != ".")
+        stories.setdefault((cells, said), []).append(node)
+    rows = [cells for cells, _ in stories]
+    members = [fold(names) for names in stories.values()]
+    messages = {"%d,%d" % (row, run - first): text
+                for row, names in enumerate(stories.values())
+                for (run, text) in ((run, history.messages.get((names[0], run)))
+                                    for run in range(first, len(history.runs)))
+                if text}
     data = {"runs": [[r["id"], iso_time(r["time"]), r["title"], r["user"]] for r in runs],
-            "nodes": nodes, "rows": rows, "messages": messages,
+            "labels": [str(ns) for ns in members], "nodes": [list(ns) for ns in members],
+            "rows": rows, "messages": messages,
             "outcomes": list(OUTCOMES), "colors": [o.html for o in OUTCOME_TABLE],
             "inks": [o.ink for o in OUTCOME_TABLE],
             "symbols": [o.symbol for o in OUTCOME_TABLE], "details": [], "groups": {}}
-    names = "".join("<div>%s</div>" % escape(node) for node in nodes)
     legend = " ".join('<span class="sw o%d"></span> %s' % (OUTCOME_INDEX[o.name], o.name)
                       for o in OUTCOME_TABLE)
     body = ('<h2>Nodes \u00d7 runs</h2><p class="legend">%s</p><p class="legend">Each '
-            "column a run, oldest first; click a cell for that node's result in that "
-            'run. <span id="hover"></span></p><div class="history"><div class="names">'
-            '%s</div><div class="matrix" id="matrix"></div></div>'
-            '<pre id="detail">Click a cell.</pre>' % (legend, names))
+            "row the nodes with the same story (a click on its NodeSet shows its nodes), "
+            "each column a run, oldest first; click a cell for that result. "
+            '<span id="hover"></span></p><p class="tools"><label>Show <input id="filter" '
+            'size="40" placeholder="a NodeSet or outcome: node[10-20], failed"></label> '
+            '<span id="shown"></span></p><div class="history"><div class="names" '
+            'id="names"></div><div class="matrix" id="matrix"></div></div>'
+            '<pre id="detail">Click a cell.</pre>' % legend)
     meta = "%d runs, %s to %s%s" % (
         len(runs), iso_time(runs[0]["time"]) if runs else "-",
         iso_time(runs[-1]["time"]) if runs else "-",
         " (the last %d of %d)" % (len(runs), len(history.runs)) if first else "")
-    return html_page("svcctl history of %s: %d nodes" % (history.path, len(nodes)),
+    return html_page("svcctl history of %s: %d nodes, %d stories" % (
+        history.path, len(nodes), len(rows)),
                      meta, body, data)
 
 
@@ -3514,6 +3621,7 @@ class Skipped(list):
 
 _LOGGED_RUN_ID_RE = Regex(rb'"run_id": "([A-Za-z0-9_-]{1,64})"')
 LOG_LINE_MAX = 1 << 20
+RUN_LINES_MAX = 10 * MAX_NODES      # a run's lines read back: its nodes x units
 
 
 def log_lines_of(handle) -> Iterable[Tuple[int, bytes]]:
@@ -3536,11 +3644,12 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
     memory (a cron log grows); everything read back is checked again: names
     re-validated, text made printable."""
     try:
-        if run_id is None:
+        if run_id is None:      # the last one: only it is kept, not every line's
+            last = None
             with open_to_read(path) as handle:
-                ids = [match.group(1) for _, line in log_lines_of(handle)
-                       for match in [_LOGGED_RUN_ID_RE.search(line)] if match]
-            run_id = ids[-1].decode() if ids else None
+                for _, line in log_lines_of(handle):
+                    last = _LOGGED_RUN_ID_RE.search(line) or last
+            run_id = last.group(1).decode() if last else None
         records: List[dict] = []
         skipped_lines = Skipped()
         with open_to_read(path) as handle:
@@ -3551,6 +3660,9 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
                 try:
                     if not match:
                         raise ValueError("not an svcctl log line (no run_id)")
+                    if len(records) >= RUN_LINES_MAX:   # a forged run: memory stays bounded
+                        raise ValueError("more than %d lines in run %s" % (RUN_LINES_MAX,
+                                                                           run_id))
                     records.append(read_log_record(line))
                 except (ValueError, TypeError, KeyError, UsageError) as exc:
                     skipped_lines.add(path, number, str(exc))
@@ -3561,6 +3673,56 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
                                      if run_id is None else "no run %s in this log"
                                      % printable(run_id)))
     return logged_report(records), skipped_lines
+
+
+SOME_OUTCOMES = ("problems", "all")      # besides each outcome's name
+
+
+def outcome_nodes(report: Report, names: Sequence[str]) -> NodeSet:
+    """The nodes of a run that had one of these outcomes (a node's is its
+    worst unit's): an outcome's name, `problems` (every problem outcome) or
+    `all`."""
+    for name in names:
+        if name not in OUTCOMES and name not in SOME_OUTCOMES:
+            raise UsageError("unknown outcome %s (one of: %s)" % (
+                printable(name), ", ".join(list(OUTCOMES) + list(SOME_OUTCOMES))))
+    return fold(result.node for result in report.nodes
+                if result.outcome in names or "all" in names
+                or "problems" in names and OUTCOMES[result.outcome].problem)
+
+
+class LastRun:
+    """`@last:OUTCOME` on a command line: the nodes that had it in the last
+    run of the log (--log, else svcctl.conf's), the log read once, when first
+    named; each name said on `stderr` with the run it came from."""
+
+    def __init__(self, path: Optional[str], stderr=None):
+        self.path, self.stderr = path, stderr
+        self.report: Optional[Report] = None
+        self.named: Dict[str, NodeSet] = {}
+
+    def __call__(self, name: str) -> NodeSet:
+        if name not in self.named:
+            try:
+                nodes = outcome_nodes(self.read(), [name])
+            except UsageError as exc:
+                raise UsageError("@last:%s: %s" % (printable(name), exc))
+            self.named[name] = nodes
+            if self.stderr is not None:
+                self.stderr.write("%s: @last:%s = %s (%d), from run %s of %s\n" % (
+                    PROG, name, nodes or "no node", len(nodes), self.report.run_id,
+                    iso_time(self.report.started)))
+        return self.named[name]
+
+    def read(self) -> Report:
+        if self.report is None:
+            if not self.path:
+                raise UsageError("no log to read the last run from (--log FILE, or "
+                                 "svcctl.conf's log)")
+            # another user's log (its nodes someone else's choice), a link or
+            # a device is refused before, as the run's --log (check_files)
+            self.report = report_from_log(self.path)[0]
+        return self.report
 
 
 _LOGGED_NODE_RE = Regex(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
@@ -3615,10 +3777,12 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
                  line: bytes) -> None:
     if not _NODE_RE.fullmatch(node) or _HUGE_NUMBER_RE.search(node):
         return
-    row = history.cells.setdefault(node, {})
-    worse = column not in row or SEVERITY[outcome] > SEVERITY[row[column]]
+    row = history.cells.setdefault(node, bytearray())
+    if len(row) <= column:
+        row.extend(bytes(column + 1 - len(row)))
+    worse = not row[column] or SEVERITY[outcome] > row[column] - 1
     if worse:
-        row[column] = outcome
+        row[column] = SEVERITY[outcome] + 1
     # the message of the outcome shown: a worse unit's replaces a milder one's
     if OUTCOMES[outcome].exit_code != EXIT_OK and worse:
         try:
@@ -3626,8 +3790,9 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
         except (ValueError, TypeError, KeyError, UsageError):
             return
         text = (record["message"] or record["reason"] or record["answer"]).split("\n")[0]
-        history.messages[(node, column)] = "%s: %s%s" % (
-            record["unit"], outcome, ": " + text if text else "")
+        message = "%s: %s%s" % (record["unit"], outcome, ": " + text if text else "")
+        # the same text on many nodes and runs is kept once
+        history.messages[(node, column)] = history.texts.setdefault(message, message)
 
 
 def parse_age(text: str) -> float:
@@ -4358,7 +4523,8 @@ def _output_options(group) -> None:
         help="send a one-line summary to syslog")
     add("--run", metavar="ID", help="with report: which logged run (default: the last)")
     add("--history", action="store_true", help="with report: every run of the log, "
-        "node by node (problems only; -v: every node; --html: a node x run matrix)")
+        "nodes with the same story folded (problems only; -v: every node; -L: one line "
+        "per node; --html: a story x run matrix)")
     add("--since", metavar="AGE", help="with report --history: runs since 7d, 12h, "
         "30m or a date; with journal: lines since then (or any journalctl --since)")
     add("--color", choices=("auto", "always", "never"),
@@ -4374,7 +4540,8 @@ def _file_options(group) -> None:
         help="cluster file: act on its services (all, or those named); without "
         "FILE: %s" % DEFAULT_CLUSTER_FILE)
     add("-n", "--nodes", action="append", default=[], metavar="NODESET",
-        help="with -c: only these nodes")
+        help="with -c: only these nodes; with report: --nodes OUTCOME[,OUTCOME] "
+        "prints the run's NodeSet of these outcomes (problems, all too), exit 1 if none")
     add("--no-deps", action="store_true",
         help="with -c: only the named services, not what they depend on")
     add("--check-config", action="store_true",
@@ -4722,7 +4889,8 @@ def with_source(pattern: str, source: Optional[str]) -> str:
                   pattern)
 
 
-def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin) -> NodeSet:
+def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin,
+                 last: Optional[LastRun] = None) -> NodeSet:
     """The NodeSet from the positional NodeSets or clush's options."""
     source = args.groupsource
     for name in args.groups + args.exclude_groups:
@@ -4737,7 +4905,8 @@ def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin) -> 
         raise UsageError("no node given: a NodeSet after the units, or -w, -g, -a, "
                          "--hostfile")
     nodes = parse_nodes([with_source(p, source) for p in patterns],
-                        [with_source(p, source) for p in exclude], limit=args.max_nodes)
+                        [with_source(p, source) for p in exclude], limit=args.max_nodes,
+                        last=last)
     if args.pick is not None and args.pick < len(nodes):
         if args.pick < 1:
             raise UsageError("--pick takes a number of nodes >= 1")
@@ -4916,17 +5085,17 @@ def connection_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def file_targets(args: argparse.Namespace, action: Action
+def file_targets(args: argparse.Namespace, action: Action, last: Optional[LastRun] = None
                  ) -> Tuple[ClusterFile, List[Service], Dict[str, NodeSet], NodeSet]:
     """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
     cluster = load_cluster_file(args.config, args.max_nodes)
     services = select_services(cluster, args.targets, action.reverse, not args.no_deps)
     source = args.groupsource
     restrict = parse_nodes([with_source(p, source) for p in args.nodes],
-                           limit=args.max_nodes) if args.nodes else None
+                           limit=args.max_nodes, last=last) if args.nodes else None
     excluded = args.exclude + ["@" + g for g in args.exclude_groups]
     exclude = parse_nodes([with_source(p, source) for p in excluded],
-                          limit=args.max_nodes) if excluded else NodeSet()
+                          limit=args.max_nodes, last=last) if excluded else NodeSet()
     nodes_of = {}
     for service in services:
         nodes = service.nodes & restrict if restrict is not None else NodeSet(service.nodes)
@@ -5085,8 +5254,9 @@ def prepare(argv: Sequence[str], stdin=None, stdout=None) -> Request:
 
 
 def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
-                 stdin=None) -> Request:
-    """Validate every value of the command line; contact nothing."""
+                 stdin=None, stderr=None) -> Request:
+    """Validate every value of the command line; contact nothing (`@last`
+    reads the log, and says on `stderr` which run it read)."""
     if args.check_config or args.action == "report":
         raise UsageError("%s is not a run" % ("--check-config" if args.check_config
                                               else "report"))
@@ -5094,19 +5264,20 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         raise UsageError("ACTION is required")
     action = ACTIONS[args.action]
     check_combinations(args, action)
+    last = LastRun(args.log, stderr)
     services: List[Service] = []
     nodes_of: Dict[str, NodeSet] = {}
     pattern = ""
     groups: Dict[str, NodeSet] = {}
     if args.config is not None:
-        cluster, services, nodes_of, nodes = file_targets(args, action)
+        cluster, services, nodes_of, nodes = file_targets(args, action, last)
         groups = {"@" + name: members for name, members in cluster.groups.items()}
         units = [s.unit for s in services] if action.kind != "node" else []
     else:
         units, pattern, positional = split_targets(args, action)
-        nodes = chosen_nodes(args, positional, stdin or sys.stdin)
+        nodes = chosen_nodes(args, positional, stdin or sys.stdin, last)
     compare = parse_nodes([with_source(args.compare, args.groupsource)],
-                          limit=args.max_nodes) if args.compare else None
+                          limit=args.max_nodes, last=last) if args.compare else None
     if compare is not None:
         if compare & nodes:
             raise UsageError("--compare %s: nodes in both sets: %s" % (
@@ -5179,12 +5350,23 @@ def show_logged_run(args: argparse.Namespace, stdout, stderr) -> int:
         raise UsageError("report reads a log: --log and --syslog do not go with it")
     if args.since and not args.history:
         raise UsageError("--since goes with --history")
+    if args.nodes:
+        if args.history or args.html or args.json:
+            raise UsageError("report --nodes prints a NodeSet only: --history, --html "
+                             "and --json do not go with it")
+        report, skipped_lines = report_from_log(args.targets[0], args.run)
+        say_skipped(skipped_lines, stderr)
+        nodes = outcome_nodes(report, [name.strip() for names in args.nodes
+                                       for name in names.split(",")])
+        stdout.write("%s\n" % nodes if nodes else "")
+        return EXIT_OK if nodes else EXIT_FAILED     # as grep: 1, none
     if args.history:
         history, skipped_lines = read_history(args.targets[0], parse_age(args.since)
                                               if args.since else None)
         say_skipped(skipped_lines, stderr)
         if args.quiet < 2:      # -qq: the page only (cron mails no text)
-            stdout.write(render_history_text(history, args.verbose))
+            stdout.write(render_history_text(history, args.verbose,
+                                             per_node=args.line_mode))
         code = publish_files([(args.html, lambda path: write_file(
             path, render_history_html(history)))], stderr)
         return worse_exit(code, EXIT_FAILED if skipped_lines.count else EXIT_OK)
@@ -5331,7 +5513,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
             return code
         if args.action == "report":
             return show_logged_run(args, stdout, stderr)
-        request = make_request(args, argv, stdout, stdin)
+        request = make_request(args, argv, stdout, stdin, stderr)
         if request.dry_run and request.action.kind == "apply":
             text, code = dry_apply(request, new_progress(request, stderr))
             stdout.write(text)
@@ -5414,7 +5596,7 @@ svg.graph{max-width:100%;height:auto;background:#fff;border:1px solid #ddd}
 .names{flex:none;background:#fff;position:sticky;left:0}
 #hover{color:#222;font-weight:bold}
 .names div{height:14px;font:11px/14px ui-monospace,monospace;padding:0 6px;
-white-space:nowrap} .matrix canvas{display:block;cursor:pointer}
+white-space:pre} .names .story{cursor:pointer;font-weight:bold} .matrix canvas{display:block;cursor:pointer}
 @media print{pre{max-height:none}}
 """
 
@@ -5455,81 +5637,118 @@ document.addEventListener("keydown", function (e) {
   if (t.tagName === "B") { describe(t); e.preventDefault(); }
   else if (t.classList && t.classList.contains("pick")) { highlight(t); e.preventDefault(); }
 });
-var ranges = function (text) {
-  var out = [];
-  text.split(",").forEach(function (item) {
+// A filter names at most LIMIT nodes in all, every operand of every operator
+// and group counted: counted first from the text, built only then.
+var LIMIT = 200000;
+var rangeItems = function (text) {
+  return text.split(",").map(function (item) {
     var m = /^(\d+)(?:-(\d+)(?:\/(\d+))?)?$/.exec(item.trim());
     if (!m) { throw new Error("bad range: " + item); }
     var low = +m[1], high = m[2] === undefined ? low : +m[2], step = +(m[3] || 1);
-    var pad = m[1].length > 1 && m[1].charAt(0) === "0" ? m[1].length : 0;
-    if (high < low || step < 1 || (high - low) / step > 200000) { throw new Error("bad range: " + item); }
-    for (var n = low; n <= high; n += step) {
-      var s = String(n);
-      while (s.length < pad) { s = "0" + s; }
-      out.push(s);
-    }
+    if (high < low || step < 1) { throw new Error("bad range: " + item); }
+    return {low: low, high: high, step: step, count: Math.floor((high - low) / step) + 1,
+            pad: m[1].length > 1 && m[1].charAt(0) === "0" ? m[1].length : 0};
   });
-  return out;
 };
-var expand = function (text) {
-  var open = text.indexOf("[");
-  if (open < 0) {
-    if (/[\[\]@\s]/.test(text)) { throw new Error("bad node name: " + text); }
-    return [text];
+var brackets = function (text) {      // [text before, ranges, text before, ranges..., rest]
+  var out = [], at = 0;
+  for (;;) {
+    var open = text.indexOf("[", at);
+    if (open < 0) { out.push(text.slice(at)); return out; }
+    var close = text.indexOf("]", open);
+    if (close < 0) { throw new Error("missing ]"); }
+    out.push(text.slice(at, open), rangeItems(text.slice(open + 1, close)));
+    at = close + 1;
   }
-  var close = text.indexOf("]", open);
-  if (close < 0) { throw new Error("missing ]"); }
-  var head = text.slice(0, open), rest = text.slice(close + 1), out = [];
-  var tails = rest ? expand(rest) : [""], numbers = ranges(text.slice(open + 1, close));
-  if (numbers.length * tails.length > 200000) { throw new Error("too many nodes"); }
-  numbers.forEach(function (n) {
-    tails.forEach(function (t) { out.push(head + n + t); });
-  });
-  if (out.length > 200000) { throw new Error("too many nodes"); }
-  return out;
 };
-var nodeset = function (text, depth) {
-  if (depth > 8) { throw new Error("groups nested too deeply"); }
-  var result = new Set(), op = ",", part = "", level = 0;
+var operands = function (text) {      // [[operator, operand]...], operators outside brackets
+  var out = [], op = ",", part = "", level = 0;
   for (var i = 0; i <= text.length; i++) {
     var ch = text.charAt(i);
     if (i === text.length || (level === 0 && ",!&^".indexOf(ch) >= 0)) {
-      var item = part.trim(), other;
-      if (!item) { throw new Error("empty NodeSet element"); }
-      if (item.charAt(0) === "@") {
-        if (data.groups[item] === undefined) { throw new Error("unknown group " + item); }
-        other = nodeset(data.groups[item], depth + 1);
-      } else { other = new Set(expand(item)); }
-      if (op === ",") { other.forEach(function (n) { result.add(n); }); }
-      else if (op === "!") { other.forEach(function (n) { result.delete(n); }); }
-      else if (op === "&") { result.forEach(function (n) { if (!other.has(n)) { result.delete(n); } }); }
-      else { other.forEach(function (n) { if (result.has(n)) { result.delete(n); } else { result.add(n); } }); }
+      if (!part.trim()) { throw new Error("empty NodeSet element"); }
+      out.push([op, part.trim()]);
       op = ch; part = ""; continue;
     }
     if (ch === "[") { level++; } else if (ch === "]") { level--; }
     part += ch;
   }
+  return out;
+};
+var size = function (text, depth) {
+  if (depth > 8) { throw new Error("groups nested too deeply"); }
+  var total = 0;
+  operands(text).forEach(function (pair) {
+    var item = pair[1], n = 1;
+    if (item.charAt(0) === "@") {
+      if (data.groups[item] === undefined) { throw new Error("unknown group " + item); }
+      n = size(data.groups[item], depth + 1);
+    } else {
+      brackets(item).forEach(function (piece, k) {
+        if (k % 2) { n *= piece.reduce(function (sum, r) { return sum + r.count; }, 0); }
+        else if (/[\[\]@\s]/.test(piece)) { throw new Error("bad node name: " + item); }
+      });
+    }
+    total += n;
+    if (total > LIMIT) { throw new Error("too many nodes (more than " + LIMIT + ")"); }
+  });
+  return total;
+};
+var expand = function (text) {       // counted already: builds at most LIMIT names
+  var out = [""];
+  brackets(text).forEach(function (piece, k) {
+    var next = [];
+    if (k % 2 === 0) { out.forEach(function (h) { next.push(h + piece); }); }
+    else {
+      out.forEach(function (h) {
+        piece.forEach(function (r) {
+          for (var n = r.low; n <= r.high; n += r.step) {
+            var s = String(n);
+            while (s.length < r.pad) { s = "0" + s; }
+            next.push(h + s);
+          }
+        });
+      });
+    }
+    out = next;
+  });
+  return out;
+};
+var build = function (text) {
+  var result = new Set();
+  operands(text).forEach(function (pair) {
+    var op = pair[0], item = pair[1];
+    var other = new Set(item.charAt(0) === "@" ? build(data.groups[item]) : expand(item));
+    if (op === ",") { other.forEach(function (n) { result.add(n); }); }
+    else if (op === "!") { other.forEach(function (n) { result.delete(n); }); }
+    else if (op === "&") { result.forEach(function (n) { if (!other.has(n)) { result.delete(n); } }); }
+    else { other.forEach(function (n) { if (result.has(n)) { result.delete(n); } else { result.add(n); } }); }
+  });
   return result;
+};
+var nodeset = function (text) {
+  size(text, 0);
+  return build(text);
 };
 var select = function (text) {
   var words = text.split(/\s*[,!&^]\s*/);
   var named = words.filter(function (w) { return data.outcomes.indexOf(w) >= 0 || w === "pending"; });
-  if (named.length === words.length && !/[!&^]/.test(text)) {
-    return function (c) { return words.indexOf(outcomeOf(c)) >= 0; };
-  }
+  if (named.length === words.length && !/[!&^]/.test(text)) { return {outcomes: words}; }
   if (named.length) { throw new Error("outcomes (" + named.join(", ") + ") and NodeSets cannot be mixed"); }
-  var set = nodeset(text, 0);
-  return function (c) { return set.has(c.textContent); };
+  return {nodes: nodeset(text)};
 };
+var redraw = null;    // the history's matrix, once drawn
 var input = document.getElementById("filter"), timer = null;
 var filter = function () {
   var text = input.value.trim(), note = document.getElementById("shown"), wanted = null, shown = 0;
   if (text) {
     try { wanted = select(text); } catch (err) { note.textContent = err.message; return; }
   }
+  if (redraw) { redraw(wanted); return; }
   var all = cells();
   all.forEach(function (c) {
-    var keep = wanted === null || wanted(c);
+    var keep = wanted === null || (wanted.nodes ? wanted.nodes.has(c.textContent) :
+      wanted.outcomes.indexOf(outcomeOf(c)) >= 0);
     c.classList.toggle("hid", !keep);
     if (keep) { shown++; }
   });
@@ -5541,48 +5760,94 @@ var filter = function () {
 if (input) {
   input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(filter, 120); });
 }
-var matrix = document.getElementById("matrix");
+var matrix = document.getElementById("matrix"), names = document.getElementById("names");
 if (matrix && data.rows) {
-  // tiles of TILE rows: a browser draws no canvas over 65,535 pixels high
-  var S = 14, TILE = 2000;
-  for (var first = 0; first < Math.max(1, data.nodes.length); first += TILE) {
-    var canvas = document.createElement("canvas"), ctx = canvas.getContext("2d");
-    var rows = data.rows.slice(first, first + TILE);
-    canvas.width = Math.max(1, data.runs.length * S);
-    canvas.height = Math.max(1, rows.length * S);
-    canvas.setAttribute("data-first", first);
-    ctx.font = "bold 10px sans-serif";
-    ctx.textAlign = "center";
-    ctx.textBaseline = "middle";
-    rows.forEach(function (row, y) {
-      for (var x = 0; x < row.length; x++) {
-        var c = row.charCodeAt(x) - 97;
-        if (c < 0) { continue; }
-        ctx.fillStyle = data.colors[c];
-        ctx.fillRect(x * S, y * S + 1, S - 1, S - 2);
-        ctx.fillStyle = data.inks[c];      // a symbol too: colour is never the only cue
-        ctx.fillText(data.symbols[c], x * S + S / 2, y * S + S / 2 + 1);
-      }
+  // one row a story (its nodes folded), opened to its nodes on a click; drawn
+  // in tiles of TILE rows: a browser draws no canvas over 65,535 pixels high
+  var S = 14, TILE = 2000, opened = {}, lines = [];
+  var draw = function (wanted) {
+    var codes = wanted && wanted.outcomes ? wanted.outcomes.map(function (o) {
+      return String.fromCharCode(97 + data.outcomes.indexOf(o)); }) : null;
+    var shown = 0;
+    lines = [];
+    data.rows.forEach(function (cells, r) {
+      if (codes && !codes.some(function (c) { return cells.indexOf(c) >= 0; })) { return; }
+      var inside = wanted && wanted.nodes ? data.nodes[r].filter(function (n) { return wanted.nodes.has(n); }) : data.nodes[r];
+      if (!inside.length) { return; }
+      shown += inside.length;
+      lines.push([r, null, inside.length]);
+      if (opened[r] || (wanted && wanted.nodes)) { inside.forEach(function (n) { lines.push([r, n]); }); }
     });
-    matrix.appendChild(canvas);
-  }
+    names.textContent = "";
+    matrix.textContent = "";
+    lines.forEach(function (line) {
+      var div = document.createElement("div"), all = data.nodes[line[0]].length;
+      if (line[1] === null) {
+        div.className = "story";
+        div.tabIndex = 0;
+        div.setAttribute("data-r", line[0]);
+        div.textContent = (opened[line[0]] ? "\u25be " : "\u25b8 ") + data.labels[line[0]] +
+          (all > 1 ? " (" + (line[2] < all ? line[2] + " of " : "") + all + ")" : "");
+      } else { div.textContent = "  " + line[1]; }
+      names.appendChild(div);
+    });
+    for (var first = 0; first < Math.max(1, lines.length); first += TILE) {
+      var canvas = document.createElement("canvas"), ctx = canvas.getContext("2d");
+      var part = lines.slice(first, first + TILE);
+      canvas.width = Math.max(1, data.runs.length * S);
+      canvas.height = Math.max(1, part.length * S);
+      canvas.setAttribute("data-first", first);
+      ctx.font = "bold 10px sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      part.forEach(function (line, y) {
+        var row = data.rows[line[0]];
+        for (var x = 0; x < row.length; x++) {
+          var c = row.charCodeAt(x) - 97;
+          if (c < 0) { continue; }
+          ctx.fillStyle = data.colors[c];
+          ctx.fillRect(x * S, y * S + 1, S - 1, S - 2);
+          ctx.fillStyle = data.inks[c];      // a symbol too: colour is never the only cue
+          ctx.fillText(data.symbols[c], x * S + S / 2, y * S + S / 2 + 1);
+        }
+      });
+      matrix.appendChild(canvas);
+    }
+    var note = document.getElementById("shown");
+    if (note) { note.textContent = wanted ? shown + " nodes shown" : ""; }
+  };
+  redraw = draw;
+  var toggle = function (t) {
+    if (!t.classList || !t.classList.contains("story")) { return; }
+    var r = +t.getAttribute("data-r");
+    opened[r] = !opened[r];
+    filter();
+    var again = names.querySelector('.story[data-r="' + r + '"]');
+    if (again) { again.focus(); }
+  };
+  names.addEventListener("click", function (e) { toggle(e.target); });
+  names.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" || e.key === " ") { toggle(e.target); e.preventDefault(); }
+  });
+  draw(null);
   var at = function (e) {
     var box = e.target.getBoundingClientRect();
     var x = Math.floor((e.clientX - box.left) / S);
     var y = Math.floor((e.clientY - box.top) / S) + +(e.target.getAttribute("data-first") || 0);
-    return e.target.tagName !== "CANVAS" || y < 0 || x < 0 || y >= data.nodes.length ||
-      x >= data.runs.length ? null : [x, y];
+    return e.target.tagName !== "CANVAS" || y < 0 || x < 0 || y >= lines.length ||
+      x >= data.runs.length ? null : [x, lines[y]];
   };
   var runText = function (run) { return "run " + run[0] + " (" + run[1] + ", " + run[2] + " by " + run[3] + ")"; };
+  var who = function (line) { return line[1] === null ? data.labels[line[0]] : line[1]; };
   matrix.addEventListener("mousemove", function (e) {
     var p = at(e), hover = document.getElementById("hover");
-    if (p && hover) { hover.textContent = data.nodes[p[1]] + ", " + runText(data.runs[p[0]]); }
+    if (p && hover) { hover.textContent = who(p[1]) + ", " + runText(data.runs[p[0]]); }
   });
   matrix.addEventListener("click", function (e) {
     var p = at(e);
     if (!p) { return; }
-    var c = data.rows[p[1]].charCodeAt(p[0]) - 97, message = data.messages[p[1] + "," + p[0]];
-    var text = data.nodes[p[1]] + " in " + runText(data.runs[p[0]]) + ": " +
+    var r = p[1][0], c = data.rows[r].charCodeAt(p[0]) - 97, message = data.messages[r + "," + p[0]];
+    var text = who(p[1]) + " in " + runText(data.runs[p[0]]) + ": " +
       (c < 0 ? "not in this run" : data.symbols[c] + " " + data.outcomes[c]);
     show(message ? text + "\n" + message : text);
   });

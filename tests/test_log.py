@@ -404,3 +404,138 @@ def test_the_syslog_line_keeps_the_exit_code_and_the_problems(counts, units):
     if problems:
         worst = max(problems, key=svcctl.SEVERITY.get)
         assert "; %s: " % worst in line
+
+
+# --- @last:OUTCOME and report --nodes ----------------------------------------
+
+LAST = {"node1": "ok", "node2": "failed", "node3": "unreachable", "node4": "changed"}
+
+
+def last_log(tmp_path):
+    log = tmp_path / "svcctl.log"
+    write_log(log, run_of("r1", "2026-11-20T00:00:00+00:00",
+                          {"node%d" % i: "failed" for i in range(1, 6)})
+              + run_of("r2", "2026-11-21T00:00:00+00:00", LAST))
+    log.chmod(0o600)
+    return log
+
+
+def chosen(*argv):
+    """The nodes a command line would run on, and what it said on stderr."""
+    err = io.StringIO()
+    args = svcctl.read_command_line(list(argv))
+    request = svcctl.make_request(args, list(argv), io.StringIO(), None, err)
+    return str(request.nodes), err.getvalue()
+
+
+def test_last_names_the_nodes_of_an_outcome_in_the_last_run(tmp_path, monkeypatch):
+    log = str(last_log(tmp_path))
+    nodes, said = chosen("restart", "demo", "@last:failed", "--log", log)
+    assert nodes == "node2"
+    assert said == "svcctl: @last:failed = node2 (1), from run r2 of " \
+                   "2026-11-21T00:00:00+00:00\n"
+    assert chosen("restart", "demo", "-w", "@last:problems", "--log", log)[0] \
+        == "node[2-3]"
+    # operators as ClusterShell applies them, left to right, @last an operand
+    assert chosen("restart", "demo", "node[1-5]!@last:problems,node9", "--log",
+                  log)[0] == "node[1,4-5,9]"
+    assert chosen("restart", "demo", "node[1-4]", "-x", "@last:unreachable",
+                  "--log", log)[0] == "node[1-2,4]"
+    assert chosen("restart", "demo", "@last:changed,@last:all", "--log", log)[0] \
+        == "node[1-4]"
+    # the site's log when no --log is typed
+    conf = tmp_path / "svcctl.conf"
+    conf.write_text("log = %s\n" % log)
+    monkeypatch.setenv("SVCCTL_CONF", str(conf))
+    assert chosen("restart", "demo", "@last:failed")[0] == "node2"
+    # with -c: -n and -x
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("services:\n  demo: {nodes: 'node[1-9]'}\n")
+    assert chosen("-c", str(cluster), "restart", "-n", "@last:problems", "-x",
+                  "@last:unreachable")[0] == "node2"
+
+
+def test_last_counts_in_the_node_bound(tmp_path):
+    log = str(last_log(tmp_path))
+    code, out, err = main_of("restart", "demo", "node9", "-x", "@last:all", "--log", log,
+                             "--max-nodes", "4", "--dry-run")
+    assert code == 2 and "more than 4 nodes in all" in err.splitlines()[-1]
+
+
+def main_of(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    return svcctl.main(list(argv), out, err), out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["@last:failed"], "svcctl: @last:failed: no log to read the last run from "
+                       "(--log FILE, or svcctl.conf's log)"),
+    (["@last:failed", "--log", "{dir}/none.log"],
+     "svcctl: @last:failed: {dir}/none.log: cannot read: No such file or directory"),
+    (["@last:failed", "--log", "{dir}/empty.log"],
+     "svcctl: @last:failed: {dir}/empty.log: no svcctl run in this log"),
+    (["@last:great", "--log", "{dir}/svcctl.log"],
+     "svcctl: @last:great: unknown outcome great (one of: ok, changed, "),
+    (["--hostfile", "{dir}/hosts", "--log", "{dir}/svcctl.log"],
+     "svcctl: @last:failed: @last is taken on the command line only"),
+])
+def test_last_without_a_run_to_read_is_one_line(tmp_path, argv, message):
+    last_log(tmp_path)
+    (tmp_path / "empty.log").write_text("")
+    (tmp_path / "hosts").write_text("node1 @last:failed\n")
+    code, out, err = main_of("restart", "demo", *[a.format(dir=tmp_path) for a in argv])
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(message.format(dir=tmp_path)), err
+
+
+def test_report_nodes_prints_only_the_folded_nodeset(tmp_path):
+    log = str(last_log(tmp_path))
+    assert main_of("report", log, "--nodes", "failed,unreachable") == (0, "node[2-3]\n", "")
+    assert main_of("report", log, "--nodes", "problems", "--run", "r1") \
+        == (0, "node[1-5]\n", "")
+    assert main_of("report", log, "--nodes", "timeout") == (1, "", "")
+    code, _, err = main_of("report", log, "--nodes", "great")
+    assert code == 2 and err.startswith("svcctl: unknown outcome great")
+
+
+def folded_history_log(tmp_path):
+    """34 nodes, 3 runs, 3 stories: 29 fine throughout, 3 failing since run
+    r2, 2 that failed in r2 only (they differ from the 3 in one run)."""
+    outcomes = [{"node%d" % i: "ok" for i in range(1, 35)} for _ in range(3)]
+    for i in (3, 7, 30):
+        outcomes[1]["node%d" % i] = outcomes[2]["node%d" % i] = "failed"
+    for i in (4, 5):
+        outcomes[1]["node%d" % i] = "failed"
+    records = [record for n, run in enumerate(outcomes)
+               for record in run_of("r%d" % (n + 1), "2026-11-2%dT00:00:00+00:00" % n, run)]
+    return records
+
+
+def test_history_folds_nodes_with_the_same_story(tmp_path):
+    records = folded_history_log(tmp_path)
+    code, out, _ = history_of(tmp_path, records, "-v")
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        "node[1-2,6,8-29,31-34] (29)  \u2713\u2713\u2713",
+        "node[3,7,30] (3)  \u2713\u2717\u2717  failed since 2026-11-21T00:00:00+00:00 "
+        "(run r2, start demo.service by root)",
+        "node[4-5] (2)  \u2713\u2717\u2713  last problem 2026-11-21T00:00:00+00:00 in run r2"]
+    code, out, _ = history_of(tmp_path, records, "-L")
+    assert len(out.splitlines()) == 1 + 5 and "node30  \u2713\u2717\u2717  failed since" in out
+
+
+def test_report_memory_is_bounded_by_the_run_not_the_log(tmp_path, monkeypatch):
+    """The first pass kept every line's run id; a forged run had no cap."""
+    log = tmp_path / "svcctl.log"
+    line = json.dumps(logged(run_id="old", node="node1")) + "\n"
+    log.write_text(line * 60000 + "".join(
+        json.dumps(logged(run_id="last", node="node%d" % i)) + "\n" for i in range(30)))
+    monkeypatch.setattr(svcctl, "RUN_LINES_MAX", 20)
+    import tracemalloc
+    tracemalloc.start()
+    report, skipped = svcctl.report_from_log(str(log))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert report.run_id == "last" and len(report.nodes) == 20
+    assert skipped.count == 10 and "more than 20 lines in run last" in skipped[0]
+    assert peak < 1024 * 1024, peak      # every id kept: ~3 MB

@@ -313,3 +313,39 @@ def test_the_same_failure_on_many_nodes_is_one_block_with_its_journal(tmp_path):
     svcctl.append_log(str(path), svcctl.log_lines(report))
     rebuilt, _ = svcctl.report_from_log(str(path))
     assert svcctl.render_text(rebuilt) == text
+
+
+# --- a run on several units: each unit's outcomes in the summary -------------
+
+def two_unit_start():
+    """start demo-crash,web on node[1-4]: demo-crash fails on every node, web
+    starts everywhere but node1, where it fails."""
+    nodes = []
+    for i in range(1, 5):
+        web = ("web.service", INACTIVE, MISSING if i == 1 else ACTIVE, 5 if i == 1 else 0,
+               [])
+        lines = framed(("demo-crash.service", INACTIVE, FAILED, 0, []), web) + end()
+        nodes.append(node("node%d" % i, lines, units=("demo-crash.service", "web.service")))
+    return svcctl.Report("start", ["demo-crash.service", "web.service"], nodes,
+                         1700000000.0, 0.5, command="svcctl start ...", user="root",
+                         run_id="0123456789ab")
+
+
+def test_a_run_on_several_units_says_each_units_outcomes(tmp_path):
+    report = two_unit_start()
+    text = svcctl.render_text(report)
+    assert summary_of(text) == (
+        "failed (4): node[1-4]\n"
+        "demo-crash.service: failed (4): node[1-4]\n"
+        "web.service: changed (3): node[2-4]\nweb.service: failed (1): node1\n")
+    doc = svcctl.document(report)
+    assert doc["unit_outcomes"] == {"demo-crash.service": {"failed": "node[1-4]"},
+                                    "web.service": {"changed": "node[2-4]",
+                                                    "failed": "node1"}}
+    page = svcctl.render_html(report)
+    assert "<td>web.service: changed</td><td>3</td><td><code>node[2-4]</code>" in page
+    path = tmp_path / "svcctl.log"
+    svcctl.append_log(str(path), svcctl.log_lines(report))
+    rebuilt, _ = svcctl.report_from_log(str(path))
+    assert svcctl.render_text(rebuilt) == text
+    assert svcctl.document(rebuilt)["unit_outcomes"] == doc["unit_outcomes"]

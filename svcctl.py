@@ -1354,11 +1354,12 @@ class Signals:
             self.raising = False
             raise Interrupted(self.caught)
 
-    def stop(self) -> None:
-        """Stop the run as Ctrl-C does, from any thread (the console's Stop
-        button): recorded here, acted on by the run's own thread within
-        0.25 s (the task's timer, the pause's loop)."""
-        self.caught = self.caught or "SIGINT"
+    def stop(self, signame: str = "SIGINT") -> None:
+        """Stop the run as Ctrl-C does (or as `signame` does: the console
+        stopped by SIGTERM), from any thread (the console's Stop button):
+        recorded here, acted on by the run's own thread within 0.25 s (the
+        task's timer, the pause's loop)."""
+        self.caught = self.caught or signame
 
     def pause(self, seconds: float, observer: "Observer") -> None:
         """Sleep between batches; a signal ends the pause."""
@@ -2752,15 +2753,20 @@ def page_data(payload: dict) -> str:
 
 def html_page(title: str, meta: str, body: str, data: dict, refresh: int = 0) -> str:
     """The frame of every page: CSP by hash, the style, the data, the script."""
-    style = HTML_STYLE + "".join(
-        ".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
-            OUTCOME_INDEX[o.name], o.html, o.ink, OUTCOME_INDEX[o.name], o.symbol)
-        for o in OUTCOME_TABLE)
+    style = page_style()
     return HTML_PAGE % {
         "csp": content_policy(style, HTML_SCRIPT), "title": escape(title),
         "refresh": '<meta http-equiv="refresh" content="%d">' % refresh if refresh else "",
         "meta": meta, "style": style, "body": body, "data": page_data(data),
         "script": HTML_SCRIPT}
+
+
+def page_style() -> str:
+    """The pages' style sheet, with a colour and a symbol per outcome."""
+    return HTML_STYLE + "".join(
+        ".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
+            OUTCOME_INDEX[o.name], o.html, o.ink, OUTCOME_INDEX[o.name], o.symbol)
+        for o in OUTCOME_TABLE)
 
 
 def escape(text: str) -> str:
@@ -2829,10 +2835,13 @@ def render_summary(report: Report) -> str:
             "<th>NodeSet (click a row: its nodes stand out)</th></tr>%s</table>" % rows)
 
 
-def render_node_check(report: Report) -> str:
+def node_check_lists(report: Report) -> List[Tuple[str, Dict[str, NodeSet]]]:
     """ping, as the project's first GUI drew it: nodes that answer, nodes that
-    do not (with ssh's reason), and errors (systemd degraded...)."""
-    answering, silent, errors = [], {}, {}
+    do not (by ssh's reason), and errors (systemd degraded...), each list a
+    NodeSet per reason."""
+    answering: List[str] = []
+    silent: Dict[str, List[str]] = {}
+    errors: Dict[str, List[str]] = {}
     for result in report.nodes:
         outcome = OUTCOMES[result.outcome]
         if result.outcome == "ok":
@@ -2844,12 +2853,17 @@ def render_node_check(report: Report) -> str:
             errors.setdefault(text.split("\n")[0], []).append(result.node)
     lists = [("Answering", {"": answering} if answering else {}),
              ("Not answering", silent), ("Errors", errors)]
+    return [(title, {reason: fold(nodes) for reason, nodes in by_reason.items()})
+            for title, by_reason in lists]
+
+
+def render_node_check(report: Report) -> str:
     out = ['<div class="check">']
-    for title, by_reason in lists:
+    for title, by_reason in node_check_lists(report):
         count = sum(len(nodes) for nodes in by_reason.values())
         out.append("<div><h3>%s (%d)</h3>%s</div>" % (title, count, "".join(
             "<p><code>%s</code> (%d)%s</p>" % (
-                escape(str(fold(nodes))), len(nodes),
+                escape(str(nodes)), len(nodes),
                 ": " + escape(reason) if reason else "")
             for reason, nodes in by_reason.items()) or "<p>none</p>"))
     return "".join(out) + "</div>"
@@ -2989,6 +3003,15 @@ def short_nodes(nodes: NodeSet, width: int = 20) -> str:
 def render_cluster_page(cluster: "ClusterFile") -> str:
     """The cluster file itself, read-only: services, where they run, what they
     should be, what they depend on, and the graph."""
+    return html_page("svcctl cluster file %s: %d services" % (cluster.path,
+                                                               len(cluster.services)),
+                     "<code>%s</code>, read %s" % (escape(cluster.path),
+                                                   iso_time(time.time())),
+                     render_cluster_body(cluster),
+                     {"details": [], "groups": {}, "outcomes": list(OUTCOMES)})
+
+
+def render_cluster_body(cluster: "ClusterFile") -> str:
     rows = "".join(
         "<tr><td>%s</td><td><code>%s</code></td><td><code>%s</code> (%d)</td><td>%s</td>"
         "<td>%s</td><td>%s</td></tr>" % (
@@ -2999,16 +3022,11 @@ def render_cluster_page(cluster: "ClusterFile") -> str:
     groups = "".join("<tr><td>@%s</td><td><code>%s</code> (%d)</td></tr>" % (
         escape(name), escape(str(nodes)), len(nodes))
         for name, nodes in cluster.groups.items())
-    body = ("<h2>Services</h2><p>In dependency order: start runs them top to bottom, "
+    return ("<h2>Services</h2><p>In dependency order: start runs them top to bottom, "
             "stop bottom to top.</p><table><tr><th>service</th><th>unit</th><th>nodes"
             "</th><th>declared</th><th>requires</th><th>after</th></tr>%s</table>%s%s"
             % (rows, render_graph(cluster), "<h2>Groups</h2><table>%s</table>" % groups
                if groups else ""))
-    return html_page("svcctl cluster file %s: %d services" % (cluster.path,
-                                                               len(cluster.services)),
-                     "<code>%s</code>, read %s" % (escape(cluster.path),
-                                                   iso_time(time.time())), body,
-                     {"details": [], "groups": {}, "outcomes": list(OUTCOMES)})
 
 
 @dataclass

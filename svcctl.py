@@ -4674,6 +4674,8 @@ def check_combinations(args: argparse.Namespace, action: Action) -> None:
                          "is not supported: status -v shows systemctl's own text")
     if args.max_fail is not None and args.batch is None:
         raise UsageError("--max-fail goes with --batch")
+    if args.listen or args.allow_remote:
+        raise UsageError("--listen and --allow-remote go with gui")
     if args.max_nodes < 1:
         raise UsageError("--max-nodes must be at least 1")
     if args.persist and not 1 <= args.persist_for <= TIME_MAX:
@@ -5148,8 +5150,9 @@ class ConsoleRun(Observer):
         return self.request.action.kind in ("change", "apply")
 
     def wave_started(self, wave: Wave) -> None:
-        self.progress.wave_started(wave)
-        self.pause_left = None
+        with self.lock:
+            self.progress.wave_started(wave)
+            self.pause_left = None
 
     def waiting(self, seconds_left: float) -> None:
         self.pause_left = seconds_left
@@ -5158,13 +5161,14 @@ class ConsoleRun(Observer):
         self.pause_left = None
 
     def node_done(self, result: NodeResult) -> None:
-        self.progress.node_done(result)
         entry = node_entry(self.request.action, result)
         with self.lock:
+            self.progress.node_done(result)
             self.finished.append(entry)
 
     def wave_ended(self, wave: Wave, results: Dict[str, NodeResult]) -> None:
-        self.progress.wave_ended(wave, results)
+        with self.lock:
+            self.progress.wave_ended(wave, results)
 
     def perform(self) -> None:
         """The run's thread: start(), then the log (and the site's outputs)."""
@@ -5194,7 +5198,7 @@ class ConsoleRun(Observer):
                 return self.state
             nodes = self.finished[since:]
             count = len(self.finished)
-        status = self.progress.status(self.pause_left)
+            status = self.progress.status(self.pause_left)
         return {"id": self.id, "done": False, "command": self.request.command,
                 "action": str(self.request.action), "total": len(self.request.nodes),
                 "progress": status[len(PROG) + 2:], "nodes": nodes,
@@ -5579,6 +5583,9 @@ def serve_console(args: argparse.Namespace, stdout, stderr) -> int:
     if args.targets:
         raise UsageError("gui takes no UNIT or NodeSet: they are typed in the browser")
     host, port = parse_listen(args.listen or CONSOLE_LISTEN)
+    if host in ("0.0.0.0", "::"):
+        raise UsageError("--listen %s: name one address (every request's Host header "
+                         "must name it)" % host)
     if not is_loopback(host) and not args.allow_remote:
         raise UsageError("--listen %s is not a loopback address: anyone who reaches it "
                          "with the token acts as %s; use ssh -L, or add --allow-remote "
@@ -6097,17 +6104,18 @@ var watch = function (id, view, then) {
   poll();
 };
 
-var running = null;
+var running = null;      // the Run tab's run, which its Stop button stops
 var launch = function (body, view, errorBox, confirmed) {
   body.confirmed = confirmed === true;
   errorBox.textContent = "";
   return api("POST", "/api/runs", body).then(function (r) {
-    var v = new View(view);
+    var v = new View(view), mine = view === $("runview");
     v.progress.textContent = r.command;
     v.pending(r.targets);
-    running = r.id;
-    $("stop").disabled = false;
-    watch(r.id, v, function () { running = null; $("stop").disabled = true; });
+    if (mine) { running = r.id; $("stop").disabled = false; }
+    watch(r.id, v, function () {
+      if (mine && running === r.id) { running = null; $("stop").disabled = true; }
+    });
   }, function (e) {
     if (e.reply && e.reply.confirm && !confirmed) {
       if (window.confirm(e.reply.confirm)) { return launch(body, view, errorBox, true); }

@@ -187,6 +187,8 @@ def test_posts_need_the_consoles_origin_and_csrf_token(console):
         {"Cookie": cookie, "Referer": "http://evil.example/", "X-Svcctl-CSRF": csrf},
         {"Cookie": cookie, "Origin": console.origin, "X-Svcctl-CSRF": csrf,
          "Sec-Fetch-Site": "cross-site"},
+        {"Cookie": cookie, "Origin": console.origin, "X-Svcctl-CSRF": csrf,
+         "Sec-Fetch-Site": "same-site"},             # another port of localhost
     ]
     for headers in refused:
         status, _, reply = console.request("POST", "/api/runs", body, headers, bearer=False)
@@ -362,6 +364,17 @@ def test_stop_interrupts_as_ctrl_c_and_leaves_nothing(console):
     assert leftovers(console) == []
 
 
+def test_many_reads_while_a_run_goes(console):
+    from concurrent.futures import ThreadPoolExecutor
+    run = console.launch(["start", "slow", "@all", "--batch", "4"])
+    paths = ["/api/runs/%s?since=%d" % (run["id"], i % 5) for i in range(40)] + \
+        ["/api/runs", "/", "/console.js"] * 5
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda p: console.request("GET", p)[0], paths))
+    assert statuses == [200] * len(paths)
+    assert console.wait(run["id"])[-1]["summary"] == {"changed": "node[1-8]"}
+
+
 def test_one_changing_run_at_a_time_queries_may_overlap(console):
     run = console.launch(["start", "sleepy", "node1"])
     status, _, reply = console.request("POST", "/api/runs", {"argv": [
@@ -416,8 +429,8 @@ def test_the_cluster_file_is_shown_and_runs(tmp_path):
 
 # --- the console's own life ------------------------------------------------------
 
-@pytest.mark.parametrize("listen", ["0.0.0.0:0", "10.1.2.3:8765", "nowhere:80",
-                                    "127.0.0.1:99999"])
+@pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "10.1.2.3:8765",
+                                    "nowhere:80", "127.0.0.1:99999", "127.0.0.1"])
 def test_listen_refuses_beyond_loopback_and_nonsense(tmp_path, listen):
     env = make_fake_cluster(str(tmp_path))
     proc = subprocess.run(SVCCTL + ["gui", "--listen", listen], env=env,

@@ -6,6 +6,7 @@
     svcctl [options] ping NODESET [NODESET...]
     svcctl [options] -c FILE ACTION|apply [SERVICE...]
     svcctl report LOGFILE [--run ID] [--html FILE]
+    svcctl gui [-c FILE] [--listen ADDR:PORT] [--log FILE]
 
 Runs one systemd action on every node of a ClusterShell NodeSet over SSH, one
 SSH connection per node, and prints one grouped answer in which every targeted
@@ -34,8 +35,8 @@ Exit codes (the most severe condition met wins, in this order):
 The file reads top to bottom: model (the outcome and action tables), input
 validation, remote command, execution (the only code that talks to the
 ClusterShell Task), results, plans (which nodes run which steps, wave after
-wave), rendering, result log, cluster file, command line, and the HTML page's
-template at the end.
+wave), rendering, result log, cluster file, command line, the web console, and
+the templates of the HTML pages and the console at the end.
 """
 
 from __future__ import annotations    # type hints cost nothing at start-up
@@ -3936,6 +3937,7 @@ examples:
   svcctl -c cluster.yaml status           a cluster file: states and drift
   svcctl -c apply                         /etc/svcctl/cluster.yaml, applied
   svcctl report run.log --html page.html  a logged run as an HTML page
+  svcctl gui --log run.log                a web console on 127.0.0.1:8765
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 query answered no, 4 unreachable or
 timed out, 129 hung up, 130 interrupted, 143 terminated.

@@ -5149,7 +5149,8 @@ class ConsoleRun(Observer):
 
     @property
     def changes(self) -> bool:
-        return self.request.action.kind in ("change", "apply")
+        """Does it change the nodes? (what --sudo would wrap: the table says)"""
+        return self.request.action.privileged
 
     def wave_started(self, wave: Wave) -> None:
         with self.lock:
@@ -5301,7 +5302,7 @@ class Console:
 
     def confirmation(self, request: Request) -> str:
         count = len(request.nodes)
-        if request.action.kind not in ("change", "apply") or count <= self.confirm_nodes:
+        if not request.action.privileged or count <= self.confirm_nodes:
             return ""
         return "%s on %d nodes (%s)?" % (" ".join([str(request.action)] + (
             [request.subject or ",".join(request.units)] if request.units or
@@ -5342,12 +5343,13 @@ class Console:
             return state
         raise ConsoleError(404, "no run %s" % printable(run_id)[:64])
 
-    def stop(self, run_id: str, signame: str = "SIGINT") -> dict:
+    def stop(self, run_id: str) -> dict:
+        """The Stop button: as Ctrl-C stops the CLI."""
         with self.lock:
             run = self.runs.get(run_id)
         if run is None:
             raise ConsoleError(404, "no run %s here" % printable(run_id)[:64])
-        run.signals.stop(signame)
+        run.signals.stop()
         return {"id": run_id, "stopping": run.state is None}
 
     def listing(self) -> dict:

@@ -200,9 +200,13 @@ def test_preview_is_the_dry_run_and_asks_for_big_changes(console):
                                        {"argv": ["stop", "demo", "node[1-20]"]})
     assert status == 409 and reply["confirm"].endswith("on 20 nodes (node[1-20])?")
     assert console.nothing_ran()
-    # queries, and small changes, do not ask
     assert console.request("POST", "/api/preview", {"argv": [
-        "is-active", "demo", "node[1-20]"]})[2]["confirm"] == ""
+        "daemon-reload", "node[1-20]"]})[2]["confirm"] == \
+        "daemon-reload on 20 nodes (node[1-20])?"
+    # queries, node checks and small changes do not ask
+    for argv in (["is-active", "demo", "node[1-20]"], ["ping", "node[1-20]"],
+                 ["stop", "demo", "node[1-10]"]):
+        assert console.request("POST", "/api/preview", {"argv": argv})[2]["confirm"] == ""
     run = console.launch(["stop", "demo", "node[1-20]"], confirmed=True)
     assert console.wait(run["id"])[-1]["counts"] == {"ok": 20}
 

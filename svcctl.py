@@ -5285,17 +5285,28 @@ class Console:
                             self.log)
         return prepare(argv)
 
+    # count and preview are questions: a refusal is their answer (200, with
+    # "error"), not a failed request (a browser logs those as errors, and a
+    # half-typed NodeSet is not one)
+
     def count(self, body: dict) -> dict:
         """The nodes a typed NodeSet names, by the CLI's rules."""
         text = body.get("nodes")
-        if not isinstance(text, str) or not text.strip() or len(text) > 65536:
-            raise UsageError("nodes: a NodeSet")
-        request = prepare(console_argv(["ping"] + text.split(), None, None))
+        try:
+            if not isinstance(text, str) or not text.strip() or len(text) > 65536:
+                raise UsageError("nodes: a NodeSet")
+            request = prepare(console_argv(["ping"] + text.split(), None, None))
+        except UsageError as exc:
+            return {"error": "%s: %s" % (PROG, exc)}
         return {"count": len(request.nodes), "nodes": str(request.nodes)[:2000]}
 
     def preview(self, body: dict) -> dict:
-        """What --dry-run -v prints: the plan in words and the remote commands."""
-        request = self.prepared(body)
+        """What --dry-run -v prints: the plan in words and the remote commands;
+        and the question Launch will ask first."""
+        try:
+            request = self.prepared(body)
+        except UsageError as exc:
+            return {"error": "%s: %s" % (PROG, exc)}
         shown = replace(request, display=replace(request.display, verbose=True))
         return {"command": request.command, "count": len(request.nodes),
                 "text": dry_run(shown), "confirm": self.confirmation(request)}
@@ -6006,7 +6017,7 @@ $("nodes").addEventListener("input", function () {
     var text = $("nodes").value.trim();
     if (!text) { $("count").textContent = ""; return; }
     api("POST", "/api/count", {nodes: text}).then(function (r) {
-      $("count").textContent = r.count + " node" + (r.count === 1 ? "" : "s");
+      $("count").textContent = r.error || (r.count + " node" + (r.count === 1 ? "" : "s"));
     }, function (e) { $("count").textContent = e.message; });
   }, 250);
 });
@@ -6109,9 +6120,18 @@ var watch = function (id, view, then) {
 };
 
 var running = null;      // the Run tab's run, which its Stop button stops
-var launch = function (body, view, errorBox, confirmed) {
-  body.confirmed = confirmed === true;
+// Launch asks the preview first: a refusal is shown, a big change confirmed,
+// before anything is posted to /api/runs.
+var launch = function (body, view, errorBox) {
   errorBox.textContent = "";
+  return api("POST", "/api/preview", body).then(function (p) {
+    if (p.error) { errorBox.textContent = p.error; return null; }
+    if (p.confirm && !window.confirm(p.confirm)) { errorBox.textContent = "not launched"; return null; }
+    body.confirmed = p.confirm !== "";
+    return start(body, view, errorBox);
+  }, function (e) { errorBox.textContent = e.message; });
+};
+var start = function (body, view, errorBox) {
   return api("POST", "/api/runs", body).then(function (r) {
     var v = new View(view), mine = view === $("runview");
     v.progress.textContent = r.command;
@@ -6120,18 +6140,12 @@ var launch = function (body, view, errorBox, confirmed) {
     watch(r.id, v, function () {
       if (mine && running === r.id) { running = null; $("stop").disabled = true; }
     });
-  }, function (e) {
-    if (e.reply && e.reply.confirm && !confirmed) {
-      if (window.confirm(e.reply.confirm)) { return launch(body, view, errorBox, true); }
-      errorBox.textContent = "not launched";
-      return null;
-    }
-    errorBox.textContent = e.message;
-  });
+  }, function (e) { errorBox.textContent = e.message; });
 };
 $("preview").addEventListener("click", function () {
   $("error").textContent = "";
   api("POST", "/api/preview", form()).then(function (r) {
+    if (r.error) { $("plan").classList.add("hid"); $("error").textContent = r.error; return; }
     $("plan").classList.remove("hid");
     $("plan").textContent = r.command + "\n" + r.text + (r.confirm ? "\nLaunch will ask: " + r.confirm : "");
   }, function (e) { $("plan").classList.add("hid"); $("error").textContent = e.message; });

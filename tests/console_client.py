@@ -146,10 +146,16 @@ def chromium():
 
 
 def wait_for(check, limit=20):
-    end = time.monotonic() + limit
+    """check()'s first true value; an exception counts as not yet (an element
+    the page has not drawn), and is said if nothing comes in time."""
+    end, error = time.monotonic() + limit, None
     while time.monotonic() < end:
-        value = check()
+        try:
+            value = check()
+        except Exception as exc:    # noqa: BLE001 -- selenium's, while the page draws
+            value, error = None, exc
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError("not seen in %d s" % limit)
+    raise AssertionError("not seen in %d s%s" % (limit, "; last: %r" % error
+                                                 if error else ""))

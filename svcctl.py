@@ -6,6 +6,7 @@
     svcctl [options] ping NODESET [NODESET...]
     svcctl [options] -c FILE ACTION|apply [SERVICE...]
     svcctl report LOGFILE [--run ID] [--html FILE]
+    svcctl gui [-c FILE] [--listen ADDR:PORT] [--log FILE]
 
 Runs one systemd action on every node of a ClusterShell NodeSet over SSH, one
 SSH connection per node, and prints one grouped answer in which every targeted
@@ -34,8 +35,8 @@ Exit codes (the most severe condition met wins, in this order):
 The file reads top to bottom: model (the outcome and action tables), input
 validation, remote command, execution (the only code that talks to the
 ClusterShell Task), results, plans (which nodes run which steps, wave after
-wave), rendering, result log, cluster file, command line, and the HTML page's
-template at the end.
+wave), rendering, result log, cluster file, command line, the web console, and
+the templates of the HTML pages and the console at the end.
 """
 
 from __future__ import annotations    # type hints cost nothing at start-up
@@ -57,6 +58,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -1521,11 +1523,12 @@ class Signals:
             self.raising = False
             raise Interrupted(self.caught)
 
-    def stop(self) -> None:
-        """Stop the run as Ctrl-C does, from any thread (the console's Stop
-        button): recorded here, acted on by the run's own thread within
-        0.25 s (the task's timer, the pause's loop)."""
-        self.caught = self.caught or "SIGINT"
+    def stop(self, signame: str = "SIGINT") -> None:
+        """Stop the run as Ctrl-C does (or as `signame` does: the console
+        stopped by SIGTERM), from any thread (the console's Stop button):
+        recorded here, acted on by the run's own thread within 0.25 s (the
+        task's timer, the pause's loop)."""
+        self.caught = self.caught or signame
 
     def pause(self, seconds: float, observer: "Observer") -> None:
         """Sleep between batches; a signal ends the pause."""
@@ -1640,6 +1643,12 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+# ClusterShell imports modules on first use (task.shell() its worker's): two
+# runs' threads doing it at once (the console) can meet a half-made module
+# ("partially initialized module 'ClusterShell.Worker.Ssh'"): one at a time.
+_FIRST_IMPORTS = threading.Lock()
+
+
 def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
             signals: Signals, node_done: Callable[[str, RawResult], None],
             caps: Sequence[Tuple[int, int]], observer: "Observer"
@@ -1649,22 +1658,25 @@ def execute(jobs: Sequence[Tuple[str, NodeSet]], settings: Settings,
     interrupted the run, if any."""
     # imported here, not at the top: --help, --dry-run, report and the
     # cluster file's checks start faster without them
-    from ClusterShell.Propagation import RouteResolvingError
-    from ClusterShell.Task import TimeoutError as TaskTimeoutError
-    from ClusterShell.Topology import TopologyError
+    with _FIRST_IMPORTS:
+        from ClusterShell.Propagation import RouteResolvingError
+        from ClusterShell.Task import TimeoutError as TaskTimeoutError
+        from ClusterShell.Topology import TopologyError
     raw = {node: RawResult() for _, nodes in jobs for node in nodes}
     if signals.caught:
         return raw, signals.caught
     cap_of = {node: cap for (_, nodes), cap in zip(jobs, caps) for node in nodes}
-    task = prepared_task(settings)
+    with _FIRST_IMPORTS:
+        task = prepared_task(settings)
     collector = _Collector(raw, cap_of, node_done, signals, observer)
     interrupted, unreached = "", ""
     try:
-        for command, nodes in jobs:
-            # a NodeSet, not its text: the names are not parsed (resolved) again
-            collector.workers.append(task.shell(
-                command, nodes=nodes, handler=collector, stderr=True,
-                timeout=settings.command_timeout or None))
+        with _FIRST_IMPORTS:
+            for command, nodes in jobs:
+                # a NodeSet, not its text: the names are not parsed (resolved) again
+                collector.workers.append(task.shell(
+                    command, nodes=nodes, handler=collector, stderr=True,
+                    timeout=settings.command_timeout or None))
         task.timer(0.2, collector, interval=0.2, autoclose=True)
         signals.raising = True
         task.run(timeout=run_bound(settings))
@@ -3080,15 +3092,20 @@ def page_data(payload: dict) -> str:
 
 def html_page(title: str, meta: str, body: str, data: dict, refresh: int = 0) -> str:
     """The frame of every page: CSP by hash, the style, the data, the script."""
-    style = HTML_STYLE + "".join(
-        ".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
-            OUTCOME_INDEX[o.name], o.html, o.ink, OUTCOME_INDEX[o.name], o.symbol)
-        for o in OUTCOME_TABLE)
+    style = page_style()
     return HTML_PAGE % {
         "csp": content_policy(style, HTML_SCRIPT), "title": escape(title),
         "refresh": '<meta http-equiv="refresh" content="%d">' % refresh if refresh else "",
         "meta": meta, "style": style, "body": body, "data": page_data(data),
         "script": HTML_SCRIPT}
+
+
+def page_style() -> str:
+    """The pages' style sheet, with a colour and a symbol per outcome."""
+    return HTML_STYLE + "".join(
+        ".o%d{background:%s;color:%s}.o%d::after{content:'%s'}\n" % (
+            OUTCOME_INDEX[o.name], o.html, o.ink, OUTCOME_INDEX[o.name], o.symbol)
+        for o in OUTCOME_TABLE)
 
 
 def escape(text: str) -> str:
@@ -3161,9 +3178,10 @@ def render_summary(report: Report) -> str:
             "<th>NodeSet (click a row: its nodes stand out)</th></tr>%s</table>" % rows)
 
 
-def render_node_check(report: Report) -> str:
+def node_check_lists(report: Report) -> List[Tuple[str, Dict[str, NodeSet]]]:
     """ping, as the project's first GUI drew it: nodes that answer, nodes that
-    do not (with ssh's reason), and errors (systemd degraded...)."""
+    do not (by ssh's reason), and errors (systemd degraded...), each list a
+    NodeSet per reason."""
     answering, silent, errors = [], [], []
     for result in report.nodes:
         outcome = OUTCOMES[result.outcome]
@@ -3174,10 +3192,14 @@ def render_node_check(report: Report) -> str:
         else:
             text = result.units[0].answer or result.units[0].message or outcome.label
             errors.append((text.split("\n")[0], result.node))
-    lists = [("Answering", fold_by(answering)), ("Not answering", fold_by(silent)),
-             ("Errors", fold_by(errors))]
+    return [("Answering", fold_by(answering)), ("Not answering", fold_by(silent)),
+            ("Errors", fold_by(errors))]
+
+
+def render_node_check(report: Report) -> str:
+    """The node check's three lists, as the page shows them."""
     out = ['<div class="check">']
-    for title, by_reason in lists:
+    for title, by_reason in node_check_lists(report):
         count = sum(len(nodes) for nodes in by_reason.values())
         out.append("<div><h3>%s (%d)</h3>%s</div>" % (title, count, "".join(
             "<p><code>%s</code> (%d)%s</p>" % (
@@ -3321,6 +3343,15 @@ def short_nodes(nodes: NodeSet, width: int = 20) -> str:
 def render_cluster_page(cluster: "ClusterFile") -> str:
     """The cluster file itself, read-only: services, where they run, what they
     should be, what they depend on, and the graph."""
+    return html_page("svcctl cluster file %s: %d services" % (cluster.path,
+                                                               len(cluster.services)),
+                     "<code>%s</code>, read %s" % (escape(cluster.path),
+                                                   iso_time(time.time())),
+                     render_cluster_body(cluster),
+                     {"details": [], "groups": {}, "outcomes": list(OUTCOMES)})
+
+
+def render_cluster_body(cluster: "ClusterFile") -> str:
     rows = "".join(
         "<tr><td>%s</td><td><code>%s</code></td><td><code>%s</code> (%d)</td><td>%s</td>"
         "<td>%s</td><td>%s</td></tr>" % (
@@ -3331,16 +3362,11 @@ def render_cluster_page(cluster: "ClusterFile") -> str:
     groups = "".join("<tr><td>@%s</td><td><code>%s</code> (%d)</td></tr>" % (
         escape(name), escape(str(nodes)), len(nodes))
         for name, nodes in cluster.groups.items())
-    body = ("<h2>Services</h2><p>In dependency order: start runs them top to bottom, "
+    return ("<h2>Services</h2><p>In dependency order: start runs them top to bottom, "
             "stop bottom to top.</p><table><tr><th>service</th><th>unit</th><th>nodes"
             "</th><th>declared</th><th>requires</th><th>after</th></tr>%s</table>%s%s"
             % (rows, render_graph(cluster), "<h2>Groups</h2><table>%s</table>" % groups
                if groups else ""))
-    return html_page("svcctl cluster file %s: %d services" % (cluster.path,
-                                                               len(cluster.services)),
-                     "<code>%s</code>, read %s" % (escape(cluster.path),
-                                                   iso_time(time.time())), body,
-                     {"details": [], "groups": {}, "outcomes": list(OUTCOMES)})
 
 
 @dataclass
@@ -4359,11 +4385,13 @@ examples:
   svcctl -c cluster.yaml status           a cluster file: states and drift
   svcctl -c apply                         /etc/svcctl/cluster.yaml, applied
   svcctl report run.log --html page.html  a logged run as an HTML page
+  svcctl gui --log run.log                a web console on 127.0.0.1:8765
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 query answered no, 4 unreachable or
 timed out, 129 hung up, 130 interrupted, 143 terminated.
 """
 DEFAULT_CLUSTER_FILE = "/etc/svcctl/cluster.yaml"
+COMMAND_WORDS = ["report", "gui"]      # in the ACTION's place, but not runs
 
 
 class _Parser(argparse.ArgumentParser):
@@ -4402,7 +4430,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", metavar="ACTION", nargs="?",
                         help="; ".join("%s: %s" % (a.name, a.help) for a in ACTION_TABLE)
-                        + "; report LOGFILE: show a logged run again")
+                        + "; report LOGFILE: show a logged run again; gui: a web "
+                        "console on this machine (--listen)")
     parser.add_argument("targets", metavar="UNIT[,UNIT...] NODESET", nargs="*",
                         help="units (not for daemon-reload, ping, list-units), then "
                         "NodeSets (unless given by -w, -g, -a, --hostfile); with -c: "
@@ -4412,6 +4441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _action_options(parser.add_argument_group("the action"))
     _output_options(parser.add_argument_group("output"))
     _file_options(parser.add_argument_group("cluster file"))
+    _console_options(parser.add_argument_group("web console (svcctl gui)"))
     _habit_options(parser.add_argument_group(
         "systemctl's options: each does what a systemctl user means, or stops"))
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
@@ -4548,6 +4578,14 @@ def _file_options(group) -> None:
         help="with -c: validate the file, contact nothing")
 
 
+def _console_options(group) -> None:
+    add = group.add_argument
+    add("--listen", metavar="ADDR:PORT", help="with gui: where to listen (default "
+        "127.0.0.1:8765; port 0: any free port)")
+    add("--allow-remote", action="store_true", help="with gui: accept a --listen address "
+        "that is not loopback (plain HTTP: put TLS and a login in front)")
+
+
 def _habit_options(group) -> None:
     add = group.add_argument
     add("--no-pager", action="store_true", help="accepted: svcctl never pages")
@@ -4586,6 +4624,12 @@ def _count_text(text: str) -> str:
     return text
 
 
+def _node_count(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError("a number of nodes, not %s" % printable(text))
+    return int(text)
+
+
 def _path_text(text: str) -> str:
     if not text or "\x00" in text:
         raise ValueError("a file path")
@@ -4620,10 +4664,11 @@ SITE_KEYS: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "syslog": ("syslog", _yes_no),
     "color": ("color", _choice("auto", "always", "never")),
     "cluster_file": ("cluster_file", _path_text),
+    "confirm_nodes": ("confirm_nodes", _node_count),    # the console asks above it
 }
 BUILT_IN = {"settle": 0.0, "batch_wait": 0.0, "max_nodes": MAX_NODES, "persist_for": 600,
             "color": "auto", "sudo": False, "persist": False, "syslog": False,
-            "cluster_file": DEFAULT_CLUSTER_FILE}
+            "cluster_file": DEFAULT_CLUSTER_FILE, "confirm_nodes": 10}
 
 
 def site_config_paths() -> List[str]:
@@ -4734,7 +4779,7 @@ def action_before(words: Sequence[str], parser: argparse.ArgumentParser) -> bool
         args, _ = parser.parse_known_intermixed_args(list(words))
     except UsageError:
         return False
-    return args.action is not None or args.config in list(ACTIONS) + ["report"]
+    return args.action is not None or args.config in list(ACTIONS) + COMMAND_WORDS
 
 
 def prepared_words(argv: Sequence[str]) -> List[str]:
@@ -4763,14 +4808,14 @@ def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
     check_habits(argv, parser)
     args = parser.parse_intermixed_args(argv)
     # `-c status`: -c took the ACTION for its FILE; it means the default file
-    if args.config and args.config in list(ACTIONS) + ["report"] \
+    if args.config and args.config in list(ACTIONS) + COMMAND_WORDS \
             and not os.path.exists(args.config):
         if args.action is not None:
             args.targets.insert(0, args.action)
         args.action, args.config = args.config, ""
-    if args.action is not None and args.action not in ACTIONS and args.action != "report":
-        raise UsageError("unknown ACTION %s (one of: %s, report)" % (
-            printable(args.action), ", ".join(ACTIONS)))
+    if args.action is not None and args.action not in list(ACTIONS) + COMMAND_WORDS:
+        raise UsageError("unknown ACTION %s (one of: %s)" % (
+            printable(args.action), ", ".join(list(ACTIONS) + COMMAND_WORDS)))
     apply_site_defaults(args)
     if args.config == "":
         args.config = args.cluster_file
@@ -5141,6 +5186,8 @@ def check_combinations(args: argparse.Namespace, action: Action) -> None:
                          "is not supported: status -v shows systemctl's own text")
     if args.max_fail is not None and args.batch is None:
         raise UsageError("--max-fail goes with --batch")
+    if args.listen or args.allow_remote:
+        raise UsageError("--listen and --allow-remote go with gui")
     if args.max_nodes < 1:
         raise UsageError("--max-nodes must be at least 1")
     if args.persist and not 1 <= args.persist_for <= TIME_MAX:
@@ -5257,9 +5304,9 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
                  stdin=None, stderr=None) -> Request:
     """Validate every value of the command line; contact nothing (`@last`
     reads the log, and says on `stderr` which run it read)."""
-    if args.check_config or args.action == "report":
+    if args.check_config or args.action in COMMAND_WORDS:
         raise UsageError("%s is not a run" % ("--check-config" if args.check_config
-                                              else "report"))
+                                              else args.action))
     if not args.action:
         raise UsageError("ACTION is required")
     action = ACTIONS[args.action]
@@ -5513,6 +5560,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
             return code
         if args.action == "report":
             return show_logged_run(args, stdout, stderr)
+        if args.action == "gui":
+            return serve_console(args, stdout, stderr)
         request = make_request(args, argv, stdout, stdin, stderr)
         if request.dry_run and request.action.kind == "apply":
             text, code = dry_apply(request, new_progress(request, stderr))
@@ -5553,6 +5602,626 @@ def console_main() -> None:
         os.dup2(devnull, sys.stdout.fileno())
         code = EXIT_FAILED
     sys.exit(code)
+
+
+# =============================================================================
+# Web console: `svcctl gui`, the same runs launched and watched from a browser
+# =============================================================================
+
+# The console turns a form into the words a user would type and hands them to
+# prepare() and start(): one judge, one renderer, one NodeSet parser. What it
+# adds is the HTTP side, and the protections of a local root-power web app
+# (Jupyter's token, Cockpit's cookie and origin checks): a token printed once,
+# a session cookie, the Host header (DNS rebinding), the Origin and a CSRF
+# token on every POST, a strict CSP, bounded requests.
+
+CONSOLE_LISTEN = "127.0.0.1:8765"
+CONSOLE_BODY_MAX = 64 * 1024        # bytes of a request's JSON body
+CONSOLE_WORDS_MAX = 200             # words of a command line sent to it
+CONSOLE_SESSIONS_MAX = 64           # browsers that opened the URL; the oldest go
+CONSOLE_RUNS_KEPT = 50              # finished runs kept in memory (the log keeps all)
+CONSOLE_RUNNING_MAX = 4             # runs at a time, of which one changing run
+CONSOLE_HISTORY_MAX = 200           # logged runs listed
+
+# What a browser may not ask for: options that write files, or change how
+# svcctl connects or reads its configuration. The console's own settings come
+# from its command line. (option, its dest in the parser's namespace)
+CONSOLE_REFUSED = (
+    ("--log", "log"), ("--html", "html"), ("--syslog", "syslog"),
+    ("--persist", "persist"), ("--persist-for", "persist_for"), ("-O", "overrides"),
+    ("-o", "ssh_options"), ("--hostfile", "hostfiles"), ("-c", "config"),
+    ("-l", "user"), ("--max-nodes", "max_nodes"), ("--dry-run", "dry_run"),
+    ("--check-config", "check_config"), ("--listen", "listen"),
+    ("--allow-remote", "allow_remote"))
+
+
+class ConsoleError(Exception):
+    """A request the console refuses: the HTTP status and one line."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+def parse_listen(text: str) -> Tuple[str, int]:
+    """`ADDR:PORT` (`[::1]:PORT` for IPv6; `localhost` is 127.0.0.1): an
+    address, not a host name, so that where it listens is what it says."""
+    import ipaddress
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    host = "127.0.0.1" if host == "localhost" else host
+    try:
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:
+        raise UsageError("--listen takes ADDR:PORT (127.0.0.1:8765, [::1]:0), not %s"
+                         % printable(text))
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+    return ipaddress.ip_address(host).is_loopback
+
+
+def console_argv(argv, cluster: Optional[str], log: Optional[str]) -> List[str]:
+    """The words a browser sent -> the command line prepare() reads, with the
+    console's own cluster file and log. Options that only the console's
+    command line may set are refused, read by the real parser (abbreviations,
+    joined values and option clusters included)."""
+    if not isinstance(argv, list) or not all(isinstance(w, str) for w in argv) \
+            or not 0 < len(argv) <= CONSOLE_WORDS_MAX or \
+            any(len(w) > 4096 or "\x00" in w for w in argv):
+        raise UsageError("argv: a list of 1 to %d words" % CONSOLE_WORDS_MAX)
+    args = build_parser().parse_intermixed_args(prepared_words(argv))
+    for option, dest in CONSOLE_REFUSED:
+        if getattr(args, dest, None) not in (None, False, []):
+            raise UsageError("%s is not taken from the console: its settings come from "
+                             "`svcctl gui`'s command line" % option)
+    return (["-c", cluster] if cluster else []) + list(argv) + \
+        (["--log", log] if log else [])
+
+
+def node_entry(action: Action, result: NodeResult) -> dict:
+    """A node as the console shows it: its --json fields and its text."""
+    return dict(node_dict(result), lines=node_lines(action, result, True))
+
+
+def finished_state(report: Report, display: Display) -> dict:
+    """A finished run for the console: the --json document, each node with
+    its text, the grouped text, and a node check's three lists."""
+    action = ACTIONS[report.action]
+    state = document(report, with_nodes=False)
+    state.update(done=True, progress=summary_line(report), text=render_text(
+        report, replace(display, color=False, json=False, quiet=0)),
+        nodes=[node_entry(action, result) for result in report.nodes],
+        check=[[title, [[str(nodes), len(nodes), reason]
+                        for reason, nodes in lists.items()]]
+               for title, lists in node_check_lists(report)]
+        if action.no_when_failed else None)
+    state["next"] = len(state["nodes"])
+    return state
+
+
+class ConsoleRun(Observer):
+    """One run launched from the console: told by the engine of each node as
+    it finishes (the page polls for them), of the waves and pauses (the
+    terminal's Progress words them), then of the end."""
+
+    def __init__(self, request: Request):
+        self.id = os.urandom(6).hex()
+        self.request = request
+        self.signals = Signals()
+        self.progress = Progress(len(request.nodes), None, False, False,
+                                 request.batch_wait)
+        self.lock = threading.Lock()
+        self.finished: List[dict] = []
+        self.pause_left: Optional[float] = None
+        self.state: Optional[dict] = None    # once done
+        self.thread: Optional[threading.Thread] = None
+        self.started = time.time()
+
+    @property
+    def changes(self) -> bool:
+        """Does it change the nodes? (what --sudo would wrap: the table says)"""
+        return self.request.action.privileged
+
+    def wave_started(self, wave: Wave) -> None:
+        with self.lock:
+            self.progress.wave_started(wave)
+            self.pause_left = None
+
+    def waiting(self, seconds_left: float) -> None:
+        self.pause_left = seconds_left
+
+    def tick(self) -> None:
+        self.pause_left = None
+
+    def node_done(self, result: NodeResult) -> None:
+        entry = node_entry(self.request.action, result)
+        with self.lock:
+            self.progress.node_done(result)
+            self.finished.append(entry)
+
+    def wave_ended(self, wave: Wave, results: Dict[str, NodeResult]) -> None:
+        with self.lock:
+            self.progress.wave_ended(wave, results)
+
+    def perform(self) -> None:
+        """The run's thread: start(), then the log (and the site's outputs)."""
+        from ClusterShell.Task import task_terminate
+        import io
+        try:
+            report = start(self.request, self, self.signals)
+            said = io.StringIO()
+            publish_files(run_outputs(self.request, report), said)
+            state = finished_state(report, self.request.display)
+            state["notes"] = state["notes"] + [   # a log that could not be written
+                line[len(PROG) + 2:] for line in said.getvalue().splitlines()]
+        except Exception as exc:    # noqa: BLE001 -- said on the page, not lost
+            state = {"done": True, "error": printable(str(exc))[:500], "nodes": [],
+                     "next": 0, "text": "", "progress": "not run"}
+        finally:
+            task_terminate()        # this thread's ClusterShell task
+        state.update(id=self.id, command=self.request.command)
+        with self.lock:
+            self.state = state
+
+    def view(self, since: int = 0) -> dict:
+        """As far as it has come: the nodes finished since `since` (in the
+        order they finished), the progress; once done, the whole run."""
+        with self.lock:
+            if self.state is not None:
+                return self.state
+            nodes = self.finished[since:]
+            count = len(self.finished)
+            status = self.progress.status(self.pause_left)
+        return {"id": self.id, "done": False, "command": self.request.command,
+                "action": str(self.request.action), "total": len(self.request.nodes),
+                "progress": status[len(PROG) + 2:], "nodes": nodes,
+                "next": since + len(nodes) if since <= count else count}
+
+    def summary(self) -> dict:
+        state = self.state or {}
+        return {"id": self.id, "run_id": state.get("run_id"), "time": iso_time(self.started),
+                "title": self.request.command, "user": self.request.user,
+                "state": "running" if self.state is None else
+                "exit %s" % state.get("exit_code", "-")}
+
+
+class Console:
+    """The console's state: its token and sessions, its runs; every method is
+    called from the HTTP server's threads."""
+
+    def __init__(self, host: str, port: int, cluster: Optional[ClusterFile],
+                 log: Optional[str], confirm_nodes: int):
+        import secrets
+        self.token = secrets.token_urlsafe(32)
+        self.host, self.port = host, port
+        self.cluster, self.log, self.confirm_nodes = cluster, log, confirm_nodes
+        self.sessions: Dict[str, str] = {}      # session cookie -> its CSRF token
+        self.runs: Dict[str, ConsoleRun] = {}
+        self.lock = threading.Lock()
+
+    # --- who may ask ---------------------------------------------------------
+
+    def hosts(self) -> List[str]:
+        """What the Host header may say: the listening address, or localhost
+        when it is loopback (a DNS name pointing here is refused: rebinding)."""
+        names = ["[%s]" % self.host if ":" in self.host else self.host]
+        if is_loopback(self.host):
+            names += ["localhost", "127.0.0.1", "[::1]"]
+        return ["%s:%d" % (name, self.port) for name in names]
+
+    def cookie_name(self) -> str:
+        return "svcctl_%d" % self.port      # cookies are shared between ports
+
+    def new_session(self) -> Tuple[str, str]:
+        import secrets
+        session, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self.lock:
+            while len(self.sessions) >= CONSOLE_SESSIONS_MAX:
+                self.sessions.pop(next(iter(self.sessions)))
+            self.sessions[session] = csrf
+        return session, csrf
+
+    def session_of(self, cookie: str) -> Optional[str]:
+        """The session a cookie names, compared in constant time."""
+        import hmac
+        found = None
+        with self.lock:
+            for session in self.sessions:
+                if hmac.compare_digest(session.encode(), cookie.encode()):
+                    found = session
+        return found
+
+    def is_token(self, text: str) -> bool:
+        import hmac
+        return hmac.compare_digest(self.token.encode(), text.encode())
+
+    def csrf_of(self, session: Optional[str]) -> str:
+        with self.lock:
+            return self.sessions.get(session or "", "")
+
+    def csrf_ok(self, session: Optional[str], text: str) -> bool:
+        import hmac
+        expected = self.csrf_of(session)
+        return bool(expected) and hmac.compare_digest(expected.encode(), text.encode())
+
+    # --- what they may ask ---------------------------------------------------
+
+    def prepared(self, body: dict) -> Request:
+        """A request's JSON -> a validated run, as the CLI makes it."""
+        use_file = bool(body.get("cluster"))
+        if use_file and not self.cluster:
+            raise UsageError("no cluster file: start the console with -c FILE")
+        argv = console_argv(body.get("argv"), self.cluster.path if use_file else None,
+                            self.log)
+        return prepare(argv)
+
+    # count and preview are questions: a refusal is their answer (200, with
+    # "error"), not a failed request (a browser logs those as errors, and a
+    # half-typed NodeSet is not one)
+
+    def count(self, body: dict) -> dict:
+        """The nodes a typed NodeSet names, by the CLI's rules."""
+        text = body.get("nodes")
+        try:
+            if not isinstance(text, str) or not text.strip() or len(text) > 65536:
+                raise UsageError("nodes: a NodeSet")
+            request = prepare(console_argv(["ping"] + text.split(), None, None))
+        except UsageError as exc:
+            return {"error": "%s: %s" % (PROG, exc)}
+        return {"count": len(request.nodes), "nodes": str(request.nodes)[:2000]}
+
+    def preview(self, body: dict) -> dict:
+        """What --dry-run -v prints: the plan in words and the remote commands;
+        and the question Launch will ask first."""
+        try:
+            request = self.prepared(body)
+        except UsageError as exc:
+            return {"error": "%s: %s" % (PROG, exc)}
+        shown = replace(request, display=replace(request.display, verbose=True))
+        return {"command": request.command, "count": len(request.nodes),
+                "text": dry_run(shown), "confirm": self.confirmation(request)}
+
+    def confirmation(self, request: Request) -> str:
+        count = len(request.nodes)
+        if not request.action.privileged or count <= self.confirm_nodes:
+            return ""
+        return "%s on %d nodes (%s)?" % (" ".join([str(request.action)] + (
+            [request.subject or ",".join(request.units)] if request.units or
+            request.subject else [])), count, short_nodes(request.nodes, 60))
+
+    def launch(self, body: dict) -> dict:
+        request = self.prepared(body)
+        question = self.confirmation(request)
+        if question and body.get("confirmed") is not True:
+            raise ConsoleError(409, "confirm: " + question, confirm=question)
+        run = ConsoleRun(request)
+        with self.lock:
+            running = [r for r in self.runs.values() if r.state is None]
+            busy = [r for r in running if r.changes] if run.changes else []
+            if busy or len(running) >= CONSOLE_RUNNING_MAX:
+                raise ConsoleError(409, "another run is going: %s (one changing run at "
+                                   "a time)" % (busy or running)[0].request.command)
+            self.runs[run.id] = run
+            done = [key for key, r in self.runs.items() if r.state is not None]
+            for key in done[:max(0, len(done) - CONSOLE_RUNS_KEPT)]:
+                del self.runs[key]
+            run.thread = threading.Thread(target=run.perform, name="svcctl-run-" + run.id)
+            run.thread.start()
+        return {"id": run.id, "command": request.command, "targets": list(request.nodes)}
+
+    def view(self, run_id: str, since: int) -> dict:
+        with self.lock:
+            run = self.runs.get(run_id)
+        if run is not None:
+            return run.view(since)
+        if self.log and _RUN_ID_RE.fullmatch(run_id):
+            try:
+                report, _ = report_from_log(self.log, run_id)
+            except UsageError as exc:
+                raise ConsoleError(404, str(exc))
+            state = finished_state(report, Display())
+            state.update(id=run_id, logged=True)
+            return state
+        raise ConsoleError(404, "no run %s" % printable(run_id)[:64])
+
+    def stop(self, run_id: str) -> dict:
+        """The Stop button: as Ctrl-C stops the CLI."""
+        with self.lock:
+            run = self.runs.get(run_id)
+        if run is None:
+            raise ConsoleError(404, "no run %s here" % printable(run_id)[:64])
+        run.signals.stop()
+        return {"id": run_id, "stopping": run.state is None}
+
+    def listing(self) -> dict:
+        """This session's runs, newest first, then the log's."""
+        with self.lock:
+            runs = [run.summary() for run in reversed(list(self.runs.values()))]
+        ids = {run["run_id"] for run in runs}
+        logged: List[dict] = []
+        if self.log and os.path.exists(self.log):
+            history, _ = read_history(self.log)
+            logged = [{"id": r["id"], "time": iso_time(r["time"]), "title": r["title"],
+                       "user": r["user"], "state": "logged"}
+                      for r in reversed(history.runs[-CONSOLE_HISTORY_MAX:])
+                      if r["id"] not in ids]
+        return {"runs": runs, "logged": logged, "log": self.log}
+
+    def stop_all(self, signame: str) -> List[ConsoleRun]:
+        """Stop every run as `signame` does; wait until each is reported and
+        logged. Returns the runs that were still going."""
+        with self.lock:
+            going = [run for run in self.runs.values() if run.state is None]
+        for run in going:
+            run.signals.stop(signame)
+        for run in going:
+            if run.thread:
+                run.thread.join()
+        return going
+
+    def page(self, csrf: str) -> str:
+        cluster = self.cluster
+        data = {"csrf": csrf, "outcomes": list(OUTCOMES), "confirm": self.confirm_nodes,
+                "log": self.log, "cluster": cluster.path if cluster else None,
+                "services": [s.name for s in cluster.services] if cluster else [],
+                "actions": [[a.name, a.kind, a.help] for a in ACTION_TABLE
+                            if cluster or not a.file_only]}
+        return CONSOLE_PAGE % {
+            "data": page_data(data), "version": escape(__version__),
+            "log": escape(self.log) if self.log else
+            "none: runs are kept only while the console runs (start it with --log FILE)",
+            "cluster": render_cluster_body(cluster) if cluster else
+            "<p>No cluster file: start the console with <code>-c FILE</code>.</p>"}
+
+
+class ConsoleHandler:
+    """Every request: the Host, then the session or the token, then the
+    route; a POST also its Origin, CSRF token, type and size. (A mixin,
+    joined to http.server's handler when the console starts: that module
+    costs 60 ms of every other command's start-up.)"""
+
+    server_version = PROG
+    sys_version = ""
+    timeout = 30                # a client that stalls loses its thread
+
+    ROUTES = {("GET", "/"): "page", ("GET", "/console.js"): "script",
+              ("GET", "/console.css"): "style", ("GET", "/api/runs"): "listing",
+              ("POST", "/api/runs"): "launch", ("POST", "/api/count"): "count",
+              ("POST", "/api/preview"): "preview"}
+    _RUN_PATH_RE = Regex(r"/api/runs/([A-Za-z0-9_-]{1,64})(/stop)?")
+
+    def log_message(self, format, *args) -> None:
+        """Quiet: the console's terminal shows its URL, not every request."""
+
+    def do_GET(self) -> None:
+        self.serve("GET")
+
+    def do_POST(self) -> None:
+        self.serve("POST")
+
+    def refuse_method(self) -> None:
+        self.reply(405, {"error": "method not allowed"})
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = refuse_method
+
+    def serve(self, method: str) -> None:
+        from urllib.parse import parse_qs, urlsplit
+        console: Console = self.server.console
+        try:
+            host = self.headers.get("Host", "")
+            if host.lower() not in console.hosts():
+                raise ConsoleError(403, "wrong Host header (only %s)" % ", ".join(
+                    console.hosts()))
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            if method == "GET" and url.path == "/" and "token" in query:
+                return self.open_session(console, query["token"][0])
+            session, bearer = self.authenticated(console)
+            name, run_id, allowed = self.route(method, url.path)
+            if method == "POST":
+                body = self.checked_body(console, host, session, bearer)
+            if name == "page":
+                return self.reply(200, console.page(console.csrf_of(session)),
+                                  "text/html; charset=utf-8")
+            if name in ("script", "style"):
+                return self.reply(200, CONSOLE_SCRIPT if name == "script" else
+                                  page_style() + CONSOLE_STYLE,
+                                  "text/javascript" if name == "script" else "text/css")
+            if name == "view":
+                since = query.get("since", ["0"])[0]
+                return self.reply(200, console.view(run_id, int(since) if since.isdigit()
+                                                    else 0))
+            if name == "stop":
+                return self.reply(200, console.stop(run_id))
+            if name == "listing":
+                return self.reply(200, console.listing())
+            return self.reply(200, getattr(console, name)(body))
+        except ConsoleError as exc:
+            self.reply(exc.status, dict(exc.extra, error=str(exc)))
+        except UsageError as exc:   # the CLI's one-line refusal, as it says it
+            self.reply(400, {"error": "%s: %s" % (PROG, exc)})
+        except Exception as exc:    # noqa: BLE001 -- a bug: said, the console goes on
+            self.reply(500, {"error": "internal error: %s" % printable(repr(exc))[:300]})
+
+    def route(self, method: str, path: str) -> Tuple[str, str, str]:
+        """(handler, run id, ""), or 404 / 405 naming the allowed method."""
+        name = self.ROUTES.get((method, path))
+        if name:
+            return name, "", ""
+        match = self._RUN_PATH_RE.fullmatch(path)
+        other = "POST" if method == "GET" else "GET"
+        if match:
+            wanted = "POST" if match.group(2) else "GET"
+            if method == wanted:
+                return ("stop" if match.group(2) else "view"), match.group(1), ""
+            raise ConsoleError(405, "%s only" % wanted, allow=wanted)
+        if (other, path) in self.ROUTES:
+            raise ConsoleError(405, "%s only" % other, allow=other)
+        raise ConsoleError(404, "no such page")
+
+    def open_session(self, console: Console, token: str) -> None:
+        """The printed URL, once per browser: a session cookie (HttpOnly,
+        SameSite=Strict), then the same page without the token in the URL
+        (nor in the history, nor in a Referer)."""
+        if not console.is_token(token):
+            raise ConsoleError(403, "wrong token")
+        session, _ = console.new_session()
+        self.reply(303, {"to": "/"}, headers=[
+            ("Location", "/"), ("Set-Cookie", "%s=%s; HttpOnly; SameSite=Strict; Path=/"
+                                % (console.cookie_name(), session))])
+
+    def authenticated(self, console: Console) -> Tuple[Optional[str], bool]:
+        """(session, False) from the cookie, or (None, True) from an
+        `Authorization: Bearer TOKEN` header (scripts); else 403."""
+        from http.cookies import CookieError, SimpleCookie
+        cookies = SimpleCookie()
+        try:
+            cookies.load(self.headers.get("Cookie", ""))
+        except CookieError:
+            pass
+        morsel = cookies.get(console.cookie_name())
+        session = console.session_of(morsel.value) if morsel else None
+        if session:
+            return session, False
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token and console.is_token(token.strip()):
+            return None, True
+        raise ConsoleError(403, "token required: open the URL `svcctl gui` printed")
+
+    def checked_body(self, console: Console, host: str, session: Optional[str],
+                     bearer: bool) -> dict:
+        """A POST changes things: it must come from the console's own page
+        (Origin, else Referer; and the page's CSRF token) or from a script
+        with the token, be JSON (no form can send it), and be small."""
+        from urllib.parse import urlsplit
+        origin = self.headers.get("Origin")
+        if origin is None and self.headers.get("Referer"):
+            parts = urlsplit(self.headers["Referer"])
+            origin = "%s://%s" % (parts.scheme, parts.netloc)
+        if origin is not None and origin != "http://" + host:
+            raise ConsoleError(403, "cross-origin request refused")
+        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            raise ConsoleError(403, "cross-site request refused")
+        if not bearer and (origin is None or not console.csrf_ok(
+                session, self.headers.get("X-Svcctl-CSRF", ""))):
+            raise ConsoleError(403, "missing or wrong CSRF token or Origin")
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise ConsoleError(415, "JSON only (Content-Type: application/json)")
+        if "Transfer-Encoding" in self.headers:
+            raise ConsoleError(411, "a Content-Length is required")
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            raise ConsoleError(411, "a Content-Length is required")
+        if int(length) > CONSOLE_BODY_MAX:
+            raise ConsoleError(413, "request body over %d bytes" % CONSOLE_BODY_MAX)
+        try:
+            body = json.loads(self.rfile.read(int(length)) or b"{}")
+        except (ValueError, RecursionError):
+            raise ConsoleError(400, "the body is not JSON")
+        if not isinstance(body, dict):
+            raise ConsoleError(400, "the body is not a JSON object")
+        return body
+
+    def reply(self, status: int, payload, kind: str = "application/json",
+              headers: Sequence[Tuple[str, str]] = ()) -> None:
+        data = (payload if isinstance(payload, str) else page_data(payload)).encode()
+        self.send_response(status)
+        for key, value in [("Content-Type", kind), ("Content-Length", str(len(data)))] \
+                + CONSOLE_HEADERS + list(headers):
+            self.send_header(key, value)
+        if status == 405:
+            self.send_header("Allow", payload.get("allow", "GET, POST"))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+# Sent with every answer: nothing but the console's own script, style and
+# requests; never framed, sniffed, cached, or named in a Referer.
+CONSOLE_HEADERS = [
+    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "
+     "connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
+     "frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin")]
+
+
+def console_server(address: Tuple[str, int]):
+    """http.server's threading server with the console's handler; each
+    request in a daemon thread (a stalled browser never holds the exit)."""
+    import socket
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    handler = type("ConsoleRequestHandler", (ConsoleHandler, BaseHTTPRequestHandler), {})
+    server_class = type("ConsoleServer", (ThreadingHTTPServer,), {
+        "daemon_threads": True, "request_queue_size": 32,
+        "address_family": socket.AF_INET6 if ":" in address[0] else socket.AF_INET})
+    return server_class(address, handler)
+
+
+def serve_console(args: argparse.Namespace, stdout, stderr) -> int:
+    """svcctl gui: print the URL (with its token), serve until SIGINT,
+    SIGTERM or SIGHUP; a run still going is stopped as that signal stops the
+    CLI, reported and logged before the console exits."""
+    if args.targets:
+        raise UsageError("gui takes no UNIT or NodeSet: they are typed in the browser")
+    host, port = parse_listen(args.listen or CONSOLE_LISTEN)
+    if host in ("0.0.0.0", "::"):
+        raise UsageError("--listen %s: name one address (every request's Host header "
+                         "must name it)" % host)
+    if not is_loopback(host) and not args.allow_remote:
+        raise UsageError("--listen %s is not a loopback address: anyone who reaches it "
+                         "with the token acts as %s; use ssh -L, or add --allow-remote "
+                         "behind a TLS proxy with its own login" % (host, current_user()))
+    cluster = load_cluster_file(args.config, args.max_nodes) if args.config else None
+    try:
+        server = console_server((host, port))
+    except OSError as exc:
+        raise UsageError("--listen %s:%d: %s" % (host, port, exc.strerror))
+    port = server.server_address[1]
+    console = server.console = Console(host, port, cluster, args.log, args.confirm_nodes)
+    stdout.write("http://%s:%d/?token=%s\n" % (
+        "[%s]" % host if ":" in host else host, port, console.token))
+    stdout.flush()
+    if not is_loopback(host):
+        stderr.write("%s: WARNING: listening on %s, beyond this machine, over plain "
+                     "HTTP: the token and every result cross the network in clear\n"
+                     % (PROG, host))
+    stderr.write("%s: console on port %d; log: %s; Ctrl-C stops it\n" % (
+        PROG, port, printable(args.log) if args.log else "none"))
+    stderr.flush()
+    caught: List[str] = []
+    woken = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        caught.append(signal.Signals(signum).name)
+        woken.set()
+    previous = {signum: signal.signal(signum, on_signal) for signum in Signals.CAUGHT}
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                               name="svcctl-console")
+    serving.start()
+    try:
+        while not woken.wait(1):
+            pass
+    finally:
+        signame = caught[0] if caught else "SIGINT"
+        stopped = console.stop_all(signame)
+        server.shutdown()
+        server.server_close()
+        serving.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    for run in stopped:
+        stderr.write("%s: %s: %s\n" % (PROG, signame, run.state.get("progress", "")))
+    stderr.write("%s: console stopped (%s)\n" % (PROG, signame))
+    return EXIT_FOR_SIGNAL[signame] if stopped else EXIT_OK
 
 
 # =============================================================================
@@ -5866,6 +6535,310 @@ HTML_PAGE = """<!DOCTYPE html>
 <script type="application/json" id="data">%(data)s</script>
 <script>%(script)s</script>
 </body></html>
+"""
+
+# The web console's page: its script and style are served by the console
+# itself (CSP script-src 'self'); the page's data is a JSON block, never run.
+CONSOLE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>svcctl console</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/console.css"></head><body>
+<h1>svcctl console <small>%(version)s</small></h1>
+<div class="meta">log: <code>%(log)s</code></div>
+<nav id="tabs"><button data-tab="run" class="on">Run</button><button data-tab="check">Node check</button><button data-tab="results">Results</button><button data-tab="cluster">Cluster file</button></nav>
+<section id="run" class="tab">
+<div class="form">
+<label>Action <select id="action"></select></label>
+<label>Units <input id="units" size="28" list="services" placeholder="httpd,sshd or services" autocomplete="off"></label>
+<label>NodeSet <input id="nodes" size="32" placeholder="node[1-8], @web!node3" autocomplete="off"> <span id="count"></span></label>
+<label id="usefile" class="hid"><input type="checkbox" id="cluster"> the cluster file (units: its services, NodeSet: -n)</label>
+</div>
+<div class="form">
+<label>--batch <input id="batch" size="4"></label>
+<label>--max-fail <input id="maxfail" size="4"></label>
+<label>--batch-wait <input id="batchwait" size="4"></label>
+<label>--settle <input id="settle" size="4"></label>
+<label>-u <input id="timeout" size="4"></label>
+<label><input type="checkbox" id="now"> --now</label>
+<label><input type="checkbox" id="sudo"> --sudo</label>
+<label><input type="checkbox" id="verbose"> -v</label>
+</div>
+<p><button id="preview">Preview</button> <button id="launch">Launch</button> <button id="stop" disabled>Stop</button></p>
+<p id="error" class="error"></p>
+<pre id="plan" class="hid"></pre>
+<div id="runview"></div>
+</section>
+<section id="check" class="tab hid">
+<p><label>NodeSet <input id="checknodes" size="40" placeholder="@all" autocomplete="off"></label>
+<button id="checkgo">Check</button> <button id="checkfile" class="hid">Check the cluster file's nodes</button></p>
+<p id="checkerror" class="error"></p>
+<div id="checkview"></div>
+</section>
+<section id="results" class="tab hid">
+<p><button id="refresh">Refresh</button> <span id="resultsnote"></span></p>
+<table id="runlist"></table>
+<div id="resultview"></div>
+</section>
+<section id="cluster" class="tab hid">%(cluster)s</section>
+<datalist id="services"></datalist>
+<script type="application/json" id="data">%(data)s</script>
+<script src="/console.js"></script>
+</body></html>
+"""
+
+CONSOLE_STYLE = """
+h1 small{font-weight:normal;color:#555;font-size:.7em}
+nav button{font:inherit;padding:.3em .9em;border:1px solid #bbb;background:#f4f4f0;
+cursor:pointer} nav button.on{background:#fff;border-bottom-color:#fff;font-weight:bold}
+.tab{border-top:1px solid #bbb;padding-top:.5em} .hid{display:none}
+.form{display:flex;flex-wrap:wrap;gap:.4em 1.2em;margin:.5em 0}
+.form input,.form select{font:inherit;padding:.1em .3em}
+.error{color:#b00;font-weight:bold;white-space:pre-wrap} #count{color:#555}
+.progress{font-weight:bold;margin:.5em 0}
+#runlist tr{cursor:pointer} #runlist tr:hover{background:#eef3fb}
+"""
+
+# The console's script: the form becomes the words of a command line (the
+# server checks them as the CLI does); a run is polled every half second for
+# the nodes finished since the last poll. Everything from the server or the
+# nodes is put in the page as text (textContent), never as HTML.
+CONSOLE_SCRIPT = r"""
+(function () {
+"use strict";
+var data = JSON.parse(document.getElementById("data").textContent);
+var $ = function (id) { return document.getElementById(id); };
+var el = function (tag, text, cls) {
+  var e = document.createElement(tag);
+  if (text !== undefined && text !== null) { e.textContent = text; }
+  if (cls) { e.className = cls; }
+  return e;
+};
+var api = function (method, path, body) {
+  var init = {method: method, credentials: "same-origin", headers: {}};
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.headers["X-Svcctl-CSRF"] = data.csrf;
+    init.body = JSON.stringify(body);
+  }
+  return fetch(path, init).then(function (r) {
+    return r.json().then(function (j) {
+      if (!r.ok) { var e = new Error(j.error || ("HTTP " + r.status)); e.reply = j; throw e; }
+      return j;
+    });
+  });
+};
+document.querySelectorAll("#tabs button").forEach(function (b) {
+  b.addEventListener("click", function () {
+    document.querySelectorAll("#tabs button").forEach(function (o) { o.classList.toggle("on", o === b); });
+    document.querySelectorAll("section.tab").forEach(function (s) { s.classList.toggle("hid", s.id !== b.getAttribute("data-tab")); });
+    if (b.getAttribute("data-tab") === "results") { listRuns(); }
+  });
+});
+var kinds = {};
+data.actions.forEach(function (a) {
+  kinds[a[0]] = a[1];
+  var o = el("option", a[0]);
+  o.value = a[0];
+  o.title = a[2];
+  $("action").appendChild(o);
+});
+data.services.forEach(function (s) { var o = el("option"); o.value = s; $("services").appendChild(o); });
+if (data.cluster) { $("usefile").classList.remove("hid"); $("checkfile").classList.remove("hid"); }
+
+var words = function (text) { return text.trim().split(/\s+/).filter(Boolean); };
+var form = function () {
+  var argv = [], useFile = $("cluster").checked, action = $("action").value;
+  [["batch", "--batch"], ["maxfail", "--max-fail"], ["batchwait", "--batch-wait"],
+   ["settle", "--settle"], ["timeout", "-u"]].forEach(function (p) {
+    var v = $(p[0]).value.trim();
+    if (v) { argv.push(p[1], v); }
+  });
+  [["now", "--now"], ["sudo", "--sudo"], ["verbose", "-v"]].forEach(function (p) {
+    if ($(p[0]).checked) { argv.push(p[1]); }
+  });
+  argv.push(action);
+  var units = $("units").value.trim(), nodes = $("nodes").value.trim();
+  if (useFile) {
+    argv = argv.concat(units.split(/[\s,]+/).filter(Boolean));
+    if (nodes) { argv.push("-n", nodes); }
+  } else {
+    if (units && kinds[action] !== "node") { argv.push(units); }
+    argv = argv.concat(words(nodes));
+  }
+  return {argv: argv, cluster: useFile};
+};
+
+var counting = null;
+$("nodes").addEventListener("input", function () {
+  clearTimeout(counting);
+  counting = setTimeout(function () {
+    var text = $("nodes").value.trim();
+    if (!text) { $("count").textContent = ""; return; }
+    api("POST", "/api/count", {nodes: text}).then(function (r) {
+      $("count").textContent = r.error || (r.count + " node" + (r.count === 1 ? "" : "s"));
+    }, function (e) { $("count").textContent = e.message; });
+  }, 250);
+});
+
+// A run's view: progress, the grid (pending cells first, filled as nodes
+// finish), a node's text on click, then the grouped text; for a node check,
+// the three lists.
+var View = function (box) {
+  this.box = box;
+  box.textContent = "";
+  this.progress = box.appendChild(el("p", "", "progress"));
+  this.lists = box.appendChild(el("div", null, "check hid"));
+  this.grid = box.appendChild(el("div", null, "grid"));
+  this.detail = box.appendChild(el("pre", "Click a node to see its result.", "hid"));
+  this.detail.id = box.id + "-detail";
+  this.text = box.appendChild(el("pre", null, "hid"));
+  this.cells = new Map();
+  this.lines = new Map();
+  var view = this;
+  this.grid.addEventListener("click", function (e) {
+    var name = e.target.getAttribute("data-node");
+    if (name !== null) { view.show(name); }
+  });
+  this.grid.addEventListener("keydown", function (e) {
+    var name = e.target.getAttribute("data-node");
+    if (name !== null && (e.key === "Enter" || e.key === " ")) { view.show(name); e.preventDefault(); }
+  });
+};
+View.prototype.cell = function (name) {
+  var c = this.cells.get(name);
+  if (!c) {
+    c = el("b", name, "pe");
+    c.setAttribute("data-node", name);
+    c.tabIndex = 0;
+    this.grid.appendChild(c);
+    this.cells.set(name, c);
+  }
+  return c;
+};
+View.prototype.pending = function (names) {
+  var view = this, frag = document.createDocumentFragment();
+  names.forEach(function (n) { var c = el("b", n, "pe"); c.setAttribute("data-node", n); c.tabIndex = 0; view.cells.set(n, c); frag.appendChild(c); });
+  this.grid.appendChild(frag);
+};
+View.prototype.node = function (entry) {
+  var index = data.outcomes.indexOf(entry.outcome);
+  this.cell(entry.node).className = "o" + index;
+  this.lines.set(entry.node, [entry.node + ": " + entry.outcome].concat(entry.lines));
+};
+View.prototype.show = function (name) {
+  this.detail.classList.remove("hid");
+  this.detail.textContent = (this.lines.get(name) || [name + ": not finished yet"]).join("\n");
+};
+View.prototype.update = function (state) {
+  var view = this;
+  this.progress.textContent = state.error ? "error: " + state.error : state.progress;
+  if (state.done) {
+    state.nodes.forEach(function (n) { view.node(n); });
+    this.text.textContent = state.text + (state.notes || []).filter(function (n) {
+      return state.text.indexOf(n) < 0; }).map(function (n) { return "svcctl: " + n + "\n"; }).join("");
+    this.text.classList.toggle("hid", !state.text);
+    if (state.check) { this.checkLists(state.check); }
+  } else {
+    state.nodes.forEach(function (n) { view.node(n); });
+  }
+};
+View.prototype.checkLists = function (lists) {
+  var box = this.lists;
+  box.textContent = "";
+  box.classList.remove("hid");
+  lists.forEach(function (list) {
+    var count = 0, div = el("div");
+    list[1].forEach(function (item) { count += item[1]; });
+    div.appendChild(el("h3", list[0] + " (" + count + ")"));
+    if (!list[1].length) { div.appendChild(el("p", "none")); }
+    list[1].forEach(function (item) {
+      var p = el("p");
+      p.appendChild(el("code", item[0]));
+      p.appendChild(document.createTextNode(" (" + item[1] + ")" + (item[2] ? ": " + item[2] : "")));
+      div.appendChild(p);
+    });
+    box.appendChild(div);
+  });
+};
+
+// Poll a run until it is done; then() is told when it is.
+var watch = function (id, view, then) {
+  var since = 0;
+  var poll = function () {
+    api("GET", "/api/runs/" + encodeURIComponent(id) + "?since=" + since).then(function (state) {
+      view.update(state);
+      since = state.next;
+      if (state.done) { if (then) { then(state); } } else { setTimeout(poll, 500); }
+    }, function (e) {
+      view.progress.textContent = e.message;
+      if (then) { then(null); }
+    });
+  };
+  poll();
+};
+
+var running = null;      // the Run tab's run, which its Stop button stops
+// Launch asks the preview first: a refusal is shown, a big change confirmed,
+// before anything is posted to /api/runs.
+var launch = function (body, view, errorBox) {
+  errorBox.textContent = "";
+  return api("POST", "/api/preview", body).then(function (p) {
+    if (p.error) { errorBox.textContent = p.error; return null; }
+    if (p.confirm && !window.confirm(p.confirm)) { errorBox.textContent = "not launched"; return null; }
+    body.confirmed = p.confirm !== "";
+    return start(body, view, errorBox);
+  }, function (e) { errorBox.textContent = e.message; });
+};
+var start = function (body, view, errorBox) {
+  return api("POST", "/api/runs", body).then(function (r) {
+    var v = new View(view), mine = view === $("runview");
+    v.progress.textContent = r.command;
+    v.pending(r.targets);
+    if (mine) { running = r.id; $("stop").disabled = false; }
+    watch(r.id, v, function () {
+      if (mine && running === r.id) { running = null; $("stop").disabled = true; }
+    });
+  }, function (e) { errorBox.textContent = e.message; });
+};
+$("preview").addEventListener("click", function () {
+  $("error").textContent = "";
+  api("POST", "/api/preview", form()).then(function (r) {
+    if (r.error) { $("plan").classList.add("hid"); $("error").textContent = r.error; return; }
+    $("plan").classList.remove("hid");
+    $("plan").textContent = r.command + "\n" + r.text + (r.confirm ? "\nLaunch will ask: " + r.confirm : "");
+  }, function (e) { $("plan").classList.add("hid"); $("error").textContent = e.message; });
+});
+$("launch").addEventListener("click", function () { launch(form(), $("runview"), $("error")); });
+$("stop").addEventListener("click", function () {
+  if (running) { api("POST", "/api/runs/" + encodeURIComponent(running) + "/stop", {}).catch(function (e) { $("error").textContent = e.message; }); }
+});
+$("checkgo").addEventListener("click", function () {
+  launch({argv: ["ping"].concat(words($("checknodes").value))}, $("checkview"), $("checkerror"));
+});
+$("checkfile").addEventListener("click", function () {
+  launch({argv: ["ping"], cluster: true}, $("checkview"), $("checkerror"));
+});
+
+var listRuns = function () {
+  api("GET", "/api/runs").then(function (r) {
+    var table = $("runlist");
+    table.textContent = "";
+    var head = el("tr");
+    ["started", "run", "by", "state"].forEach(function (h) { head.appendChild(el("th", h)); });
+    table.appendChild(head);
+    r.runs.concat(r.logged).forEach(function (run) {
+      var row = el("tr");
+      row.tabIndex = 0;
+      [run.time, run.title, run.user, run.state].forEach(function (t) { row.appendChild(el("td", t)); });
+      row.addEventListener("click", function () { watch(run.id, new View($("resultview"))); });
+      table.appendChild(row);
+    });
+    $("resultsnote").textContent = r.log ? "this console's runs, then the log's" :
+      "this console's runs only: no log (start it with --log FILE)";
+  }, function (e) { $("resultsnote").textContent = e.message; });
+};
+$("refresh").addEventListener("click", listRuns);
+}());
 """
 
 

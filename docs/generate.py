@@ -20,7 +20,7 @@ from argparse_manpage.manpage import Manpage  # noqa: E402
 
 import svcctl  # noqa: E402
 
-NAMES = " ".join(list(svcctl.ACTIONS) + ["report"])
+NAMES = " ".join(list(svcctl.ACTIONS) + svcctl.COMMAND_WORDS)
 
 # bash: $1 is the word being completed; each function prints candidates.
 BASH = r"""

@@ -413,6 +413,7 @@ SITE_AND_TYPED = {
     "color": ("never", "never", ["--color", "always"], "always"),
     "cluster_file": ("/tmp/c.yaml", "/tmp/c.yaml", ["-O", "cluster_file=/tmp/d.yaml"],
                      "/tmp/d.yaml"),
+    "confirm_nodes": ("20", 20, ["-O", "confirm_nodes=30"], 30),
 }
 
 

@@ -73,9 +73,13 @@ def syslog_run(cluster, tmp_path, argv):
         os.unlink(sock_path)
 
 
-def test_syslog_gets_one_summary_line(cluster, tmp_path):
-    proc, messages = syslog_run(cluster, tmp_path, ["is-active", "demo",
-                                                    "node[1-2],down1", "--syslog"])
+def test_syslog_gets_one_summary_line(cluster, tmp_path, on_nodes):
+    on_nodes("node[1-2]", "systemctl start demo")
+    try:
+        proc, messages = syslog_run(cluster, tmp_path, ["is-active", "demo",
+                                                        "node[1-2],down1", "--syslog"])
+    finally:
+        on_nodes("node[1-2]", "systemctl stop demo")
     assert proc.returncode == 4, proc.stderr
     assert len(messages) == 1
     message = messages[0]

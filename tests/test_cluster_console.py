@@ -26,7 +26,7 @@ def console(cluster, on_nodes):
     console = Console(root, cluster)
     yield console
     console.close()
-    on_nodes("node[1-8]", "systemctl stop demo; true")
+    on_nodes("node[1-8]", "systemctl stop demo; systemctl reset-failed; true")
     shutil.rmtree(root, ignore_errors=True)
 
 

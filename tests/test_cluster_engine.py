@@ -39,13 +39,14 @@ class Recorder(svcctl.Observer):
 
 @pytest.fixture
 def api(cluster, monkeypatch, on_nodes):
-    """The cluster's environment in this process; demo and demo-slow stopped
-    before and after."""
+    """The cluster's environment in this process; demo and demo-slow stopped,
+    nothing failed, before and after."""
     for key in ("CLUSTERSHELL_CFGDIR", "NO_COLOR"):
         monkeypatch.setenv(key, cluster[key])
-    on_nodes("node[1-8]", "systemctl stop demo demo-slow")
+    on_nodes("node[1-8]", "systemctl stop demo demo-slow; systemctl reset-failed")
     yield
-    on_nodes("node[1-8]", "systemctl stop demo demo-slow")
+    # a stopped run's unit may be left failed (its start was cut off)
+    on_nodes("node[1-8]", "systemctl stop demo demo-slow; systemctl reset-failed")
 
 
 def in_thread(request, observer=None, signals=None):

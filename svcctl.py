@@ -34,9 +34,10 @@ Exit codes (the most severe condition met wins, in this order):
 
 The file reads top to bottom: model (the outcome and action tables), input
 validation, remote command, execution (the only code that talks to the
-ClusterShell Task), results, plans (which nodes run which steps, wave after
-wave), rendering, result log, cluster file, command line, the web console, and
-the templates of the HTML pages and the console at the end.
+ClusterShell Task), results, requests (a whole validated run: prepare()),
+plans (which nodes run which steps, wave after wave; start()), rendering,
+result log, cluster file, command line, the web console, and the templates of
+the HTML pages and the console at the end.
 """
 
 from __future__ import annotations    # type hints cost nothing at start-up
@@ -1237,6 +1238,43 @@ def current_user() -> str:
         return "uid %d" % os.getuid()
 
 
+# A file svcctl reads (a cluster file, a hostfile, svcctl.conf, a log): bounded,
+# never a FIFO it would block on, never a device.
+FILE_MAX_BYTES = 1 << 20
+
+
+def open_to_read(path: str, pipes: bool = False):
+    """A file to read, never blocking on a FIFO nor reading a device; pipes
+    only where asked (a hostfile may be `<(squeue ...)`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not (stat.S_ISREG(info.st_mode) or (pipes and stat.S_ISFIFO(info.st_mode))):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return os.fdopen(fd, "rb")
+
+
+def read_text_file(path: str, limit: int = FILE_MAX_BYTES, pipes: bool = False) -> str:
+    try:
+        with open_to_read(path, pipes) as handle:
+            return read_text(handle, path, limit)
+    except OSError as exc:
+        raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror or exc))
+
+
+def read_text(handle, name: str, limit: int = FILE_MAX_BYTES) -> str:
+    """At most `limit` bytes of UTF-8 from a binary handle (a file, stdin):
+    more, or bytes that are not UTF-8, is one line naming where."""
+    data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError("%s: larger than %d bytes" % (printable(name), limit))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError("%s: cannot read: %s" % (printable(name), exc))
+
+
 # =============================================================================
 # Remote command: one line of POSIX sh per node
 # =============================================================================
@@ -2350,6 +2388,517 @@ def unit_summary(report: Report) -> List[Tuple[str, str, NodeSet]]:
 
 
 # =============================================================================
+# Requests: a whole validated run, and how it is built from a command line
+# =============================================================================
+
+@dataclass(frozen=True)
+class Display:
+    """How a run is shown, decided once from the options (like clush's
+    Display object) rather than loose flags passed down the calls."""
+    verbose: bool = False
+    quiet: int = 0              # 1: problems and the summary; 2: nothing if all is well
+    color: bool = False
+    json: bool = False
+    lines: bool = False         # -L: one line per node and unit, by node
+    regroup: Optional[str] = None   # -r: name nodes by groups of this source ("": default)
+    named: Tuple[str, ...] = ()     # -r: the groups typed on the command line (@web)
+
+    def paint(self, tty: str, text: str) -> str:
+        return "\x1b[%sm%s\x1b[0m" % (tty, text) if self.color and tty else text
+
+    def nodes(self, nodes: NodeSet) -> str:
+        """A NodeSet as text; with -r, by ClusterShell group where one matches.
+        Where several groups name exactly these nodes, the one typed on the
+        command line wins; else all of them are said (`@odd = @web`)."""
+        if self.regroup is None:
+            return str(nodes)
+        try:
+            grouped = NodeSet(resolver=std_group_resolver())
+            grouped.update(nodes)       # the same names, with the site's groups
+            text = grouped.regroup(self.regroup or None)
+            if not text.startswith("@") or "," in text:
+                return text             # not one whole group
+            same = groups_equal_to(nodes, self.regroup or None)
+            named = [name for name in self.named if name in same]
+            return named[0] if named else " = ".join([text] + [
+                name for name in same if name != text])
+        except Exception:   # noqa: BLE001 -- a site's source failing after the run
+            return str(nodes)   # must not lose its report: the names say it all
+
+
+def groups_equal_to(nodes: NodeSet, source: Optional[str], most: int = 300) -> List[str]:
+    """The site's groups (of `source`) whose members are exactly these nodes."""
+    resolver = std_group_resolver()
+    return ["@" + name for name in resolver.grouplist(source)[:most]
+            if len(nodes) == len(members := NodeSet.fromlist(
+                resolver.group_nodes(name, source), resolver=RESOLVER_NOGROUP))
+            and members == nodes]
+
+
+HOSTFILE_MAX_BYTES = 8 << 20      # a hostfile, or --hostfile - (8 x a cluster file's)
+_HOSTFILE_WORD_RE = Regex(r"#[^\n]*|[^\s#]+")
+
+
+def read_hostfile(path: str, stdin, limit: int) -> List[str]:
+    """NodeSet patterns, several a line, `#` comments; `-` is stdin (a pipe
+    from squeue or sinfo), read as bytes. Each word is counted as it is
+    found: once they name more than `limit` nodes (every operand counted),
+    the file is refused before the rest is split (memory stays a few times
+    the file's size, at most)."""
+    if path == "-":
+        try:
+            text = read_text(stdin.buffer, "--hostfile -", HOSTFILE_MAX_BYTES)
+        except OSError as exc:      # `< /`: a directory
+            raise UsageError("--hostfile -: cannot read: %s" % (exc.strerror or exc))
+    else:
+        text = read_text_file(path, HOSTFILE_MAX_BYTES, pipes=True)
+    words: List[str] = []
+    total = 0
+    for match in _HOSTFILE_WORD_RE.finditer(text):
+        word = match.group()
+        if word.startswith("#"):
+            continue
+        total += pattern_size(word, limit - total)
+        if total > limit:
+            raise UsageError("--hostfile %s: more than %d nodes, every operand counted "
+                             "(see --max-nodes)" % (printable(path), limit))
+        words.append(word)
+    if not words:
+        raise UsageError("--hostfile %s: no node in it" % printable(path))
+    return words
+
+
+def with_source(pattern: str, source: Optional[str]) -> str:
+    """-s SOURCE: `@group` means `@SOURCE:group` (`@*` all of SOURCE)."""
+    if not source:
+        return pattern
+    return re.sub(r"(^|[,!&^])(\s*)@(?![@])(?![A-Za-z0-9_.+-]*:)", r"\1\2@%s:" % source,
+                  pattern)
+
+
+def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin,
+                 last: Optional[LastRun] = None) -> NodeSet:
+    """The NodeSet from the positional NodeSets or clush's options."""
+    source = args.groupsource
+    for name in args.groups + args.exclude_groups:
+        if not re.fullmatch(_NAME, name, re.ASCII):
+            raise UsageError("invalid group name: %s" % printable(name))
+    patterns = list(positional) + args.where + ["@" + g for g in args.groups] \
+        + (["@*"] if args.all else [])
+    for path in args.hostfiles:
+        patterns += read_hostfile(path, stdin, args.max_nodes)
+    exclude = args.exclude + ["@" + g for g in args.exclude_groups]
+    if not patterns:
+        raise UsageError("no node given: a NodeSet after the units, or -w, -g, -a, "
+                         "--hostfile")
+    nodes = parse_nodes([with_source(p, source) for p in patterns],
+                        [with_source(p, source) for p in exclude], limit=args.max_nodes,
+                        last=last)
+    if args.pick is not None and args.pick < len(nodes):
+        if args.pick < 1:
+            raise UsageError("--pick takes a number of nodes >= 1")
+        import random
+        nodes = fold(random.sample(list(nodes), args.pick))
+    return nodes
+
+
+def parse_count(text: Optional[str], total: int, what: str) -> Optional[int]:
+    """`N` or `N%` of `total`."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d{1,9})(%?)", text.strip())
+    if not match:
+        raise UsageError("%s must be N or N%%, not %s" % (what, printable(text)))
+    value = int(match.group(1))
+    if match.group(2):
+        if value > 100:
+            raise UsageError("%s cannot exceed 100%%" % what)
+        value = total * value // 100
+    return value
+
+
+CONTROL_PATH_MAX = 60       # a unix socket path has ~107 bytes; %C takes 40
+
+
+def control_directories() -> List[str]:
+    """Where ssh's control sockets may live, best first: XDG_RUNTIME_DIR when
+    it is really ours (not another user's, left by `su` without `-`), then
+    /tmp/svcctl-UID, then the home directory. Only plain paths: the path
+    becomes an ssh option."""
+    uid = os.geteuid()
+    places = []
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and owned_privately(runtime):
+        places.append(os.path.join(runtime, "svcctl"))
+    places.append("/tmp/svcctl-%d" % uid)
+    try:
+        places.append(os.path.join(pwd.getpwuid(uid).pw_dir, ".svcctl-sockets"))
+    except KeyError:
+        pass
+    return [place for place in places if len(place) <= CONTROL_PATH_MAX
+            and re.fullmatch(r"[A-Za-z0-9_./-]+", place)]
+
+
+def owned_privately(path: str) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def private_directory(path: str) -> bool:
+    """Make `path` a directory only we can use, or say it cannot be: a link,
+    a file, or another user's directory is never used, never changed."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() \
+        and not info.st_mode & 0o077
+
+
+def persist_options(seconds: int, create: bool = True) -> str:
+    """ssh options that keep one master connection per node open, in the
+    first private directory that can be had."""
+    places = control_directories()
+    chosen = next((place for place in places if not create or private_directory(place)),
+                  None)
+    if chosen is None:
+        raise UsageError("--persist: no private directory for ssh's control sockets "
+                         "(tried %s)" % (", ".join(places) or "none short enough"))
+    return "-oControlMaster=auto -oControlPath=%s/%%C -oControlPersist=%d" % (
+        chosen, seconds)
+
+
+@dataclass
+class Request:
+    """A whole validated run: what to do, where, how, and how to show it.
+    Nothing in it can reach a shell unchecked; run(request) and
+    dry_run(request) need nothing else. Validation creates nothing on disk."""
+    action: Action
+    units: List[str]
+    nodes: NodeSet
+    settings: Settings
+    display: Display = Display()
+    command: str = ""
+    user: str = ""
+    sudo: bool = False
+    now: bool = False
+    settle: float = 0.0
+    batch: Optional[int] = None
+    max_fail: Optional[int] = None
+    batch_wait: float = 0.0
+    persist: Optional[int] = None       # seconds: --persist
+    config: str = ""                    # with -c
+    services: List[Service] = field(default_factory=list)
+    nodes_of: Dict[str, NodeSet] = field(default_factory=dict)
+    log: Optional[str] = None
+    html: Optional[str] = None
+    syslog: bool = False
+    dry_run: bool = False
+    options: dict = field(default_factory=dict)     # Protocol's extra, pattern...
+    file_groups: Dict[str, NodeSet] = field(default_factory=dict)   # with -c
+    groupsource: Optional[str] = None
+    compare: Optional[NodeSet] = None   # journal --compare: read too, set against
+
+    def page_groups(self) -> Dict[str, NodeSet]:
+        """The groups an HTML page knows (its filter, its grid): the site's
+        that hold some of the nodes, and the cluster file's."""
+        return dict(site_groups(self.nodes, self.groupsource), **self.file_groups)
+
+    def cluster(self) -> Optional[ClusterFile]:
+        return ClusterFile(self.config, {}, self.services) if self.services else None
+
+    @property
+    def subject(self) -> str:
+        if not self.services:
+            return ""
+        if self.action.kind == "node":
+            return "nodes of %s" % self.config
+        count = len(self.services)
+        return "%d service%s of %s" % (count, "s" * (count != 1), self.config)
+
+    def protocol(self, marker: str) -> Protocol:
+        return Protocol(self.action, marker, self.sudo, self.now, self.display.verbose,
+                        self.settle, self.settings.command_timeout, **self.options)
+
+    def connection(self, create: bool = True) -> Settings:
+        """The ssh settings, with --persist's private socket directory (made
+        now, at run time, never during validation)."""
+        if self.persist is None:
+            return self.settings
+        return replace(self.settings, ssh_options=" ".join(filter(None, (
+            self.settings.ssh_options, persist_options(self.persist, create)))))
+
+    @property
+    def by_service(self) -> bool:
+        """Each service's unit on its own nodes (with -c; ping, daemon-reload
+        and list-units run once on every node of the file instead)."""
+        return bool(self.services) and self.action.kind != "node"
+
+    def plan(self) -> Plan:
+        if self.by_service:
+            return file_plan(self.action, self.services, self.nodes_of)
+        return batch_plan(self.action, self.nodes, tuple(Step(u) for u in self.units),
+                          self.batch, self.max_fail, self.batch_wait)
+
+    def steps_of(self, node: str) -> List[Step]:
+        if self.by_service:
+            return [Step(s.unit, declared=s.declared) for s in self.services
+                    if node in self.nodes_of[s.name]]
+        return node_steps(self.action, [Step(unit) for unit in self.units])
+
+
+def connection_settings(args: argparse.Namespace) -> Settings:
+    """clush.conf's [Main], then the site's svcctl.conf, then the command line."""
+    settings = read_clush_conf()
+    if args.fanout is not None:
+        settings.fanout = check_fanout(args.fanout)
+    if args.connect_timeout is not None:
+        settings.connect_timeout = check_seconds(args.connect_timeout, "-t")
+    if args.command_timeout is not None:
+        settings.command_timeout = check_seconds(args.command_timeout, "-u")
+    if args.user is not None:
+        settings.ssh_user = check_user(args.user)
+    if args.ssh_options is not None:
+        settings.ssh_options = check_ssh_options(args.ssh_options)
+    return settings
+
+
+def file_targets(args: argparse.Namespace, action: Action, last: Optional[LastRun] = None
+                 ) -> Tuple[ClusterFile, List[Service], Dict[str, NodeSet], NodeSet]:
+    """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
+    cluster = load_cluster_file(args.config, args.max_nodes)
+    services = select_services(cluster, args.targets, action.reverse, not args.no_deps)
+    source = args.groupsource
+    restrict = parse_nodes([with_source(p, source) for p in args.nodes],
+                           limit=args.max_nodes, last=last) if args.nodes else None
+    excluded = args.exclude + ["@" + g for g in args.exclude_groups]
+    exclude = parse_nodes([with_source(p, source) for p in excluded],
+                          limit=args.max_nodes, last=last) if excluded else NodeSet()
+    nodes_of = {}
+    for service in services:
+        nodes = service.nodes & restrict if restrict is not None else NodeSet(service.nodes)
+        nodes_of[service.name] = nodes - exclude
+    nodes = fold(n for ns in nodes_of.values() for n in ns)
+    if not nodes:
+        raise UsageError("no node to run on")
+    return cluster, services, nodes_of, nodes
+
+
+def check_combinations(args: argparse.Namespace, action: Action) -> None:
+    """Options that go with some actions only, and values out of range."""
+    if args.now and not action.takes_now:
+        raise UsageError("--now goes with %s" % ", ".join(
+            a.name for a in ACTION_TABLE if a.takes_now))
+    given = {"-p": args.properties, "--failed": args.failed, "--state": args.state,
+             "--diff": args.diff, "--lines": args.lines is not None,
+             "--since": args.since, "--until": args.until, "--grep": args.grep,
+             "--priority": args.priority, "--boot": args.boot, "--mask": args.mask,
+             "--raw": args.raw, "--compare": args.compare}
+    for option, value in given.items():
+        if value and option not in action.takes:
+            raise UsageError("%s goes with %s" % (option, ", ".join(
+                [a.name for a in ACTION_TABLE if option in a.takes]
+                + (["report --history"] if option == "--since" else []))))
+    if args.mask and args.raw:
+        raise UsageError("--mask and --raw: give one of them")
+    if action.needs and not given[action.needs]:
+        raise UsageError("%s needs %s: all of a unit's properties differ from node to "
+                         "node (PIDs, times); choose some" % (action, action.needs))
+    if args.config is not None and (args.batch or args.max_fail or args.where
+                                    or args.groups or args.all or args.hostfiles
+                                    or args.pick is not None):
+        raise UsageError("-c takes its nodes from the file (-n, -x and -X restrict them): "
+                         "--batch, --max-fail, -w, -g, -a, --hostfile, --pick do not go "
+                         "with it")
+    if args.failed and args.state:
+        raise UsageError("--failed is --state failed: give one of them")
+    if args.config is None and (action.file_only or args.nodes or args.no_deps):
+        raise UsageError("apply, -n and --no-deps go with -c FILE")
+    if any(value.isdigit() for value in args.nodes):
+        raise UsageError("-n takes a NodeSet (MilkCheck's -n); systemctl's -n/--lines "
+                         "is not supported: status -v shows systemctl's own text")
+    if args.max_fail is not None and args.batch is None:
+        raise UsageError("--max-fail goes with --batch")
+    if args.listen or args.allow_remote:
+        raise UsageError("--listen and --allow-remote go with gui")
+    if args.max_nodes < 1:
+        raise UsageError("--max-nodes must be at least 1")
+    if args.persist and not 1 <= args.persist_for <= TIME_MAX:
+        raise UsageError("--persist-for takes a number of seconds from 1 to %d" % TIME_MAX)
+    check_seconds(args.batch_wait, "--batch-wait")
+    check_seconds(args.settle, "--settle")
+
+
+_PROPERTY_RE = Regex(r"[A-Z][A-Za-z0-9]*", re.ASCII)
+_STATE_RE = Regex(r"[a-z][a-z-]*", re.ASCII)
+_UNIT_PATTERN_RE = Regex(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
+
+
+_PRIORITY_RE = Regex(r"(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug)"
+                    r"(?:\.\.(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug))?",
+                    re.ASCII)
+_JOURNAL_TIME_RE = Regex(r"[A-Za-z0-9 :.+-]{1,40}", re.ASCII)
+_AGE_RE = Regex(r"[0-9]{1,9}[smhd]", re.ASCII)
+
+
+def journal_options(args: argparse.Namespace) -> Tuple[str, ...]:
+    """journalctl's options for `svcctl journal`, each checked (they reach the
+    node as quoted words, never parsed by a shell)."""
+    lines = 10 if args.lines is None else args.lines
+    if not 1 <= lines <= 10000:
+        raise UsageError("--lines takes 1 to 10000, not %d" % lines)
+    words = ["-o", "short-iso" if args.raw else "cat", "-n", str(lines)]
+    for option, value in (("--since", args.since), ("--until", args.until)):
+        if value is None:
+            continue
+        if not _JOURNAL_TIME_RE.fullmatch(value):
+            raise UsageError("invalid time for %s: %s" % (option, printable(value)))
+        # report --history's ages (7d, 12h) mean the same here: journalctl's -7d
+        words.append("%s=%s" % (option, "-" + value if _AGE_RE.fullmatch(value)
+                                else value))
+    if args.grep is not None:
+        if not 0 < len(args.grep) <= 200 or printable(args.grep) != args.grep:
+            raise UsageError("invalid --grep pattern: %s" % printable(args.grep[:200]))
+        words.append("--grep=" + args.grep)
+    if args.priority is not None:
+        if not _PRIORITY_RE.fullmatch(args.priority):
+            raise UsageError("invalid priority: %s (emerg alert crit err warning notice "
+                             "info debug, 0-7, or a range err..warning)"
+                             % printable(args.priority))
+        words.append("--priority=" + args.priority)
+    return tuple(words + (["--boot"] if args.boot else []))
+
+
+def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dict:
+    """The checked systemctl options of show, list-units and cat; how many
+    journal lines a failed unit brings back."""
+    if not 0 <= args.journal <= JOURNAL_MAX:
+        raise UsageError("--journal takes 0 to %d lines, not %d" % (JOURNAL_MAX,
+                                                                   args.journal))
+    properties = [p for text in args.properties for p in text.split(",")]
+    for name in properties:
+        if not _PROPERTY_RE.fullmatch(name):
+            raise UsageError("invalid property name: %s" % printable(name))
+    state = "failed" if args.failed else args.state
+    if state and not _STATE_RE.fullmatch(state):
+        raise UsageError("invalid state: %s" % printable(state))
+    if pattern and not _UNIT_PATTERN_RE.fullmatch(pattern):
+        raise UsageError("invalid unit pattern: %s" % printable(pattern))
+    extra = (("-p", ",".join(properties)) if properties else ()) + \
+        (("--state=" + state,) if state else ()) + (
+            journal_options(args) if "--lines" in action.takes else ())
+    return {"extra": extra, "pattern": pattern, "listed_is_no": state == "failed",
+            "diff": args.diff, "properties": tuple(dict.fromkeys(properties)),
+            "journal": args.journal, "raw": args.raw, "mask": args.mask}
+
+
+def split_targets(args: argparse.Namespace, action: Action
+                  ) -> Tuple[List[str], str, List[str]]:
+    """ACTION's positional words: (units, list-units' pattern, NodeSets)."""
+    targets = list(args.targets)
+    elsewhere = bool(args.where or args.groups or args.all or args.hostfiles)
+    units: List[str] = []
+    pattern = ""
+    if action.lists and args.all and targets:
+        raise UsageError("list-units -a: -a is clush's all nodes, not systemctl's all "
+                         "units (give a PATTERN, or --state STATE); nothing after it")
+    if action.kind == "node" and not action.lists and any(
+            _UNIT_RE.fullmatch(word) for word in targets):
+        raise UsageError("%s takes no unit: a NodeSet only" % action)
+    if action.lists:
+        if len(targets) > (1 if elsewhere else 2) or (not elsewhere and not targets):
+            raise UsageError("%s [PATTERN] NODESET" % action)
+        if len(targets) == (1 if elsewhere else 2):
+            pattern = targets.pop(0)
+    elif action.kind != "node":
+        if not targets:
+            raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action)
+        units = parse_units(targets.pop(0))
+    if elsewhere and targets:
+        raise UsageError("the nodes are given by -w, -g, -a or --hostfile: after "
+                         "%s, name only %s" % (action, "the units" if units else
+                                               "nothing more"))
+    if not elsewhere and not targets:
+        raise UsageError("%s needs a NodeSet" % action)
+    return units, pattern, targets
+
+
+def prepare(argv: Sequence[str], stdin=None, stdout=None) -> Request:
+    """Words of a command line -> a validated run, as the CLI makes it
+    (habits, site defaults, file checks, node selection): nothing printed,
+    nothing contacted, nothing created. Bad input raises UsageError (its
+    message is one line; exit_code 2). `stdout`: the stream whose colours
+    --color=auto decides on; `stdin`: what `--hostfile -` reads."""
+    argv = list(argv)
+    return make_request(read_command_line(argv), argv, stdout, stdin)
+
+
+def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
+                 stdin=None, stderr=None) -> Request:
+    """Validate every value of the command line; contact nothing (`@last`
+    reads the log, and says on `stderr` which run it read)."""
+    if args.check_config or args.action in COMMAND_WORDS:
+        raise UsageError("%s is not a run" % ("--check-config" if args.check_config
+                                              else args.action))
+    if not args.action:
+        raise UsageError("ACTION is required")
+    action = ACTIONS[args.action]
+    check_combinations(args, action)
+    last = LastRun(args.log, stderr)
+    services: List[Service] = []
+    nodes_of: Dict[str, NodeSet] = {}
+    pattern = ""
+    groups: Dict[str, NodeSet] = {}
+    if args.config is not None:
+        cluster, services, nodes_of, nodes = file_targets(args, action, last)
+        groups = {"@" + name: members for name, members in cluster.groups.items()}
+        units = [s.unit for s in services] if action.kind != "node" else []
+    else:
+        units, pattern, positional = split_targets(args, action)
+        nodes = chosen_nodes(args, positional, stdin or sys.stdin, last)
+    compare = parse_nodes([with_source(args.compare, args.groupsource)],
+                          limit=args.max_nodes, last=last) if args.compare else None
+    if compare is not None:
+        if compare & nodes:
+            raise UsageError("--compare %s: nodes in both sets: %s" % (
+                printable(args.compare), compare & nodes))
+        nodes = nodes | compare
+    batch = parse_count(args.batch, len(nodes), "--batch")
+    regroup = (args.groupsource or "") if args.regroup else None
+    typed = " ".join(list(args.targets) + args.where + ["@" + g for g in args.groups])
+    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
+                      args.line_mode, regroup, tuple(dict.fromkeys(
+                          re.findall(r"@%s\b" % _NAME, typed, re.ASCII))))
+    settings = connection_settings(args)
+    if args.settle and action.starts_units(args.now) and settings.command_timeout and \
+            args.settle >= settings.command_timeout:
+        # the nodes would be cut off while watching, after the action was done
+        # (a query watches nothing: a site's settle never refuses it)
+        raise UsageError("--settle %g must be shorter than the command timeout (-u %g)"
+                         % (args.settle, settings.command_timeout))
+    return Request(
+        action, units, nodes, settings, display,
+        command=" ".join(shlex.quote(a) for a in [PROG] + list(argv)),
+        user=current_user(), sudo=args.sudo, now=args.now, settle=args.settle,
+        batch=max(batch, 1) if batch is not None else None,
+        max_fail=parse_count(args.max_fail, len(nodes), "--max-fail"),
+        batch_wait=args.batch_wait, persist=args.persist_for if args.persist else None,
+        config=args.config or "", services=services, nodes_of=nodes_of,
+        log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run,
+        options=action_extras(args, action, pattern), file_groups=groups,
+        groupsource=args.groupsource, compare=compare)
+
+
+# =============================================================================
 # Plans: which nodes run which steps, wave after wave, and the run itself
 # =============================================================================
 
@@ -2614,50 +3163,6 @@ def account(request: "Request", parts: Dict[str, List[NodeResult]],
 
 SEPARATOR = "-" * 15
 HEADER_TTY = "36"
-
-
-@dataclass(frozen=True)
-class Display:
-    """How a run is shown, decided once from the options (like clush's
-    Display object) rather than loose flags passed down the calls."""
-    verbose: bool = False
-    quiet: int = 0              # 1: problems and the summary; 2: nothing if all is well
-    color: bool = False
-    json: bool = False
-    lines: bool = False         # -L: one line per node and unit, by node
-    regroup: Optional[str] = None   # -r: name nodes by groups of this source ("": default)
-    named: Tuple[str, ...] = ()     # -r: the groups typed on the command line (@web)
-
-    def paint(self, tty: str, text: str) -> str:
-        return "\x1b[%sm%s\x1b[0m" % (tty, text) if self.color and tty else text
-
-    def nodes(self, nodes: NodeSet) -> str:
-        """A NodeSet as text; with -r, by ClusterShell group where one matches.
-        Where several groups name exactly these nodes, the one typed on the
-        command line wins; else all of them are said (`@odd = @web`)."""
-        if self.regroup is None:
-            return str(nodes)
-        try:
-            grouped = NodeSet(resolver=std_group_resolver())
-            grouped.update(nodes)       # the same names, with the site's groups
-            text = grouped.regroup(self.regroup or None)
-            if not text.startswith("@") or "," in text:
-                return text             # not one whole group
-            same = groups_equal_to(nodes, self.regroup or None)
-            named = [name for name in self.named if name in same]
-            return named[0] if named else " = ".join([text] + [
-                name for name in same if name != text])
-        except Exception:   # noqa: BLE001 -- a site's source failing after the run
-            return str(nodes)   # must not lose its report: the names say it all
-
-
-def groups_equal_to(nodes: NodeSet, source: Optional[str], most: int = 300) -> List[str]:
-    """The site's groups (of `source`) whose members are exactly these nodes."""
-    resolver = std_group_resolver()
-    return ["@" + name for name in resolver.grouplist(source)[:most]
-            if len(nodes) == len(members := NodeSet.fromlist(
-                resolver.group_nodes(name, source), resolver=RESOLVER_NOGROUP))
-            and members == nodes]
 
 
 def unit_lines(action: Action, result: UnitResult, verbose: bool) -> List[str]:
@@ -3368,26 +3873,6 @@ def render_cluster_body(cluster: "ClusterFile") -> str:
                if groups else ""))
 
 
-@dataclass
-class History:
-    """Runs of a log, node by node: each node's worst outcome in each run, a
-    byte a cell (the outcome's index + 1; 0: not in that run), and the first
-    problem's message of each problem cell (each text kept once)."""
-    path: str
-    runs: List[dict] = field(default_factory=list)  # id, time, title, user
-    cells: Dict[str, bytearray] = field(default_factory=dict)
-    messages: Dict[Tuple[str, int], str] = field(default_factory=dict)  # problems
-    texts: Dict[str, str] = field(default_factory=dict)     # each message once
-
-    @property
-    def nodes(self) -> List[str]:
-        return list(fold(self.cells))
-
-    def outcome(self, node: str, run: int) -> Optional[str]:
-        row = self.cells[node]
-        return OUTCOME_TABLE[row[run] - 1].name if run < len(row) and row[run] else None
-
-
 def history_story(history: History, node: str, first: int) -> Tuple[str, str]:
     """A node's line but its name: its outcomes from run `first` as symbols,
     and since when it has been failing (or when it last had a problem)."""
@@ -3754,6 +4239,26 @@ _LOGGED_NODE_RE = Regex(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
 _LOGGED_OUTCOME_RE = Regex(rb'"outcome": "([a-z-]{1,20})"')
 
 
+@dataclass
+class History:
+    """Runs of a log, node by node: each node's worst outcome in each run, a
+    byte a cell (the outcome's index + 1; 0: not in that run), and the first
+    problem's message of each problem cell (each text kept once)."""
+    path: str
+    runs: List[dict] = field(default_factory=list)  # id, time, title, user
+    cells: Dict[str, bytearray] = field(default_factory=dict)
+    messages: Dict[Tuple[str, int], str] = field(default_factory=dict)  # problems
+    texts: Dict[str, str] = field(default_factory=dict)     # each message once
+
+    @property
+    def nodes(self) -> List[str]:
+        return list(fold(self.cells))
+
+    def outcome(self, node: str, run: int) -> Optional[str]:
+        row = self.cells[node]
+        return OUTCOME_TABLE[row[run] - 1].name if run < len(row) and row[run] else None
+
+
 def read_history(path: str, since: Optional[float] = None) -> Tuple["History", Skipped]:
     """Every run of a log (since a time), as each node's worst outcome per
     run, and the first problem's message; quick: a line is read in full only
@@ -3956,7 +4461,6 @@ def _time(value) -> float:
 FILE_KEYS = ("groups", "services")
 SERVICE_KEYS = ("unit", "nodes", "state", "enabled", "requires", "after")
 _NAME_RE = Regex(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
-FILE_MAX_BYTES = 1 << 20
 FILE_MAX_ENTRIES = 1000         # services, and groups
 FILE_NODE_BUDGET = 20           # all its NodeSets together: 20 x --max-nodes
 
@@ -4117,38 +4621,6 @@ def compose_yaml(path: str, text: str, yaml):
                                                printable(str(getattr(exc, "problem", exc)))))
     except RecursionError:
         raise UsageError("%s: YAML: nested too deeply" % printable(path))
-
-
-def open_to_read(path: str, pipes: bool = False):
-    """A file to read, never blocking on a FIFO nor reading a device; pipes
-    only where asked (a hostfile may be `<(squeue ...)`)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    info = os.fstat(fd)
-    if not (stat.S_ISREG(info.st_mode) or (pipes and stat.S_ISFIFO(info.st_mode))):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file")
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-    return os.fdopen(fd, "rb")
-
-
-def read_text_file(path: str, limit: int = FILE_MAX_BYTES, pipes: bool = False) -> str:
-    try:
-        with open_to_read(path, pipes) as handle:
-            return read_text(handle, path, limit)
-    except OSError as exc:
-        raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror or exc))
-
-
-def read_text(handle, name: str, limit: int = FILE_MAX_BYTES) -> str:
-    """At most `limit` bytes of UTF-8 from a binary handle (a file, stdin):
-    more, or bytes that are not UTF-8, is one line naming where."""
-    data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise UsageError("%s: larger than %d bytes" % (printable(name), limit))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError("%s: cannot read: %s" % (printable(name), exc))
 
 
 def load_cluster_file(path: str, limit: int = MAX_NODES) -> ClusterFile:
@@ -4364,8 +4836,7 @@ def wave_jobs(runnable: Sequence[Service], deps: Dict[str, List[Tuple[str, bool]
 
 
 # =============================================================================
-# Command line: options, site defaults, the validated request, outputs, one
-# error handler
+# Command line: options, site defaults, outputs, one error handler
 # =============================================================================
 
 EXAMPLES = """\
@@ -4890,469 +5361,6 @@ def check_group_source(source: Optional[str]) -> None:
     if source and source not in sources:
         raise UsageError("-r: no group source %s (there are: %s)" % (
             printable(source), ", ".join(sources) or "none"))
-
-
-HOSTFILE_MAX_BYTES = 8 * FILE_MAX_BYTES
-_HOSTFILE_WORD_RE = Regex(r"#[^\n]*|[^\s#]+")
-
-
-def read_hostfile(path: str, stdin, limit: int) -> List[str]:
-    """NodeSet patterns, several a line, `#` comments; `-` is stdin (a pipe
-    from squeue or sinfo), read as bytes. Each word is counted as it is
-    found: once they name more than `limit` nodes (every operand counted),
-    the file is refused before the rest is split (memory stays a few times
-    the file's size, at most)."""
-    if path == "-":
-        try:
-            text = read_text(stdin.buffer, "--hostfile -", HOSTFILE_MAX_BYTES)
-        except OSError as exc:      # `< /`: a directory
-            raise UsageError("--hostfile -: cannot read: %s" % (exc.strerror or exc))
-    else:
-        text = read_text_file(path, HOSTFILE_MAX_BYTES, pipes=True)
-    words: List[str] = []
-    total = 0
-    for match in _HOSTFILE_WORD_RE.finditer(text):
-        word = match.group()
-        if word.startswith("#"):
-            continue
-        total += pattern_size(word, limit - total)
-        if total > limit:
-            raise UsageError("--hostfile %s: more than %d nodes, every operand counted "
-                             "(see --max-nodes)" % (printable(path), limit))
-        words.append(word)
-    if not words:
-        raise UsageError("--hostfile %s: no node in it" % printable(path))
-    return words
-
-
-def with_source(pattern: str, source: Optional[str]) -> str:
-    """-s SOURCE: `@group` means `@SOURCE:group` (`@*` all of SOURCE)."""
-    if not source:
-        return pattern
-    return re.sub(r"(^|[,!&^])(\s*)@(?![@])(?![A-Za-z0-9_.+-]*:)", r"\1\2@%s:" % source,
-                  pattern)
-
-
-def chosen_nodes(args: argparse.Namespace, positional: Sequence[str], stdin,
-                 last: Optional[LastRun] = None) -> NodeSet:
-    """The NodeSet from the positional NodeSets or clush's options."""
-    source = args.groupsource
-    for name in args.groups + args.exclude_groups:
-        if not re.fullmatch(_NAME, name, re.ASCII):
-            raise UsageError("invalid group name: %s" % printable(name))
-    patterns = list(positional) + args.where + ["@" + g for g in args.groups] \
-        + (["@*"] if args.all else [])
-    for path in args.hostfiles:
-        patterns += read_hostfile(path, stdin, args.max_nodes)
-    exclude = args.exclude + ["@" + g for g in args.exclude_groups]
-    if not patterns:
-        raise UsageError("no node given: a NodeSet after the units, or -w, -g, -a, "
-                         "--hostfile")
-    nodes = parse_nodes([with_source(p, source) for p in patterns],
-                        [with_source(p, source) for p in exclude], limit=args.max_nodes,
-                        last=last)
-    if args.pick is not None and args.pick < len(nodes):
-        if args.pick < 1:
-            raise UsageError("--pick takes a number of nodes >= 1")
-        import random
-        nodes = fold(random.sample(list(nodes), args.pick))
-    return nodes
-
-
-def parse_count(text: Optional[str], total: int, what: str) -> Optional[int]:
-    """`N` or `N%` of `total`."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"(\d{1,9})(%?)", text.strip())
-    if not match:
-        raise UsageError("%s must be N or N%%, not %s" % (what, printable(text)))
-    value = int(match.group(1))
-    if match.group(2):
-        if value > 100:
-            raise UsageError("%s cannot exceed 100%%" % what)
-        value = total * value // 100
-    return value
-
-
-CONTROL_PATH_MAX = 60       # a unix socket path has ~107 bytes; %C takes 40
-
-
-def control_directories() -> List[str]:
-    """Where ssh's control sockets may live, best first: XDG_RUNTIME_DIR when
-    it is really ours (not another user's, left by `su` without `-`), then
-    /tmp/svcctl-UID, then the home directory. Only plain paths: the path
-    becomes an ssh option."""
-    uid = os.geteuid()
-    places = []
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if os.path.isabs(runtime) and owned_privately(runtime):
-        places.append(os.path.join(runtime, "svcctl"))
-    places.append("/tmp/svcctl-%d" % uid)
-    try:
-        places.append(os.path.join(pwd.getpwuid(uid).pw_dir, ".svcctl-sockets"))
-    except KeyError:
-        pass
-    return [place for place in places if len(place) <= CONTROL_PATH_MAX
-            and re.fullmatch(r"[A-Za-z0-9_./-]+", place)]
-
-
-def owned_privately(path: str) -> bool:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return False
-    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
-
-
-def private_directory(path: str) -> bool:
-    """Make `path` a directory only we can use, or say it cannot be: a link,
-    a file, or another user's directory is never used, never changed."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return False
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() \
-        and not info.st_mode & 0o077
-
-
-def persist_options(seconds: int, create: bool = True) -> str:
-    """ssh options that keep one master connection per node open, in the
-    first private directory that can be had."""
-    places = control_directories()
-    chosen = next((place for place in places if not create or private_directory(place)),
-                  None)
-    if chosen is None:
-        raise UsageError("--persist: no private directory for ssh's control sockets "
-                         "(tried %s)" % (", ".join(places) or "none short enough"))
-    return "-oControlMaster=auto -oControlPath=%s/%%C -oControlPersist=%d" % (
-        chosen, seconds)
-
-
-@dataclass
-class Request:
-    """A whole validated run: what to do, where, how, and how to show it.
-    Nothing in it can reach a shell unchecked; run(request) and
-    dry_run(request) need nothing else. Validation creates nothing on disk."""
-    action: Action
-    units: List[str]
-    nodes: NodeSet
-    settings: Settings
-    display: Display = Display()
-    command: str = ""
-    user: str = ""
-    sudo: bool = False
-    now: bool = False
-    settle: float = 0.0
-    batch: Optional[int] = None
-    max_fail: Optional[int] = None
-    batch_wait: float = 0.0
-    persist: Optional[int] = None       # seconds: --persist
-    config: str = ""                    # with -c
-    services: List[Service] = field(default_factory=list)
-    nodes_of: Dict[str, NodeSet] = field(default_factory=dict)
-    log: Optional[str] = None
-    html: Optional[str] = None
-    syslog: bool = False
-    dry_run: bool = False
-    options: dict = field(default_factory=dict)     # Protocol's extra, pattern...
-    file_groups: Dict[str, NodeSet] = field(default_factory=dict)   # with -c
-    groupsource: Optional[str] = None
-    compare: Optional[NodeSet] = None   # journal --compare: read too, set against
-
-    def page_groups(self) -> Dict[str, NodeSet]:
-        """The groups an HTML page knows (its filter, its grid): the site's
-        that hold some of the nodes, and the cluster file's."""
-        return dict(site_groups(self.nodes, self.groupsource), **self.file_groups)
-
-    def cluster(self) -> Optional[ClusterFile]:
-        return ClusterFile(self.config, {}, self.services) if self.services else None
-
-    @property
-    def subject(self) -> str:
-        if not self.services:
-            return ""
-        if self.action.kind == "node":
-            return "nodes of %s" % self.config
-        count = len(self.services)
-        return "%d service%s of %s" % (count, "s" * (count != 1), self.config)
-
-    def protocol(self, marker: str) -> Protocol:
-        return Protocol(self.action, marker, self.sudo, self.now, self.display.verbose,
-                        self.settle, self.settings.command_timeout, **self.options)
-
-    def connection(self, create: bool = True) -> Settings:
-        """The ssh settings, with --persist's private socket directory (made
-        now, at run time, never during validation)."""
-        if self.persist is None:
-            return self.settings
-        return replace(self.settings, ssh_options=" ".join(filter(None, (
-            self.settings.ssh_options, persist_options(self.persist, create)))))
-
-    @property
-    def by_service(self) -> bool:
-        """Each service's unit on its own nodes (with -c; ping, daemon-reload
-        and list-units run once on every node of the file instead)."""
-        return bool(self.services) and self.action.kind != "node"
-
-    def plan(self) -> Plan:
-        if self.by_service:
-            return file_plan(self.action, self.services, self.nodes_of)
-        return batch_plan(self.action, self.nodes, tuple(Step(u) for u in self.units),
-                          self.batch, self.max_fail, self.batch_wait)
-
-    def steps_of(self, node: str) -> List[Step]:
-        if self.by_service:
-            return [Step(s.unit, declared=s.declared) for s in self.services
-                    if node in self.nodes_of[s.name]]
-        return node_steps(self.action, [Step(unit) for unit in self.units])
-
-
-def connection_settings(args: argparse.Namespace) -> Settings:
-    """clush.conf's [Main], then the site's svcctl.conf, then the command line."""
-    settings = read_clush_conf()
-    if args.fanout is not None:
-        settings.fanout = check_fanout(args.fanout)
-    if args.connect_timeout is not None:
-        settings.connect_timeout = check_seconds(args.connect_timeout, "-t")
-    if args.command_timeout is not None:
-        settings.command_timeout = check_seconds(args.command_timeout, "-u")
-    if args.user is not None:
-        settings.ssh_user = check_user(args.user)
-    if args.ssh_options is not None:
-        settings.ssh_options = check_ssh_options(args.ssh_options)
-    return settings
-
-
-def file_targets(args: argparse.Namespace, action: Action, last: Optional[LastRun] = None
-                 ) -> Tuple[ClusterFile, List[Service], Dict[str, NodeSet], NodeSet]:
-    """-c FILE ACTION [SERVICE...]: each service on its own nodes."""
-    cluster = load_cluster_file(args.config, args.max_nodes)
-    services = select_services(cluster, args.targets, action.reverse, not args.no_deps)
-    source = args.groupsource
-    restrict = parse_nodes([with_source(p, source) for p in args.nodes],
-                           limit=args.max_nodes, last=last) if args.nodes else None
-    excluded = args.exclude + ["@" + g for g in args.exclude_groups]
-    exclude = parse_nodes([with_source(p, source) for p in excluded],
-                          limit=args.max_nodes, last=last) if excluded else NodeSet()
-    nodes_of = {}
-    for service in services:
-        nodes = service.nodes & restrict if restrict is not None else NodeSet(service.nodes)
-        nodes_of[service.name] = nodes - exclude
-    nodes = fold(n for ns in nodes_of.values() for n in ns)
-    if not nodes:
-        raise UsageError("no node to run on")
-    return cluster, services, nodes_of, nodes
-
-
-def check_combinations(args: argparse.Namespace, action: Action) -> None:
-    """Options that go with some actions only, and values out of range."""
-    if args.now and not action.takes_now:
-        raise UsageError("--now goes with %s" % ", ".join(
-            a.name for a in ACTION_TABLE if a.takes_now))
-    given = {"-p": args.properties, "--failed": args.failed, "--state": args.state,
-             "--diff": args.diff, "--lines": args.lines is not None,
-             "--since": args.since, "--until": args.until, "--grep": args.grep,
-             "--priority": args.priority, "--boot": args.boot, "--mask": args.mask,
-             "--raw": args.raw, "--compare": args.compare}
-    for option, value in given.items():
-        if value and option not in action.takes:
-            raise UsageError("%s goes with %s" % (option, ", ".join(
-                [a.name for a in ACTION_TABLE if option in a.takes]
-                + (["report --history"] if option == "--since" else []))))
-    if args.mask and args.raw:
-        raise UsageError("--mask and --raw: give one of them")
-    if action.needs and not given[action.needs]:
-        raise UsageError("%s needs %s: all of a unit's properties differ from node to "
-                         "node (PIDs, times); choose some" % (action, action.needs))
-    if args.config is not None and (args.batch or args.max_fail or args.where
-                                    or args.groups or args.all or args.hostfiles
-                                    or args.pick is not None):
-        raise UsageError("-c takes its nodes from the file (-n, -x and -X restrict them): "
-                         "--batch, --max-fail, -w, -g, -a, --hostfile, --pick do not go "
-                         "with it")
-    if args.failed and args.state:
-        raise UsageError("--failed is --state failed: give one of them")
-    if args.config is None and (action.file_only or args.nodes or args.no_deps):
-        raise UsageError("apply, -n and --no-deps go with -c FILE")
-    if any(value.isdigit() for value in args.nodes):
-        raise UsageError("-n takes a NodeSet (MilkCheck's -n); systemctl's -n/--lines "
-                         "is not supported: status -v shows systemctl's own text")
-    if args.max_fail is not None and args.batch is None:
-        raise UsageError("--max-fail goes with --batch")
-    if args.listen or args.allow_remote:
-        raise UsageError("--listen and --allow-remote go with gui")
-    if args.max_nodes < 1:
-        raise UsageError("--max-nodes must be at least 1")
-    if args.persist and not 1 <= args.persist_for <= TIME_MAX:
-        raise UsageError("--persist-for takes a number of seconds from 1 to %d" % TIME_MAX)
-    check_seconds(args.batch_wait, "--batch-wait")
-    check_seconds(args.settle, "--settle")
-
-
-_PROPERTY_RE = Regex(r"[A-Z][A-Za-z0-9]*", re.ASCII)
-_STATE_RE = Regex(r"[a-z][a-z-]*", re.ASCII)
-_UNIT_PATTERN_RE = Regex(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
-
-
-_PRIORITY_RE = Regex(r"(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug)"
-                    r"(?:\.\.(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug))?",
-                    re.ASCII)
-_JOURNAL_TIME_RE = Regex(r"[A-Za-z0-9 :.+-]{1,40}", re.ASCII)
-_AGE_RE = Regex(r"[0-9]{1,9}[smhd]", re.ASCII)
-
-
-def journal_options(args: argparse.Namespace) -> Tuple[str, ...]:
-    """journalctl's options for `svcctl journal`, each checked (they reach the
-    node as quoted words, never parsed by a shell)."""
-    lines = 10 if args.lines is None else args.lines
-    if not 1 <= lines <= 10000:
-        raise UsageError("--lines takes 1 to 10000, not %d" % lines)
-    words = ["-o", "short-iso" if args.raw else "cat", "-n", str(lines)]
-    for option, value in (("--since", args.since), ("--until", args.until)):
-        if value is None:
-            continue
-        if not _JOURNAL_TIME_RE.fullmatch(value):
-            raise UsageError("invalid time for %s: %s" % (option, printable(value)))
-        # report --history's ages (7d, 12h) mean the same here: journalctl's -7d
-        words.append("%s=%s" % (option, "-" + value if _AGE_RE.fullmatch(value)
-                                else value))
-    if args.grep is not None:
-        if not 0 < len(args.grep) <= 200 or printable(args.grep) != args.grep:
-            raise UsageError("invalid --grep pattern: %s" % printable(args.grep[:200]))
-        words.append("--grep=" + args.grep)
-    if args.priority is not None:
-        if not _PRIORITY_RE.fullmatch(args.priority):
-            raise UsageError("invalid priority: %s (emerg alert crit err warning notice "
-                             "info debug, 0-7, or a range err..warning)"
-                             % printable(args.priority))
-        words.append("--priority=" + args.priority)
-    return tuple(words + (["--boot"] if args.boot else []))
-
-
-def action_extras(args: argparse.Namespace, action: Action, pattern: str) -> dict:
-    """The checked systemctl options of show, list-units and cat; how many
-    journal lines a failed unit brings back."""
-    if not 0 <= args.journal <= JOURNAL_MAX:
-        raise UsageError("--journal takes 0 to %d lines, not %d" % (JOURNAL_MAX,
-                                                                   args.journal))
-    properties = [p for text in args.properties for p in text.split(",")]
-    for name in properties:
-        if not _PROPERTY_RE.fullmatch(name):
-            raise UsageError("invalid property name: %s" % printable(name))
-    state = "failed" if args.failed else args.state
-    if state and not _STATE_RE.fullmatch(state):
-        raise UsageError("invalid state: %s" % printable(state))
-    if pattern and not _UNIT_PATTERN_RE.fullmatch(pattern):
-        raise UsageError("invalid unit pattern: %s" % printable(pattern))
-    extra = (("-p", ",".join(properties)) if properties else ()) + \
-        (("--state=" + state,) if state else ()) + (
-            journal_options(args) if "--lines" in action.takes else ())
-    return {"extra": extra, "pattern": pattern, "listed_is_no": state == "failed",
-            "diff": args.diff, "properties": tuple(dict.fromkeys(properties)),
-            "journal": args.journal, "raw": args.raw, "mask": args.mask}
-
-
-def split_targets(args: argparse.Namespace, action: Action
-                  ) -> Tuple[List[str], str, List[str]]:
-    """ACTION's positional words: (units, list-units' pattern, NodeSets)."""
-    targets = list(args.targets)
-    elsewhere = bool(args.where or args.groups or args.all or args.hostfiles)
-    units: List[str] = []
-    pattern = ""
-    if action.lists and args.all and targets:
-        raise UsageError("list-units -a: -a is clush's all nodes, not systemctl's all "
-                         "units (give a PATTERN, or --state STATE); nothing after it")
-    if action.kind == "node" and not action.lists and any(
-            _UNIT_RE.fullmatch(word) for word in targets):
-        raise UsageError("%s takes no unit: a NodeSet only" % action)
-    if action.lists:
-        if len(targets) > (1 if elsewhere else 2) or (not elsewhere and not targets):
-            raise UsageError("%s [PATTERN] NODESET" % action)
-        if len(targets) == (1 if elsewhere else 2):
-            pattern = targets.pop(0)
-    elif action.kind != "node":
-        if not targets:
-            raise UsageError("%s needs UNIT[,UNIT...] and a NodeSet" % action)
-        units = parse_units(targets.pop(0))
-    if elsewhere and targets:
-        raise UsageError("the nodes are given by -w, -g, -a or --hostfile: after "
-                         "%s, name only %s" % (action, "the units" if units else
-                                               "nothing more"))
-    if not elsewhere and not targets:
-        raise UsageError("%s needs a NodeSet" % action)
-    return units, pattern, targets
-
-
-def prepare(argv: Sequence[str], stdin=None, stdout=None) -> Request:
-    """Words of a command line -> a validated run, as the CLI makes it
-    (habits, site defaults, file checks, node selection): nothing printed,
-    nothing contacted, nothing created. Bad input raises UsageError (its
-    message is one line; exit_code 2). `stdout`: the stream whose colours
-    --color=auto decides on; `stdin`: what `--hostfile -` reads."""
-    argv = list(argv)
-    return make_request(read_command_line(argv), argv, stdout, stdin)
-
-
-def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
-                 stdin=None, stderr=None) -> Request:
-    """Validate every value of the command line; contact nothing (`@last`
-    reads the log, and says on `stderr` which run it read)."""
-    if args.check_config or args.action in COMMAND_WORDS:
-        raise UsageError("%s is not a run" % ("--check-config" if args.check_config
-                                              else args.action))
-    if not args.action:
-        raise UsageError("ACTION is required")
-    action = ACTIONS[args.action]
-    check_combinations(args, action)
-    last = LastRun(args.log, stderr)
-    services: List[Service] = []
-    nodes_of: Dict[str, NodeSet] = {}
-    pattern = ""
-    groups: Dict[str, NodeSet] = {}
-    if args.config is not None:
-        cluster, services, nodes_of, nodes = file_targets(args, action, last)
-        groups = {"@" + name: members for name, members in cluster.groups.items()}
-        units = [s.unit for s in services] if action.kind != "node" else []
-    else:
-        units, pattern, positional = split_targets(args, action)
-        nodes = chosen_nodes(args, positional, stdin or sys.stdin, last)
-    compare = parse_nodes([with_source(args.compare, args.groupsource)],
-                          limit=args.max_nodes, last=last) if args.compare else None
-    if compare is not None:
-        if compare & nodes:
-            raise UsageError("--compare %s: nodes in both sets: %s" % (
-                printable(args.compare), compare & nodes))
-        nodes = nodes | compare
-    batch = parse_count(args.batch, len(nodes), "--batch")
-    regroup = (args.groupsource or "") if args.regroup else None
-    typed = " ".join(list(args.targets) + args.where + ["@" + g for g in args.groups])
-    display = Display(args.verbose, args.quiet, use_color(args.color, stdout), args.json,
-                      args.line_mode, regroup, tuple(dict.fromkeys(
-                          re.findall(r"@%s\b" % _NAME, typed, re.ASCII))))
-    settings = connection_settings(args)
-    if args.settle and action.starts_units(args.now) and settings.command_timeout and \
-            args.settle >= settings.command_timeout:
-        # the nodes would be cut off while watching, after the action was done
-        # (a query watches nothing: a site's settle never refuses it)
-        raise UsageError("--settle %g must be shorter than the command timeout (-u %g)"
-                         % (args.settle, settings.command_timeout))
-    return Request(
-        action, units, nodes, settings, display,
-        command=" ".join(shlex.quote(a) for a in [PROG] + list(argv)),
-        user=current_user(), sudo=args.sudo, now=args.now, settle=args.settle,
-        batch=max(batch, 1) if batch is not None else None,
-        max_fail=parse_count(args.max_fail, len(nodes), "--max-fail"),
-        batch_wait=args.batch_wait, persist=args.persist_for if args.persist else None,
-        config=args.config or "", services=services, nodes_of=nodes_of,
-        log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run,
-        options=action_extras(args, action, pattern), file_groups=groups,
-        groupsource=args.groupsource, compare=compare)
 
 
 def dry_run(request: Request) -> str:

@@ -116,7 +116,7 @@ def leftovers(console):
     return found
 
 
-def chromium():
+def chromium(height=900):
     """A headless Debian Chromium through Selenium, its console log kept
     (a CSP violation is an error there); a fixture yields from it."""
     try:
@@ -136,7 +136,8 @@ def chromium():
     profile = tempfile.mkdtemp()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--window-size=1280,900", "--user-data-dir=%s" % profile):
+                 "--disable-sync", "--window-size=1280,%d" % height,
+                 "--user-data-dir=%s" % profile):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)

@@ -10,35 +10,13 @@ import time
 
 import pytest
 
-from conftest import IN_CI, ROOT, svcctl_argv
+from conftest import ROOT, svcctl_argv
+from console_client import chromium
 
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        if IN_CI:
-            pytest.fail("selenium is not installed")
-        pytest.skip("selenium is not installed")
-    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
-    if not (driver_path and chromium):
-        if IN_CI:
-            pytest.fail("chromium and chromium-driver are not installed")
-        pytest.skip("chromium and chromium-driver are not installed")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    profile = tempfile.mkdtemp()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,800",
-                 "--user-data-dir=%s" % profile):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from chromium(800)
 
 
 def visible(browser, css=".grid b"):

@@ -4,12 +4,12 @@ matrix in headless Chromium on a page built in-process."""
 import json
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 import svcctl
+from console_client import chromium
 
 NODE = shutil.which("node")
 
@@ -71,22 +71,7 @@ def test_a_hostile_filter_is_refused_before_anything_is_built(text):
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
-    if not (driver_path and chromium):
-        pytest.skip("chromium and chromium-driver are not installed")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    profile = tempfile.mkdtemp()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--window-size=1280,800",
-                 "--user-data-dir=%s" % profile):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from chromium(800)
 
 
 def test_history_page_folds_rows_expands_them_and_filters_inside(tmp_path, browser):

@@ -532,7 +532,8 @@ _WORD = st.sampled_from(_WORDS) | st.builds(
 def test_no_command_line_raises(before, after):
     """Whatever the words around a valid command, svcctl answers with an exit
     code: a traceback is a bug (argparse turns `-f--` into a list, for one)."""
-    code, out, err, _ = run(*["--dry-run"] + before + ["status", "demo", "hang1"] + after)
+    words = ["--dry-run"] + before + ["status", "demo", "hang1"] + after
+    code, out, err, _ = run(*words)
     assert code in (0, 2, 3), (words, err)
     if code == 2 and err:
         assert err.count("\n") == 1 and err.startswith("svcctl: ") or err.startswith(

@@ -1,6 +1,5 @@
 """Integration: at home for clush and systemctl users, on the real cluster."""
 import json
-import os
 import subprocess
 
 import pytest

@@ -222,7 +222,8 @@ class UnitState:
     @property
     def restarted(self) -> bool:
         """Restarted by systemd since the last manual start (which resets it)."""
-        return self.restarts.isdigit() and int(self.restarts[:6]) > 0
+        return self.restarts.isascii() and self.restarts.isdigit() and \
+            int(self.restarts[:6]) > 0
 
     def brief(self) -> str:
         """One word, as a summary groups units: `active`, `failed`, `masked`..."""
@@ -299,13 +300,35 @@ def _clean_properties(text: str) -> str:
 
 # What differs from node to node in the same story of a journal: process ids.
 _JOURNAL_PID_RE = Regex(r"\b(process|[Pp][Ii][Dd])([ =:]+)[0-9]+\b")
+JOURNAL_LINE_MAX = 500
 
 
 def _clean_journal(text: str) -> str:
-    """journalctl -o cat lines, made to fold across nodes: process ids
-    masked, journalctl's own "-- No entries --" dropped."""
-    return "\n".join(_JOURNAL_PID_RE.sub(r"\1\2N", line.rstrip()) for line in
-                     text.split("\n") if line.strip() and line != "-- No entries --")
+    """`journalctl -o json --output-fields=MESSAGE` lines -> the messages,
+    made to fold across nodes: printable, process ids masked. The journal is
+    read as JSON, one entry a line starting with `{`, because its messages
+    are anyone's text: a message line could otherwise start with the run's
+    marker and forge svcctl's framing. Other lines (journalctl's own errors)
+    are kept, but "-- No entries --"."""
+    out = []
+    for line in text.split("\n"):
+        if line.startswith("{"):
+            try:
+                message = json.loads(line).get("MESSAGE", "")
+            except (ValueError, AttributeError):
+                continue            # a line cut by the byte bound
+            if isinstance(message, list):       # not UTF-8: journalctl's bytes
+                message = bytes(b for b in message if isinstance(b, int) and
+                                0 <= b < 256).decode("utf-8", "replace")
+            lines = str(message).split("\n")
+        elif line.strip() and line != "-- No entries --":
+            lines = [line]
+        else:
+            continue
+        out += [_JOURNAL_PID_RE.sub(r"\1\2N", printable(text[:JOURNAL_LINE_MAX],
+                                                         keep_tabs=True).rstrip())
+                for text in lines]
+    return "\n".join(out)
 
 
 def _clean_listing(text: str) -> str:
@@ -362,6 +385,8 @@ class Action:
     now_starts: bool = False            # with --now, the unit must run after
     now_stops: bool = False             # with --now, it must be stopped after
     privileged: bool = False            # through `sudo -n` with --sudo
+    reads_as_root: bool = False         # journal: with --sudo too (a user outside
+    # systemd-journal reads only their own lines), though it changes nothing
     why: bool = False                   # a query whose failed units come with
     # their journal lines (status); changes and apply always do
     file_only: bool = False             # only with -c FILE
@@ -466,6 +491,7 @@ ACTION_TABLE = (
     Action("journal", "query", "units' journal, folded across nodes (--lines, --since, "
            "--until, --grep, --priority, --boot; --mask, --raw, --compare NODESET)",
            ("--no-pager",), program="journalctl", unit_flag="-u", silent_rc=True,
+           reads_as_root=True,
            answer=_answer_shown, runs="always", output="text", clean=_clean_journal,
            takes=("--lines", "--since", "--until", "--grep", "--priority", "--boot",
                   "--mask", "--raw", "--compare")),
@@ -1373,22 +1399,24 @@ _APPLY = (
 # Why it failed, in the same round trip: `j RCS STATES` is true when a step's
 # exit code is not 0 or a unit is failed (or waiting to restart); then
 # `J UNIT RC ...` prints, for each such unit, the last lines of that run of it
-# (its InvocationID: the service's own lines and systemd's about it; all of
-# the unit's lines where a systemd older than 232 has none), without
-# timestamps or hosts (-o cat), bounded in bytes:  MARK journal UNIT / lines.
-# A node where nothing failed runs nothing more.
+# (its InvocationID: the service's own lines, and PID 1's about it, whose
+# INVOCATION_ID field anyone could forge for another process; all of the
+# unit's lines where a systemd older than 232 has none), as JSON lines (see
+# _clean_journal), bounded in bytes:  MARK journal UNIT / lines. A node where
+# nothing failed runs nothing more.
 _JOURNAL = (
-    "j() { case \"$1\" in *[!0]*) return 0;; esac; case \"$2 \" in %(failed)s) "
+    "x=%(sudo)s; j() { case \"$1\" in *[!0]*) return 0;; esac; case \"$2 \" in %(failed)s) "
     "return 0;; esac; return 1; }; "
     "J() { while [ $# -gt 1 ]; do u=$1; f=$2; shift 2; i=; for t in $(systemctl show "
     "-p InvocationID,ActiveState,SubState -- \"$u\" 2>/dev/null); do case $t in "
     "InvocationID=?*) i=${t#*=};; ActiveState=failed|SubState=auto-restart) f=1;; esac; "
     "done; [ \"$f\" = 0 ] && continue; k journal \"$u\"; if [ -n \"$i\" ]; then "
-    "journalctl -o cat -n %(lines)d --no-pager \"_SYSTEMD_INVOCATION_ID=$i\" + "
-    "\"INVOCATION_ID=$i\"; else journalctl -o cat -n %(lines)d --no-pager -u \"$u\"; "
+    "$x journalctl -o json --output-fields=MESSAGE -n %(lines)d --no-pager "
+    "\"_SYSTEMD_INVOCATION_ID=$i\" + \"INVOCATION_ID=$i\" _PID=1; else $x journalctl "
+    "-o json --output-fields=MESSAGE -n %(lines)d --no-pager -u \"$u\"; "
     "fi 2>&1 | head -c %(bytes)d; done; }; "
 )
-JOURNAL_BYTES = 8192        # per failed unit, on top of its lines' count
+JOURNAL_BYTES = 16384       # per failed unit, on top of its lines' count
 JOURNAL_MAX = 100           # --journal N: at most this many lines
 
 
@@ -1424,7 +1452,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
         script += _JOURNAL % {
             "failed": "|".join((_case_pattern("ActiveState", ("failed",)),
                                 _case_pattern("SubState", ("auto-restart",)))),
-            "lines": protocol.journal, "bytes": JOURNAL_BYTES}
+            "lines": protocol.journal, "bytes": JOURNAL_BYTES,
+            "sudo": "'sudo -n'" if protocol.sudo else "''"}
     if action.kind == "node":
         pattern = " -- " + shlex.quote(protocol.pattern) if protocol.pattern else ""
         return script + "a %s %s%s; k end" % (steps[0].unit, " ".join(_argv(protocol)),
@@ -1465,7 +1494,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
 
 def _argv(protocol: Protocol) -> List[str]:
     action = protocol.action
-    argv = (["sudo", "-n"] if protocol.sudo and action.privileged else []) \
+    root = action.privileged or action.reads_as_root
+    argv = (["sudo", "-n"] if protocol.sudo and root else []) \
         + [action.program] + list(action.systemctl) + [shlex.quote(word)
                                                        for word in protocol.extra]
     return argv + (["--now"] if protocol.now and action.takes_now else [])
@@ -2034,12 +2064,9 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     return done
 
 
-JOURNAL_LINE_MAX = 500
-
-
 def journal_text(lines: Sequence[bytes]) -> str:
     """A failed unit's journal lines, printable and made to fold."""
-    return _clean_journal("\n".join(decode(line)[:JOURNAL_LINE_MAX] for line in lines))
+    return _clean_journal("\n".join(line.decode("utf-8", "replace") for line in lines))
 
 
 def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResult:
@@ -2240,14 +2267,17 @@ def in_asked_order(results: Sequence[NodeResult], properties: Sequence[str]) -> 
 # (Drain's templates): addresses, ids, hex, numbers. Longest first.
 _MASKS = (("<IP>", r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?::[0-9]+)?\b"),
           ("<ID>", r"\b[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}\b"),
-          ("<HEX>", r"\b(?:0x)?[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b"
-                    r"|\b(?:0x)?[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\b"),
+          # hex with a digit and a letter: lookaheads, linear (nested stars
+          # took seconds on a long line)
+          ("<HEX>", r"\b(?:0x)?(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]+\b"),
           ("<N>", r"\b[0-9]+(?:\.[0-9]+)?\b"))
 _MASK_RE = Regex("|".join("(%s)" % pattern for _, pattern in _MASKS))
 
 
 def line_template(line: str) -> Tuple[str, Tuple[str, ...]]:
-    """A line -> (its template, the values masked in it)."""
+    """A line (its first JOURNAL_LINE_MAX characters) -> (its template, the
+    values masked in it)."""
+    line = line[:JOURNAL_LINE_MAX]
     values: List[str] = []
 
     def mask(match) -> str:
@@ -2746,7 +2776,7 @@ _UNIT_PATTERN_RE = Regex(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}", re.ASCII)
 _PRIORITY_RE = Regex(r"(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug)"
                     r"(?:\.\.(?:[0-7]|emerg|alert|crit|err|warning|notice|info|debug))?",
                     re.ASCII)
-_JOURNAL_TIME_RE = Regex(r"[A-Za-z0-9 :.+-]{1,40}", re.ASCII)
+_JOURNAL_TIME_RE = Regex(r"[A-Za-z0-9 :.+@-]{1,40}", re.ASCII)   # @EPOCH too
 _AGE_RE = Regex(r"[0-9]{1,9}[smhd]", re.ASCII)
 
 
@@ -2756,7 +2786,10 @@ def journal_options(args: argparse.Namespace) -> Tuple[str, ...]:
     lines = 10 if args.lines is None else args.lines
     if not 1 <= lines <= 10000:
         raise UsageError("--lines takes 1 to 10000, not %d" % lines)
-    words = ["-o", "short-iso" if args.raw else "cat", "-n", str(lines)]
+    # JSON, one entry a line: a message can never pass for svcctl's framing
+    # (short-iso starts each entry with its time, indents the lines after)
+    words = ["-o", "short-iso"] if args.raw else ["-o", "json", "--output-fields=MESSAGE"]
+    words += ["-n", str(lines)]
     for option, value in (("--since", args.since), ("--until", args.until)):
         if value is None:
             continue
@@ -5095,7 +5128,7 @@ def _count_text(text: str) -> str:
 
 
 def _node_count(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError("a number of nodes, not %s" % printable(text))
     return int(text)
 
@@ -5629,6 +5662,7 @@ CONSOLE_SESSIONS_MAX = 64           # browsers that opened the URL; the oldest g
 CONSOLE_RUNS_KEPT = 50              # finished runs kept in memory (the log keeps all)
 CONSOLE_RUNNING_MAX = 4             # runs at a time, of which one changing run
 CONSOLE_HISTORY_MAX = 200           # logged runs listed
+CONSOLE_CONNECTIONS_MAX = 64        # open connections at a time
 
 # What a browser may not ask for: options that write files, or change how
 # svcctl connects or reads its configuration. The console's own settings come
@@ -5659,7 +5693,7 @@ def parse_listen(text: str) -> Tuple[str, int]:
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     host = "127.0.0.1" if host == "localhost" else host
     try:
-        if not sep or not port.isdigit() or int(port) > 65535:
+        if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise ValueError
         return str(ipaddress.ip_address(host)), int(port)
     except ValueError:
@@ -5681,7 +5715,10 @@ def console_argv(argv, cluster: Optional[str], log: Optional[str]) -> List[str]:
             or not 0 < len(argv) <= CONSOLE_WORDS_MAX or \
             any(len(w) > 4096 or "\x00" in w for w in argv):
         raise UsageError("argv: a list of 1 to %d words" % CONSOLE_WORDS_MAX)
-    args = build_parser().parse_intermixed_args(prepared_words(argv))
+    try:
+        args = build_parser().parse_intermixed_args(prepared_words(argv))
+    except SystemExit:          # -h, --help, --version: argparse prints and exits
+        raise UsageError("help and version are for the command line, not the console")
     for option, dest in CONSOLE_REFUSED:
         if getattr(args, dest, None) not in (None, False, []):
             raise UsageError("%s is not taken from the console: its settings come from "
@@ -6041,7 +6078,8 @@ class ConsoleHandler:
                                   "text/javascript" if name == "script" else "text/css")
             if name == "view":
                 since = query.get("since", ["0"])[0]
-                return self.reply(200, console.view(run_id, int(since) if since.isdigit()
+                ascii_digits = since.isascii() and since.isdigit()
+                return self.reply(200, console.view(run_id, int(since) if ascii_digits
                                                     else 0))
             if name == "stop":
                 return self.reply(200, console.stop(run_id))
@@ -6123,7 +6161,7 @@ class ConsoleHandler:
         if "Transfer-Encoding" in self.headers:
             raise ConsoleError(411, "a Content-Length is required")
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise ConsoleError(411, "a Content-Length is required")
         if int(length) > CONSOLE_BODY_MAX:
             raise ConsoleError(413, "request body over %d bytes" % CONSOLE_BODY_MAX)
@@ -6163,13 +6201,38 @@ CONSOLE_HEADERS = [
 
 def console_server(address: Tuple[str, int]):
     """http.server's threading server with the console's handler; each
-    request in a daemon thread (a stalled browser never holds the exit)."""
+    request in a daemon thread (a stalled browser never holds the exit), at
+    most CONSOLE_CONNECTIONS_MAX at a time: whoever can connect (before any
+    token is checked) cannot tie up threads the runs need; more are closed."""
     import socket
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     handler = type("ConsoleRequestHandler", (ConsoleHandler, BaseHTTPRequestHandler), {})
+    slots = threading.BoundedSemaphore(CONSOLE_CONNECTIONS_MAX)
+
+    def process_request(server, request, client_address):
+        if not slots.acquire(blocking=False):
+            server.shutdown_request(request)
+            return
+        try:
+            ThreadingHTTPServer.process_request(server, request, client_address)
+        except Exception:
+            slots.release()
+            raise
+
+    def process_request_thread(server, request, client_address):
+        try:
+            ThreadingHTTPServer.process_request_thread(server, request, client_address)
+        finally:
+            slots.release()
     server_class = type("ConsoleServer", (ThreadingHTTPServer,), {
         "daemon_threads": True, "request_queue_size": 32,
-        "address_family": socket.AF_INET6 if ":" in address[0] else socket.AF_INET})
+        "address_family": socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
+        "process_request": process_request,
+        "process_request_thread": process_request_thread,
+        # a client gone mid-request (reset, broken pipe) is no error of ours:
+        # socketserver would print its traceback to stderr, and a full stderr
+        # pipe then blocks every thread and the console's exit
+        "handle_error": lambda server, request, client_address: None})
     return server_class(address, handler)
 
 

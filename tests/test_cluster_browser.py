@@ -96,14 +96,19 @@ def test_the_history_matrix(browser, mixed_page, cluster, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "down1  \u00d7\u00b7  unreachable since " in proc.stdout
     browser.get("file://%s" % page)
+    # one row per story: down1; the odd nodes (web there); the even ones
     names = browser.find_elements("css selector", ".names div")
-    assert [n.text for n in names] == ["down1"] + ["node%d" % i for i in range(1, 9)]
+    assert [n.text for n in names] == ["\u25b8 down1", "\u25b8 node[1,3,5,7] (4)",
+                                       "\u25b8 node[2,4,6,8] (4)"]
     canvas = browser.find_element("css selector", "#matrix canvas")
-    assert (canvas.size["width"], canvas.size["height"]) == (28, 9 * 14)
+    assert (canvas.size["width"], canvas.size["height"]) == (28, 3 * 14)
     from selenium.webdriver.common.action_chains import ActionChains
+    names[0].click()                    # opened: down1's own row under its story
+    canvas = browser.find_element("css selector", "#matrix canvas")
     # down1's cell in the first run: unreachable, with ssh's reason
     ActionChains(browser).move_to_element_with_offset(
-        canvas, -canvas.size["width"] // 2 + 7, -canvas.size["height"] // 2 + 7).click().perform()
+        canvas, -canvas.size["width"] // 2 + 7, -canvas.size["height"] // 2 + 14 + 7
+    ).click().perform()
     detail = browser.find_element("id", "detail").text
     assert detail.startswith("down1 in run ") and "\u00d7 unreachable" in detail
     assert "Connection refused" in detail

@@ -440,3 +440,43 @@ def test_in_chromium_type_count_preview_launch_watch(browser, console):
     wait_for(lambda: "== start demo.service" in find("id", "resultview").text)
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_help_version_and_odd_digits_are_answers_not_crashes(console):
+    """argparse's -h and --version exit the process (SystemExit passed by the
+    handler's guard: the browser lost its connection, the terminal got help);
+    `²` passes str.isdigit() but not int(): both were not one-line answers."""
+    for body in ({"argv": ["ping", "node1", "-h"]}, {"argv": ["--version"]}):
+        status, _, reply = console.request("POST", "/api/preview", body)
+        assert status == 200 and reply["error"].startswith("svcctl: help and version"), body
+    status, _, reply = console.request("POST", "/api/count", {"nodes": "-h"})
+    assert status == 200 and "error" in reply
+    run = console.launch(["ping", "node1"])
+    console.wait(run["id"])
+    status, _, reply = console.request("GET", "/api/runs/%s?since=%%C2%%B2" % run["id"])
+    assert status == 200 and "internal error" not in str(reply)
+    status, _, reply = console.request("POST", "/api/count", b"{}", headers={
+        "Content-Type": "application/json", "Content-Length": "\u00b2".encode(
+            "latin-1").decode("latin-1")})
+    assert status in (400, 411) and "internal error" not in str(reply)
+
+
+def test_stalled_connections_cannot_tie_up_the_consoles_threads(console):
+    """Whoever can connect (before any token is checked) holds at most
+    CONSOLE_CONNECTIONS_MAX threads; a connection beyond is closed at once."""
+    import socket
+    stalled = []
+    try:
+        for _ in range(150):
+            sock = socket.create_connection(("127.0.0.1", console.port), timeout=5)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")     # never ends its head
+            stalled.append(sock)
+        time.sleep(1)
+        threads = int([line.split()[1] for line in open(
+            "/proc/%d/status" % console.proc.pid) if line.startswith("Threads:")][0])
+        assert threads < 64 + 10, threads
+    finally:
+        for sock in stalled:
+            sock.close()
+    time.sleep(1)
+    assert console.request("GET", "/api/runs")[0] == 200

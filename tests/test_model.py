@@ -61,8 +61,13 @@ def test_sudo_reaches_every_privileged_action():
     for action in svcctl.ACTION_TABLE:
         protocol = svcctl.Protocol(action, MARKER, sudo=True, verbose=True)
         script = svcctl.remote_script(protocol, [svcctl.Step("demo.service")])
-        assert ("sudo -n systemctl" in script or "x='sudo -n'" in script) \
+        assert ("sudo -n systemctl" in script or "$x systemctl" in script) \
             == action.privileged, action.name
+        # the journal is read as root with --sudo (a user outside
+        # systemd-journal reads only their own lines)
+        assert ("sudo -n journalctl" in script or "$x journalctl" in script) == (
+            action.reads_as_root or action.tells_why()), action.name
+        assert ("$x" not in script) or "x='sudo -n'" in script
 
 
 def test_unit_state_predicates_match_systemctl():

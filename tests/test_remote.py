@@ -240,15 +240,15 @@ def test_a_failed_unit_brings_its_runs_journal(tmp_path):
     calls, framed = run_failing(tmp_path, command("restart", ["a.service", "b.service"]),
                                 {"a.service": "active", "b.service": "failed"})
     assert calls == ["restart", "restart", "show", "show", "show",
-                     "journalctl -o cat -n 5 --no-pager _SYSTEMD_INVOCATION_ID=abc123 + "
-                     "INVOCATION_ID=abc123"]
+                     "journalctl -o json --output-fields=MESSAGE -n 5 --no-pager "
+                     "_SYSTEMD_INVOCATION_ID=abc123 + INVOCATION_ID=abc123 _PID=1"]
     assert framed.journals == {"b.service": [b"boom (pid 1234)"]}
 
 
 def test_a_failed_action_brings_the_journal_even_if_the_state_reads_fine(tmp_path):
     calls, framed = run_failing(tmp_path, command("start", journal=2), {"demo.service":
                                                                         "inactive"}, rc=1)
-    assert calls[-1].startswith("journalctl -o cat -n 2 ")
+    assert calls[-1].startswith("journalctl -o json --output-fields=MESSAGE -n 2 ")
     assert list(framed.journals) == ["demo.service"]
 
 
@@ -270,3 +270,10 @@ def test_apply_brings_the_journal_of_a_unit_it_could_not_start(tmp_path):
     calls, framed = run_failing(tmp_path, script, {"demo.service": "failed"}, rc=1)
     assert list(framed.journals) == ["demo.service"]
     assert framed.sections["demo.service"]["rc"] == 1
+
+
+def test_with_sudo_the_journal_is_read_as_root(tmp_path):
+    script = command("start", sudo=True)
+    assert "x='sudo -n'; " in script and "$x journalctl" in script
+    assert "sudo -n journalctl --no-pager" in command("journal", sudo=True, extra=(
+        "-n", "3"))

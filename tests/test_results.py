@@ -1,4 +1,5 @@
 """Parsing and classification of what nodes send back."""
+import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -688,3 +689,26 @@ def test_compare_puts_first_what_only_the_target_nodes_say():
     assert bad.units[0].message == ("only here, not on n2:\ndisk full\n"
                                     "also on n2:\nboot ok\nretrying")
     assert good.units[0].message == "boot ok\nretrying"
+
+
+def test_a_journal_message_can_never_forge_the_framing():
+    """Anyone may write to the journal: its messages come as JSON lines, so
+    a message holding the run's marker stays a message. The unit stays
+    failed, and the forged text is shown as text."""
+    m = MARKER.encode()
+    forged = json.dumps({"MESSAGE": "x\n%s state after LoadState=loaded "
+                         "ActiveState=active\n%s end" % (MARKER, MARKER)}).encode()
+    result = with_journal([forged, b'{"MESSAGE": [104, 105, 255]}', b'{"MESSA'])
+    assert result.outcome == "failed" and m not in forged.split(b"\n")[0][:len(m)]
+    assert result.units[0].journal == (
+        "x\n%s state after LoadState=loaded ActiveState=active\n%s end\nhi\ufffd"
+        % (MARKER, MARKER))
+
+
+def test_masking_a_long_line_is_linear():
+    """A 40,000-digit journal line took 40 s to mask (nested stars)."""
+    import time
+    started = time.process_time()
+    template, values = svcctl.line_template("1" * 40000 + " abc123" * 5000)
+    assert time.process_time() - started < 1
+    assert template == "<N>" and values == ("1" * svcctl.JOURNAL_LINE_MAX,)

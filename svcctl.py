@@ -210,6 +210,11 @@ class UnitState:
         return self.file in ENABLED_STATES
 
     @property
+    def is_enabled_for_good(self) -> bool:
+        """Enabled, and still after a reboot (not only enabled-runtime)."""
+        return self.file in LASTING_ENABLED_STATES
+
+    @property
     def is_stopped(self) -> bool:
         """Neither running nor on its way (activating, auto-restart...)."""
         return self.active in STOPPED_STATES
@@ -256,6 +261,10 @@ SYSTEM_STATES = ("initializing", "starting", "running", "degraded", "maintenance
                  "stopping", "offline", "unknown")
 ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "indirect",
                   "generated", "transient")
+# A cluster file's `enabled: true` means this, as Ansible's systemd_service
+# reads it: an enablement a reboot forgets is drift, and apply enables it.
+LASTING_ENABLED_STATES = tuple(state for state in ENABLED_STATES
+                               if state != "enabled-runtime")
 
 
 def _answer_is_active(state: UnitState) -> Tuple[str, bool]:
@@ -525,7 +534,9 @@ class Declared:
             return True
         if not (state.is_running if self.state == "running" else state.is_stopped):
             return True
-        return self.enabled is not None and state.is_enabled != self.enabled
+        if self.enabled is None:
+            return False
+        return not state.is_enabled_for_good if self.enabled else state.is_enabled
 
     def changes(self, state: UnitState) -> List[str]:
         """What apply would run on a unit in this state, in its order (the
@@ -536,7 +547,7 @@ class Declared:
             todo.append("start")
         if self.state == "stopped" and not state.is_stopped:
             todo.append("stop")
-        if self.enabled is True and not state.is_enabled:
+        if self.enabled is True and not state.is_enabled_for_good:
             todo.append("enable")
         if self.enabled is False and state.is_enabled:
             todo.append("disable")
@@ -1387,10 +1398,11 @@ _APPLY = (
     "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
     "case \"$b \" in %(stopped)s) off=1;; *) off=0;; esac; "
     "case \"$b \" in %(enabled)s) en=1;; *) en=0;; esac; "
+    "case \"$b \" in %(lasting)s) el=1;; *) el=0;; esac; "
     "c() { d=$d$1,; $x systemctl \"$@\" -- \"$u\" </dev/null 2>&1 || r=$?; }; "
     "if [ \"$2$on\" = running0 ]; then c start;%(settle)s fi; "
     "if [ \"$2$off\" = stopped0 ]; then c stop; fi; "
-    "if [ \"$3$en\" = yes0 ]; then c enable; fi; "
+    "if [ \"$3$el\" = yes0 ]; then c enable; fi; "
     "if [ \"$3$en\" = no1 ]; then c disable; fi; "
     "e=$(l \"$u\"); k rc $r did ${d:--} after $e;%(why)s }; "
 )
@@ -1465,6 +1477,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "running": _case_pattern("ActiveState", RUNNING_STATES),
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
+            "lasting": _case_pattern("UnitFileState", LASTING_ENABLED_STATES),
             "settle": " w \"$u\";" if settles else " g \"$b \";" if grace else "",
             "why": ' j $r "$e" && J "$u" $r;' if why else ""}
     elif action.reads_state_before(protocol.now):
@@ -3096,6 +3109,9 @@ def start(request: "Request", observer: Optional[Observer] = None,
         report = _start(request, observer, signals)
         return report
     finally:
+        # equal replies are read once per run; a long-lived console must not
+        # keep up to 1,024 of them (1 MiB each) between runs
+        _judged_reply.cache_clear()
         observer.run_ended(report)
 
 

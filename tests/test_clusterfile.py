@@ -479,3 +479,15 @@ def test_apply_dry_run_reads_the_states_once_and_says_what_would_change(tmp_path
         "== apply --dry-run on 6 nodes ==\n"
         "would change (4): n[1-4]\n"
         "nothing to do (2): m[1-2]\n")
+
+
+def test_enabled_runtime_is_drift_from_enabled_true():
+    """Ansible's reading: a runtime enablement is forgotten at reboot."""
+    runtime = svcctl.UnitState("loaded", "active", "running", "enabled-runtime")
+    lasting = svcctl.UnitState("loaded", "active", "running", "enabled")
+    enabled, disabled = svcctl.Declared("d", "running", True), svcctl.Declared("d", "running",
+                                                                               False)
+    assert enabled.drifted(runtime) and enabled.changes(runtime) == ["enable"]
+    assert not enabled.drifted(lasting) and enabled.changes(lasting) == []
+    assert disabled.drifted(runtime) and disabled.changes(runtime) == ["disable"]
+    assert runtime.is_enabled       # is-enabled still answers as systemctl does

@@ -79,3 +79,36 @@ def test_a_stop_from_another_thread_ends_the_task_at_its_next_timer():
     with pytest.raises(svcctl.Interrupted) as caught:
         handler.ev_timer(None)
     assert caught.value.signame == "SIGINT" and not handler.signals.raising
+
+
+def test_the_plan_driver_tells_the_observer_in_order(monkeypatch):
+    """start() with ClusterShell's execution replaced by a stub (framing.py):
+    batches, the observer's calls, the final report and the cache cleared."""
+    from framing import ACTIVE, INACTIVE, stub_nodes
+    stub_nodes(monkeypatch, lambda marker, command: [
+        "%s state before %s" % (marker, " ".join(t.decode() for t in INACTIVE)),
+        "%s unit demo.service" % marker, "%s rc 0" % marker,
+        "%s state after %s" % (marker, " ".join(t.decode() for t in ACTIVE))])
+    events = []
+
+    class Recorder(svcctl.Observer):
+        def wave_started(self, wave):
+            events.append(("wave", wave.number, wave.total))
+
+        def node_done(self, result):
+            events.append(("node", result.node, result.outcome))
+
+        def between_waves(self, so_far):
+            report, pending = so_far()
+            events.append(("so far", str(svcctl.fold(r.node for r in report.nodes)),
+                           len(pending)))
+
+        def run_ended(self, report):
+            events.append(("end", report.exit_code()))
+    request = svcctl.prepare(["start", "demo", "n[1-4]", "--batch", "2"])
+    report = svcctl.start(request, Recorder())
+    assert str(report.outcomes["changed"]) == "n[1-4]"
+    assert events == [("wave", 1, 2), ("node", "n1", "changed"), ("node", "n2", "changed"),
+                      ("so far", "n[1-2]", 2), ("wave", 2, 2), ("node", "n3", "changed"),
+                      ("node", "n4", "changed"), ("end", 0)]
+    assert svcctl._judged_reply.cache_info().currsize == 0

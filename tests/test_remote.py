@@ -277,3 +277,22 @@ def test_with_sudo_the_journal_is_read_as_root(tmp_path):
     assert "x='sudo -n'; " in script and "$x journalctl" in script
     assert "sudo -n journalctl --no-pager" in command("journal", sudo=True, extra=(
         "-n", "3"))
+
+
+RUNTIME_ENABLED_SYSTEMCTL = (
+    '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then shift 3; '
+    '[ "$1" = -- ] && shift; for u; do echo Type=notify; echo LoadState=loaded; '
+    'echo ActiveState=active; echo SubState=running; '
+    'echo UnitFileState=$(cat "$FILES/$u"); done; fi\n')
+
+
+@pytest.mark.parametrize("file,calls", [
+    ("enabled-runtime", ["show", "enable", "show"]),    # a reboot would forget it
+    ("enabled", ["show", "show"])])
+def test_apply_enables_for_good(tmp_path, file, calls):
+    """`enabled: true` is satisfied only by an enablement that lasts."""
+    steps = [svcctl.Step("demo.service", declared=svcctl.Declared("demo", "running", True))]
+    script = svcctl.remote_script(svcctl.Protocol(svcctl.ACTIONS["apply"], MARKER), steps)
+    done, _ = on_fake_node(tmp_path, script, {"systemctl": RUNTIME_ENABLED_SYSTEMCTL},
+                           FILES={"demo.service": file})
+    assert done == calls

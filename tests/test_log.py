@@ -21,16 +21,20 @@ ATTACKER = "svcctl-attacker"
 
 @pytest.fixture(scope="module")
 def attacker():
-    """(uid, gid) of a local user who is not root, created if need be."""
+    """(uid, gid) of a local user who is not root, created if need be, and
+    removed afterwards if it was created here."""
     if os.geteuid() != 0:
         pytest.skip("needs root to play two users")
+    created = False
     try:
         entry = pwd.getpwnam(ATTACKER)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
                         "/usr/sbin/nologin", ATTACKER], check=True)
-        entry = pwd.getpwnam(ATTACKER)
-    return entry.pw_uid, entry.pw_gid
+        entry, created = pwd.getpwnam(ATTACKER), True
+    yield entry.pw_uid, entry.pw_gid
+    if created:
+        subprocess.run(["userdel", ATTACKER], check=False)
 
 
 def as_user(user, function, *args):

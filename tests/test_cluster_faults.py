@@ -200,7 +200,8 @@ def test_a_log_on_a_full_disk_is_an_error_but_results_are_printed(svcctl, on_nod
         subprocess.run(["umount", str(full)], check=True)
 
 
-def test_persist_keeps_one_master_per_node(svcctl, cluster):
+def test_persist_keeps_one_master_per_node(svcctl, cluster, on_nodes):
+    on_nodes("@all", "systemctl start demo")    # its own scene, not the last test's
     env_dir = pathlib.Path(tempfile.mkdtemp(dir="/tmp"))   # socket paths are short
     run1 = subprocess.run(svcctl_argv() + ["is-active", "demo", "@all", "--persist",
                                            "--persist-for", "5"],
@@ -211,6 +212,7 @@ def test_persist_keeps_one_master_per_node(svcctl, cluster):
                                            "--persist-for", "5"],
                           env=dict(cluster, XDG_RUNTIME_DIR=str(env_dir)),
                           capture_output=True, text=True, timeout=60)
+    on_nodes("@all", "systemctl stop demo")
     assert run1.returncode == run2.returncode == 0
     assert len(sockets) == 8
     assert run1.stdout.split("==")[0] == run2.stdout.split("==")[0]

@@ -100,3 +100,39 @@ def test_chromium_check_would_see_a_script_the_policy_refuses(tmp_path):
     dom, _ = load_in_chromium(page, tmp_path)
     assert len(csp_violations()) >= 2
     assert "<title>svcctl start" in dom
+
+
+def test_rerun_on_the_nodes_that_failed(svcctl, on_nodes, tmp_path):
+    """A rolling restart fails on two nodes (a drop-in breaks the unit
+    there): `restart ... @last:failed` acts on exactly those, says which run
+    it took them from; -x @last:unreachable; with -c; no log is one line."""
+    log = str(tmp_path / "run.log")
+    broken = "mkdir -p /run/systemd/system/demo.service.d && printf '[Service]\\n" \
+             "ExecStart=\\nExecStart=/bin/false\\n' > /run/systemd/system/demo.service.d/" \
+             "x.conf && systemctl daemon-reload"
+    on_nodes("node[3,6]", broken)
+    try:
+        first = svcctl("restart", "demo", "node[1-8],down1", "--batch", "3", "--log", log)
+        assert first.rc == 4, first
+        on_nodes("node[3,6]", "rm -rf /run/systemd/system/demo.service.d && "
+                 "systemctl daemon-reload")
+        again = svcctl("restart", "demo", "@last:failed", "--log", log, "--json")
+        assert again.rc == 0, again
+        assert {n["node"] for n in json.loads(again.out)["nodes"]} == {"node3", "node6"}
+        assert re.match(r"svcctl: @last:failed = node\[3,6\] \(2\), from run [0-9a-f]{12} ",
+                        again.err), again.err
+        rest = svcctl("is-active", "demo", "node[1-8],down1", "-x", "@last:unreachable",
+                      "--log", log, "--json")
+        assert len(json.loads(rest.out)["nodes"]) == 8      # down1 was not reachable
+        nodes = svcctl("report", log, "--nodes", "changed")
+        assert (nodes.rc, nodes.out) == (0, "node[3,6]\n")
+        cluster = tmp_path / "c.yaml"
+        cluster.write_text("services:\n  demo: {unit: demo, nodes: 'node[1-8]'}\n")
+        status = svcctl("-c", str(cluster), "status", "-n", "@last:changed", "--log", log,
+                        "--json")
+        assert {n["node"] for n in json.loads(status.out)["nodes"]} == {"node3", "node6"}
+        none = svcctl("restart", "demo", "@last:failed", "--log", str(tmp_path / "no.log"))
+        assert none.rc == 2 and none.err.count("\n") == 1 and none.out == "", none
+    finally:
+        on_nodes("node[1-8]", "rm -rf /run/systemd/system/demo.service.d; "
+                 "systemctl daemon-reload; systemctl stop demo; systemctl reset-failed")

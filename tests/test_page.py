@@ -9,6 +9,7 @@ import time
 import pytest
 
 import svcctl
+from conftest import IN_CI
 from console_client import chromium
 
 NODE = shutil.which("node")
@@ -47,7 +48,7 @@ def run_filter(text: str, groups=None) -> dict:
     return json.loads(done.stdout)
 
 
-needs_node = pytest.mark.skipif(NODE is None, reason="no node (Node.js)")
+needs_node = pytest.mark.skipif(NODE is None and not IN_CI, reason="no node (Node.js)")
 
 
 @needs_node

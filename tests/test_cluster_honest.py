@@ -250,3 +250,39 @@ def test_journal_folds_the_same_story_and_compares(svcctl, reset):
     assert units["node1", "demo-crash.service"].startswith("only here, not on node4:\n")
     assert "Failed with result 'exit-code'." in \
         units["node1", "demo-crash.service"].split("also on node4:")[0]
+
+
+def test_a_loop_brings_its_last_run_only(svcctl, reset):
+    run = svcctl("start", "demo-loop", "node1", "--settle", "3", "--json")
+    assert run.rc == 1, run
+    journal = json.loads(run.out)["nodes"][0]["units"][0]["journal"] or ""
+    assert journal.count("Started demo-loop.service") <= 1, journal
+
+
+def test_a_noisy_failure_folds_within_its_bounds(svcctl, on_nodes):
+    """1,000 lines, then exit 1, on two nodes: --journal keeps the last N
+    lines of that run, the same on both nodes, one block; journal --lines
+    1000 reads them all and they fold too."""
+    noisy = "svcctl-noisy"
+    on_nodes("node[1-2]", "systemd-run --unit=%s --quiet sh -c 'for i in $(seq 1000); do "
+             "echo line $i of a long story; done; sleep 1; exit 1'; sleep 2" % noisy)
+    try:
+        status = svcctl("status", noisy, "node[1-2]", "--journal", "20")
+        assert status.rc == 3, status
+        assert "---------------\nnode[1-2] (2)\n---------------\n" in status.out
+        lines = status.out.split("  journal of that run:\n")[1].split("\n==")[0]
+        assert len(lines.split("\n")) == 20 and "line 1000 of a long story" in lines
+        read = svcctl("journal", noisy, "node[1-2]", "--lines", "1000")
+        assert read.rc == 0 and read.out.count("of a long story") == 1000, read.out[-500:]
+    finally:
+        on_nodes("node[1-2]", "systemctl reset-failed %s; true" % noisy)
+
+
+def test_an_unreadable_journal_is_said_per_node(svcctl):
+    """A user outside systemd-journal and adm: that node cannot answer, and
+    says why in journalctl's words; the others are not held up."""
+    run = svcctl("-l", "nosudo", "journal", "demo-crash", "node1,down1", "--lines", "3")
+    assert run.rc == 4, run
+    assert "demo-crash.service: error\n  No journal files were opened due to " \
+           "insufficient permissions.\n" in run.out, run
+    assert "Traceback" not in run.err

@@ -2304,15 +2304,17 @@ def mask_across_nodes(results: Sequence[NodeResult]) -> None:
     values differ says how many distinct ones the nodes had, so that nodes
     telling the same story fold, and what varies stays in sight."""
     seen: Dict[str, Set[Tuple[str, ...]]] = {}
+    template_of: Dict[str, str] = {}        # each line read once
     for item in {id(u): u for r in results for u in r.units if u.outcome == "ok"}.values():
         for line in item.message.split("\n"):
             template, values = line_template(line)
+            template_of[line] = template
             seen.setdefault(template, set()).add(values)
 
     def masked(item: UnitResult) -> str:
         out = []
         for line in item.message.split("\n"):
-            template = line_template(line)[0]
+            template = template_of[line]
             count = len(seen[template])
             out.append(template + ("  [%d distinct values]" % count if count > 1 else ""))
         return "\n".join(out)
@@ -2411,12 +2413,12 @@ def unit_outcomes(report: Report) -> Dict[str, Dict[str, NodeSet]]:
     outcomes by NodeSet, units in the order asked, outcomes in the table's."""
     if ACTIONS[report.action].sums_up is not None or len(set(report.units)) < 2:
         return {}
-    names: Dict[str, Dict[str, List[str]]] = {unit: {} for unit in report.units}
-    for result in report.nodes:
-        for item in result.units:
-            names.setdefault(item.unit, {}).setdefault(item.outcome, []).append(result.node)
-    return {unit: {name: fold(by[name]) for name in OUTCOMES if name in by}
-            for unit, by in names.items() if by}
+    groups = fold_by(((item.unit, item.outcome), result.node)
+                     for result in report.nodes for item in result.units)
+    units = dict.fromkeys(list(report.units) + [unit for unit, _ in groups])
+    by_unit = {unit: {name: groups[unit, name] for name in OUTCOMES if (unit, name) in groups}
+               for unit in units}
+    return {unit: by for unit, by in by_unit.items() if by}
 
 
 def unit_summary(report: Report) -> List[Tuple[str, str, NodeSet]]:

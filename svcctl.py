@@ -340,6 +340,20 @@ def _clean_journal(text: str) -> str:
     return "\n".join(out)
 
 
+def oldest_first(text: str) -> str:
+    """journalctl -r's entries back in time order. `--since T -n N` shows the
+    first N lines after T, `-r --since T -n N` the last N: svcctl's --lines
+    says the last. An entry is a line, and in --raw the indented lines after
+    it (a message of several lines)."""
+    entries: List[List[str]] = []
+    for line in text.split("\n"):
+        if entries and line[:1] in (" ", "\t"):
+            entries[-1].append(line)
+        else:
+            entries.append([line])
+    return "\n".join(line for entry in reversed(entries) for line in entry)
+
+
 def _clean_listing(text: str) -> str:
     """`list-units --plain` lines -> `unit: active (sub)`, no description."""
     out = []
@@ -383,6 +397,7 @@ class Action:
     output: str = ""                    # its output shown: "" (for problems, or
     # with -v), "lines" (each as UNIT: line), "text" (always, under the unit)
     clean: Optional[Callable[[str], str]] = None    # output made foldable
+    newest_first: bool = False          # journal: read with -r (see oldest_first)
     lists: bool = False                 # node: its output lists units
     drift_outcome: bool = False         # with -c: outcomes are ok or drift
     no_when_failed: bool = False        # node: non-zero exit with an answer is "no"
@@ -502,7 +517,7 @@ ACTION_TABLE = (
            ("--no-pager",), program="journalctl", unit_flag="-u", silent_rc=True,
            reads_as_root=True,
            answer=_answer_shown, runs="always", output="text", clean=_clean_journal,
-           takes=("--lines", "--since", "--until", "--grep", "--priority", "--boot",
+           newest_first=True, takes=("--lines", "--since", "--until", "--grep", "--priority", "--boot",
                   "--mask", "--raw", "--compare")),
     Action("list-units", "node", "units in memory (--failed, --state STATE, PATTERN)",
            ("list-units", "--plain", "--no-legend", "--no-pager", "--full"),
@@ -1380,21 +1395,22 @@ _GRACE = "g() { case \"$1\" in %(types)s) sleep %(grace)g;; *) return 1;; esac; 
 # waiting to restart, or restarted by systemd since the watch began). The
 # restart counts at the watch's start are sent back (MARK state watch N N...):
 # a unit restarted by systemd during the watch failed, whatever the action
-# found, even if it reads active again when its state is read after.
+# found, even if it reads active again when its state is read after; y=1 then
+# tells `j` to bring the journal of that run.
 _SETTLE = (
     "v() { q=$1; shift; systemctl show -p \"$q\" --value -- \"$@\" 2>/dev/null; }; "
-    "w() { n=$(v NRestarts \"$@\"); k state watch $n; i=0; "
+    "w() { n=$(v NRestarts \"$@\"); k state watch $n; i=0; y=1; "
     "while [ $i -lt %(polls)d ]; do sleep 0.5; "
     "[ \"$(v NRestarts \"$@\")\" = \"$n\" ] || return; for t in $(v ActiveState,SubState "
     "\"$@\"); do case $t in failed|auto-restart) return;; esac; done; i=$((i+1)); "
-    "done; }; "
+    "done; y=; }; "
 )
 # apply (cluster file): read one unit's state, act only where it differs from
 # the declared one (p UNIT running|stopped|- yes|no|-), states on the markers:
 #   MARK unit UNIT before K=V... ...output... MARK rc N did start,enable, after K=V...
 _APPLY = (
     "x=%(sudo)s; "
-    "p() { u=$1; b=$(l \"$u\"); k unit \"$u\" before $b; r=0; d=; "
+    "p() { u=$1; y=; b=$(l \"$u\"); k unit \"$u\" before $b; r=0; d=; "
     "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
     "case \"$b \" in %(stopped)s) off=1;; *) off=0;; esac; "
     "case \"$b \" in %(enabled)s) en=1;; *) en=0;; esac; "
@@ -1411,25 +1427,35 @@ _APPLY = (
 # Why it failed, in the same round trip: `j RCS STATES` is true when a step's
 # exit code is not 0 or a unit is failed (or waiting to restart); then
 # `J UNIT RC ...` prints, for each such unit, the last lines of that run of it
-# (its InvocationID: the service's own lines, and PID 1's about it, whose
-# INVOCATION_ID field anyone could forge for another process; all of the
-# unit's lines where a systemd older than 232 has none), as JSON lines (see
-# _clean_journal), bounded in bytes:  MARK journal UNIT / lines. A node where
-# nothing failed runs nothing more.
+# (its InvocationID, sent on the frame), as JSON lines (see journal_text):
+#   MARK journal UNIT INVOCATION / lines
+# The unit's own lines are read by _SYSTEMD_UNIT, not _SYSTEMD_INVOCATION_ID:
+# journald reads the latter from the unit's cgroup, gone when a daemon dies at
+# once, so the very line that says why lacks it (seen on 3 nodes of 8); svcctl
+# keeps the lines of that invocation or of none after PID 1's lines about an
+# earlier run. PID 1's lines about the unit are its UNIT= lines with _PID=1
+# (anyone can forge the fields; not _PID), those of that run its INVOCATION_ID.
+# All of the unit's lines where a systemd older than 232 has no InvocationID.
+# The newest bytes are kept (tail). A node where nothing failed runs nothing.
 _JOURNAL = (
     "x=%(sudo)s; j() { case \"$1\" in *[!0]*) return 0;; esac; case \"$2 \" in %(failed)s) "
     "return 0;; esac; return 1; }; "
     "J() { while [ $# -gt 1 ]; do u=$1; f=$2; shift 2; i=; for t in $(systemctl show "
     "-p InvocationID,ActiveState,SubState -- \"$u\" 2>/dev/null); do case $t in "
     "InvocationID=?*) i=${t#*=};; ActiveState=failed|SubState=auto-restart) f=1;; esac; "
-    "done; [ \"$f\" = 0 ] && continue; k journal \"$u\"; if [ -n \"$i\" ]; then "
-    "$x journalctl -o json --output-fields=MESSAGE -n %(lines)d --no-pager "
-    "\"_SYSTEMD_INVOCATION_ID=$i\" + \"INVOCATION_ID=$i\" _PID=1; else $x journalctl "
-    "-o json --output-fields=MESSAGE -n %(lines)d --no-pager -u \"$u\"; "
-    "fi 2>&1 | head -c %(bytes)d; done; }; "
+    "done; [ \"$f\" = 0 ] && continue; k journal \"$u\" \"$i\"; o=\"-o json "
+    "--output-fields=MESSAGE,_PID,_SYSTEMD_INVOCATION_ID,INVOCATION_ID -n %(entries)d "
+    "--no-pager\"; if [ -n \"$i\" ]; then $x journalctl $o \"_SYSTEMD_UNIT=$u\" + "
+    "\"UNIT=$u\" _PID=1; else $x journalctl $o -u \"$u\"; fi 2>&1 | tail -c %(bytes)d; done; }; "
 )
-JOURNAL_BYTES = 16384       # per failed unit, on top of its lines' count
+JOURNAL_BYTES = 1024        # per journal entry read for a failed unit
 JOURNAL_MAX = 100           # --journal N: at most this many lines
+
+
+def journal_entries(lines: int) -> int:
+    """Entries read for a failed unit's N lines: its own N, PID 1's N about
+    the run, and a few of an earlier run that journalctl returns among them."""
+    return 2 * lines + 8
 
 
 def _case_pattern(key: str, values: Sequence[str]) -> str:
@@ -1464,7 +1490,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
         script += _JOURNAL % {
             "failed": "|".join((_case_pattern("ActiveState", ("failed",)),
                                 _case_pattern("SubState", ("auto-restart",)))),
-            "lines": protocol.journal, "bytes": JOURNAL_BYTES,
+            "entries": journal_entries(protocol.journal),
+            "bytes": JOURNAL_BYTES * journal_entries(protocol.journal),
             "sudo": "'sudo -n'" if protocol.sudo else "''"}
     if action.kind == "node":
         pattern = " -- " + shlex.quote(protocol.pattern) if protocol.pattern else ""
@@ -1479,7 +1506,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
             "lasting": _case_pattern("UnitFileState", LASTING_ENABLED_STATES),
             "settle": " w \"$u\";" if settles else " g \"$b \";" if grace else "",
-            "why": ' j $r "$e" && J "$u" $r;' if why else ""}
+            "why": ' j "$r$y" "$e" && J "$u" "$r$y";' if why else ""}
     elif action.reads_state_before(protocol.now):
         script += "b=$(l %s); k state before $b; " % units
     if action.runs_per_unit(protocol.verbose):
@@ -1498,7 +1525,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     script += "k state after $t; "
     if why:
         # a query's exit code says its answer, not a failure: its state does
-        codes = ["${s%d:-0}" % index if action.kind == "change" else "0"
+        codes = ["${s%d:-0}$y" % index if action.kind == "change" else "0"
                  for index in range(len(steps))]
         script += 'j "%s" "$t" && J %s; ' % ("".join(codes), " ".join(
             "%s %s" % (shlex.quote(step.unit), code) for step, code in zip(steps, codes)))
@@ -1847,6 +1874,7 @@ class Framed:
     states: Dict[bytes, List[bytes]]    # b"before"/b"after": tokens of all units
     complete: bool = False
     journals: Dict[str, List[bytes]] = field(default_factory=dict)  # failed units
+    invocations: Dict[str, str] = field(default_factory=dict)    # their runs' ids
 
 
 def parse_output(lines: Iterable[bytes], marker: str) -> Framed:
@@ -1878,8 +1906,9 @@ def parse_output(lines: Iterable[bytes], marker: str) -> Framed:
             current["after"] = rest[1:] if rest[:1] == [b"after"] else None
         elif words[0] == b"state" and len(words) > 1:
             framed.states[words[1]] = words[2:]
-        elif words[0] == b"journal" and len(words) == 2:
+        elif words[0] == b"journal" and len(words) == 3:
             current = {"output": framed.journals.setdefault(_ascii(words[1]), [])}
+            framed.invocations[_ascii(words[1])] = _ascii(words[2])
         elif words == [b"end"]:
             framed.complete = True
         else:
@@ -1931,6 +1960,8 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
     apply ran a command on the unit; `watched`: its restart count when
     --settle began to watch it."""
     action = protocol.action
+    if action.newest_first:
+        message = oldest_first(message)
     if action.clean and not protocol.raw:
         message = action.clean(message)
     result = UnitResult(step.unit, "error", before, after, rc, message,
@@ -2073,13 +2104,50 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
         result = done.get(unit)
         if result is not None and (result.outcome == "failed" or (
                 result.after is not None and result.after.crashed)):
-            result.journal = journal_text(lines)
+            result.journal = journal_text(lines, framed.invocations.get(unit, ""),
+                                          protocol.journal)
     return done
 
 
-def journal_text(lines: Sequence[bytes]) -> str:
-    """A failed unit's journal lines, printable and made to fold."""
-    return _clean_journal("\n".join(line.decode("utf-8", "replace") for line in lines))
+def journal_text(lines: Sequence[bytes], invocation: str, count: int) -> str:
+    """A failed unit's journal, printable and made to fold: its own last
+    `count` lines of that run, then PID 1's about the run, said "systemd:
+    ..." as journalctl says "systemd[1]: ..."; apart, because their order
+    between each other is a race (a daemon's last stderr line and PID 1's
+    "Main process exited" reach journald on two sockets) that would split one
+    story into two blocks. A line of the unit's that carries no invocation
+    (see _JOURNAL) is of that run if it comes after PID 1's last line about an
+    earlier run. journalctl's own errors come first."""
+    said, own, systemd = [], [], []
+    for line in lines:
+        text = line.decode("utf-8", "replace")
+        if not text.startswith("{"):
+            said.append(text)
+            continue
+        entry = _journal_entry(text)
+        ran = entry.get("INVOCATION_ID" if entry.get("_PID") == "1"
+                        else "_SYSTEMD_INVOCATION_ID")
+        if entry.get("_PID") == "1":
+            if invocation and ran != invocation:
+                if not systemd:
+                    own = []        # lines before it are of earlier runs
+                continue
+            systemd.append(text)
+        elif not invocation or ran in (None, invocation):
+            own.append(text)
+    told = _clean_journal("\n".join(said + own[-count:]))
+    about = _clean_journal("\n".join(systemd[-count:]))
+    return "\n".join(filter(None, [told] + ["systemd: " + line
+                                            for line in about.split("\n") if line]))
+
+
+def _journal_entry(line: str) -> dict:
+    """One `journalctl -o json` line ({} for one cut by the byte bound)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResult:
@@ -2804,7 +2872,7 @@ def journal_options(args: argparse.Namespace) -> Tuple[str, ...]:
     # JSON, one entry a line: a message can never pass for svcctl's framing
     # (short-iso starts each entry with its time, indents the lines after)
     words = ["-o", "short-iso"] if args.raw else ["-o", "json", "--output-fields=MESSAGE"]
-    words += ["-n", str(lines)]
+    words += ["-r", "-n", str(lines)]
     for option, value in (("--since", args.since), ("--until", args.until)):
         if value is None:
             continue
@@ -5032,7 +5100,8 @@ def _action_options(group) -> None:
     add("--batch-wait", type=_typed(float, "--batch-wait takes a number of seconds"),
         metavar="SECONDS", help="with --batch: pause between batches")
     add("-p", "--property", dest="properties", action="append", default=[],
-        metavar="PROP[,PROP]", help="with show: the properties to show")
+        metavar="PROP[,PROP]", help="with show: the properties to show; with journal: "
+        "--priority (journalctl's -p)")
     add("--failed", action="store_true", help="with list-units: the failed units")
     add("--state", metavar="STATE", help="with list-units: units in this state")
     add("--diff", action="store_true",
@@ -5093,7 +5162,8 @@ def _file_options(group) -> None:
         "FILE: %s" % DEFAULT_CLUSTER_FILE)
     add("-n", "--nodes", action="append", default=[], metavar="NODESET",
         help="with -c: only these nodes; with report: --nodes OUTCOME[,OUTCOME] "
-        "prints the run's NodeSet of these outcomes (problems, all too), exit 1 if none")
+        "prints the run's NodeSet of these outcomes (problems, all too), exit 1 if none; "
+        "with journal, -n N is --lines N (journalctl's)")
     add("--no-deps", action="store_true",
         help="with -c: only the named services, not what they depend on")
     add("--check-config", action="store_true",
@@ -5338,6 +5408,8 @@ def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
     if args.action is not None and args.action not in list(ACTIONS) + COMMAND_WORDS:
         raise UsageError("unknown ACTION %s (one of: %s)" % (
             printable(args.action), ", ".join(list(ACTIONS) + COMMAND_WORDS)))
+    if args.action == "journal":
+        take_journalctl_habits(args)
     apply_site_defaults(args)
     if args.config == "":
         args.config = args.cluster_file
@@ -5348,6 +5420,22 @@ def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
     if args.regroup:
         check_group_source(args.groupsource)
     return args
+
+
+def take_journalctl_habits(args: argparse.Namespace) -> None:
+    """`svcctl journal -p err -n 20`: journalctl's -p (priority) and -n
+    (lines) mean what they mean there; elsewhere -p is show's property and -n
+    a cluster file's nodes."""
+    if args.properties:
+        if args.priority is not None or len(args.properties) > 1:
+            raise UsageError("journal: give the priority once (-p or --priority)")
+        args.priority, args.properties = args.properties[0], []
+    counts = [value for value in args.nodes if value.isdigit()]
+    if counts:
+        if args.lines is not None or len(counts) > 1:
+            raise UsageError("journal: give the number of lines once (-n or --lines)")
+        args.lines = int(counts[0])
+        args.nodes = [value for value in args.nodes if not value.isdigit()]
 
 
 def check_files(args: argparse.Namespace) -> None:

@@ -73,6 +73,14 @@ UNITS = {
                              "4 s later\nStartLimitIntervalSec=0\n[Service]\n"
                              "ExecStartPre=/bin/sleep 2.5\n"
                              "ExecStart=/bin/sh -c 'sleep 4; exit 1'\n",
+    # a daemon that refuses its configuration: the same story on most nodes,
+    # another on node7 and node8 (%H: the node's name)
+    "demo-config.service": "[Unit]\nDescription=svcctl demo, refuses its configuration\n"
+                           "StartLimitIntervalSec=0\n[Service]\nType=notify\n"
+                           "ExecStart=/bin/sh -c 'case %H in node7|node8) echo \"cannot "
+                           "bind 0.0.0.0:6817: Address already in use\" >&2;; *) echo "
+                           "\"/etc/demo.conf line 12: unknown key SlurmctldHost2\" >&2;; "
+                           "esac; exit 78'\n",
     # the types real daemons have: start returns once they say they are up
     "demo-notify.service": "[Unit]\nDescription=svcctl demo, Type=notify\n"
                            "[Service]\nType=notify\nNotifyAccess=all\n"

@@ -650,13 +650,13 @@ def test_dry_run_of_batches_is_the_plan_in_words():
 # --- svcctl journal: every option checked, quoted words on the node ----------
 
 @pytest.mark.parametrize("words,sent", [
-    ([], "journalctl --no-pager -o json --output-fields=MESSAGE -n 10 -u demo.service;"),
+    ([], "journalctl --no-pager -o json --output-fields=MESSAGE -r -n 10 -u demo.service;"),
     (["--lines", "3", "--since", "7d", "--until", "2026-12-01 10:00", "--boot"],
-     "journalctl --no-pager -o json --output-fields=MESSAGE -n 3 --since=-7d "
+     "journalctl --no-pager -o json --output-fields=MESSAGE -r -n 3 --since=-7d "
      "'\"'\"'--until=2026-12-01 10:00'"
      "\"'\"' --boot -u demo.service;"),
     (["--grep", "a;b|c $(id)", "--priority", "err..warning", "--raw"],
-     "journalctl --no-pager -o short-iso -n 10 '\"'\"'--grep=a;b|c $(id)'\"'\"' "
+     "journalctl --no-pager -o short-iso -r -n 10 '\"'\"'--grep=a;b|c $(id)'\"'\"' "
      "--priority=err..warning -u demo.service;"),
 ])
 def test_journal_sends_checked_quoted_words(words, sent):

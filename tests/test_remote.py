@@ -240,15 +240,18 @@ def test_a_failed_unit_brings_its_runs_journal(tmp_path):
     calls, framed = run_failing(tmp_path, command("restart", ["a.service", "b.service"]),
                                 {"a.service": "active", "b.service": "failed"})
     assert calls == ["restart", "restart", "show", "show", "show",
-                     "journalctl -o json --output-fields=MESSAGE -n 5 --no-pager "
-                     "_SYSTEMD_INVOCATION_ID=abc123 + INVOCATION_ID=abc123 _PID=1"]
+                     "journalctl -o json --output-fields=MESSAGE,_PID,_SYSTEMD_INVOCATION_ID,"
+                     "INVOCATION_ID -n 18 --no-pager _SYSTEMD_UNIT=b.service + "
+                     "UNIT=b.service _PID=1"]
+    assert framed.invocations == {"b.service": "abc123"}
     assert framed.journals == {"b.service": [b"boom (pid 1234)"]}
 
 
 def test_a_failed_action_brings_the_journal_even_if_the_state_reads_fine(tmp_path):
     calls, framed = run_failing(tmp_path, command("start", journal=2), {"demo.service":
                                                                         "inactive"}, rc=1)
-    assert calls[-1].startswith("journalctl -o json --output-fields=MESSAGE -n 2 ")
+    assert calls[-1].startswith("journalctl -o json --output-fields=MESSAGE,_PID,"
+                                "_SYSTEMD_INVOCATION_ID,INVOCATION_ID -n 12 ")
     assert list(framed.journals) == ["demo.service"]
 
 

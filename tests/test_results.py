@@ -604,7 +604,7 @@ def test_show_keeps_the_order_of_the_properties_asked(monkeypatch):
 def with_journal(lines, outcome_state=FAILED, rc=0, action="restart"):
     m = MARKER.encode() + b" "
     reply = frame("demo.service", None if action == "status" else ACTIVE,
-                  outcome_state, rc) + [m + b"journal demo.service"] + lines + end()
+                  outcome_state, rc) + [m + b"journal demo.service inv2"] + lines + end()
     return classify(action, reply)
 
 
@@ -626,6 +626,36 @@ def test_a_journal_is_kept_only_for_a_failed_unit():
     assert ok.outcome == "changed" and ok.units[0].journal == ""
     status = with_journal([b"boom"], action="status")
     assert status.outcome == "negative" and status.units[0].journal == "boom"
+
+def entry(message, pid, invocation=None):
+    """One `journalctl -o json` line: PID 1's carry INVOCATION_ID, the unit's
+    own _SYSTEMD_INVOCATION_ID (when journald could still read it)."""
+    fields = {"MESSAGE": message, "_PID": pid, "__CURSOR": "s=1;i=2"}
+    if invocation:
+        fields["INVOCATION_ID" if pid == "1" else "_SYSTEMD_INVOCATION_ID"] = invocation
+    return json.dumps(fields).encode()
+
+
+def test_a_journal_says_the_units_words_then_systemds_of_that_run():
+    """The daemon's last line and PID 1's "Main process exited" race to the
+    journal: the order between them must not split one story in two; a line
+    of the daemon's with no invocation (journald read it after the cgroup was
+    gone) is of this run only after PID 1's last line about an earlier run."""
+    earlier = [entry("bad key Foo", "54"), entry("Failed with result 'exit-code'.", "1",
+                                                  "inv1")]
+    run = [entry("Starting demo.service...", "1", "inv2"), entry("bad key Foo", "95"),
+           entry("Main process exited, code=exited, status=78/CONFIG", "1", "inv2"),
+           entry("another run's line", "95", "inv1"),
+           entry("Failed with result 'exit-code'.", "1", "inv2")]
+    told = ("bad key Foo\nsystemd: Starting demo.service...\nsystemd: Main process "
+            "exited, code=exited, status=78/CONFIG\nsystemd: Failed with result "
+            "'exit-code'.")
+    assert with_journal(earlier + run).units[0].journal == told
+    raced = run[:1] + run[2:3] + run[1:2] + run[3:]
+    assert with_journal(earlier + raced).units[0].journal == told
+    assert svcctl.journal_text(earlier + run, "inv2", 1) == (
+        "bad key Foo\nsystemd: Failed with result 'exit-code'.")
+
 
 # --- cat --diff: bounded work on a hostile reply ------------------------------
 
@@ -658,12 +688,25 @@ def test_cat_diff_of_small_files_is_a_unified_diff():
 
 
 def journal_of(node_name, lines, rc=0):
+    """`svcctl journal` on a node whose journal holds these lines (journalctl
+    -r sends them newest first)."""
     m = MARKER.encode() + b" "
-    reply = [m + b"unit demo.service"] + lines + [m + b"rc %d" % rc,
+    reply = [m + b"unit demo.service"] + lines[::-1] + [m + b"rc %d" % rc,
                                                   m + b"state after " + b" ".join(ACTIVE)]
     protocol = svcctl.Protocol(A["journal"], MARKER)
     return svcctl.read_reply(protocol, node_name, raw(reply + end()),
                              [svcctl.Step("demo.service")])
+
+
+def test_journal_shows_the_newest_lines_oldest_first():
+    """journalctl --since T -n N shows the first N lines after T; svcctl
+    reads with -r (the last N) and puts them back in time order, a message
+    of several lines (--raw indents the lines after its first) kept whole."""
+    assert svcctl.journal_options(svcctl.read_command_line(
+        ["journal", "demo", "n1", "--since", "1h", "-n", "3"]))[3:6] == ("-r", "-n", "3")
+    raw = "T3 n1 sh[9]: c\nT2 n1 sh[9]: b1\n                 b2\nT1 n1 sh[9]: a"
+    assert svcctl.oldest_first(raw) == (
+        "T1 n1 sh[9]: a\nT2 n1 sh[9]: b1\n                 b2\nT3 n1 sh[9]: c")
 
 
 def test_journal_with_no_line_matched_is_not_a_failure():

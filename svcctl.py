@@ -3869,7 +3869,8 @@ def render_graph(cluster: "ClusterFile", views: Sequence[ServiceView] = ()) -> s
                     dx + 200, dy + 30, dx + 225, dy + 30, x - 25, y + 30, x - 6, y + 30,
                     " after" if dashed else ""))
         view = seen.get(service.name)
-        out.append('<g class="svc%s" data-service="%s"><rect x="%d" y="%d" width="200" height="60" rx="6"/>'
+        out.append('<g class="svc%s" data-service="%s">'
+                   '<rect x="%d" y="%d" width="200" height="60" rx="6"/>'
                    '<text x="%d" y="%d" class="name">%s%s</text>'
                    '<text x="%d" y="%d">%s</text><text x="%d" y="%d">%s</text></g>' % (
                        " " + service_tone(view) if view else "", escape(service.name),
@@ -6131,12 +6132,13 @@ class Console:
                                    "(this text is not saved)" % printable(path))
             cluster = parse_cluster_file(path, text, self.max_nodes)
             like = os.lstat(path)
-            try:
-                write_file(path + FILE_PREVIOUS, current, like)
-                write_file(path, text, like)
-            except (OSError, OutputError) as exc:
-                raise ConsoleError(500, "cannot write %s: %s" % (printable(path), printable(
-                    str(getattr(exc, "strerror", None) or exc))))
+            for target, new in ((path + FILE_PREVIOUS, current), (path, text)):
+                try:
+                    write_file(target, new, like)
+                except (OSError, OutputError) as exc:
+                    raise ConsoleError(500, "cannot write %s: %s" % (
+                        printable(target), printable(str(getattr(exc, "strerror", None)
+                                                         or exc))))
             with self.lock:
                 self.cluster = cluster
         return {"saved": cluster_checked(cluster), "version": text_version(text),

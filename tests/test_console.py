@@ -491,6 +491,19 @@ def test_a_read_only_file_is_not_saved(file_console):
     assert open(path + ".real").read() == CLUSTER and not os.path.exists(path + ".prev")
 
 
+def test_a_link_planted_as_the_previous_version_is_not_followed(file_console, tmp_path):
+    console, path = file_console
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched\n")
+    os.symlink(str(target), path + ".prev")
+    opened = console.request("GET", "/api/file")[2]
+    status, _, reply = console.request("POST", "/api/file", {
+        "text": GOOD_EDIT, "version": opened["version"]})
+    assert status == 500 and reply["error"] == "cannot write %s.prev: not a regular " \
+        "file (a symbolic link)" % path
+    assert target.read_text() == "untouched\n" and open(path).read() == CLUSTER
+
+
 def test_without_a_cluster_file_there_is_nothing_to_edit(console):
     assert console.request("GET", "/api/file")[0] == 404
     status, _, reply = console.request("POST", "/api/file", {"text": CLUSTER,
@@ -801,3 +814,31 @@ def test_in_chromium_a_run_of_ten_thousand_nodes(browser, console):
     # the history of that log: one run, two stories
     assert len(browser.find_elements("css selector", "#history tr")) == 3
     print("\n10,000-node run view: grid filled in %.2f s" % took)
+
+
+def test_in_chromium_a_live_run_on_ten_thousand_fake_nodes(browser, console):
+    """Launched on 10,000 fake nodes (each an ssh refused: a process apiece,
+    so it is stopped once some have answered): 10,000 pending cells, filled
+    as nodes answer, then every one of them once it is stopped. Times are
+    printed (-s), not asserted."""
+    from selenium.webdriver.support.ui import Select
+    find = browser.find_element
+    count = "return document.querySelectorAll('#runview .grid b%s').length"
+    browser.get(console.url)
+    Select(find("id", "action")).select_by_value("ping")
+    find("id", "nodes").send_keys("down[1-10000]")
+    wait_for(lambda: find("id", "count").text == "10000 nodes")
+    begun = time.monotonic()
+    find("id", "launch").click()
+    wait_for(lambda: browser.execute_script(count % "") == 10000, limit=60)
+    drawn = time.monotonic() - begun
+    wait_for(lambda: browser.execute_script(count % ":not(.pe)") >= 100, limit=60)
+    find("id", "stop").click()
+    stopped = time.monotonic()
+    wait_for(lambda: browser.execute_script(count % ".pe") == 0 and "== ping on 10000 nodes"
+             in find("css selector", "#runview pre:last-child").text, limit=120)
+    filled = time.monotonic() - stopped
+    assert browser.execute_script(count % "") == 10000
+    assert "unreachable" in find("css selector", "#runview pre:last-child").text
+    print("\n10,000 fake nodes: pending grid drawn %.2f s after Launch; every cell filled "
+          "%.2f s after Stop" % (drawn, filled))

@@ -6911,7 +6911,7 @@ var openTab = function (name) {
   document.querySelectorAll("#tabs button").forEach(function (o) { o.classList.toggle("on", o.getAttribute("data-tab") === name); });
   document.querySelectorAll("section.tab").forEach(function (s) { s.classList.toggle("hid", s.id !== name); });
   if (name === "results") { listRuns(); showHistory(); }
-  if (name === "cluster" && data.cluster) { loadFile(); }
+  if (name === "cluster" && data.cluster && fileVersion === null) { loadFile(); }
 };
 document.querySelectorAll("#tabs button").forEach(function (b) {
   b.addEventListener("click", function () { openTab(b.getAttribute("data-tab")); });
@@ -7041,17 +7041,18 @@ View.prototype.checkLists = function (lists) {
   });
 };
 
-// Poll a run until it is done; then() is told when it is. The server sends
+// Poll a run until it is done; then() is told when it is, with the finished
+// document (its first page: the others carry nodes only). The server sends
 // a bounded page of nodes at a time: while "more" come, the next page is
 // asked at once (a big run's grid fills in a few batches, not one).
 var watch = function (id, view, then) {
-  var since = 0, start = 0;
+  var since = 0, start = 0, done = null;
   var poll = function () {
     api("GET", "/api/runs/" + encodeURIComponent(id) + "?since=" + since + "&from=" + start).then(function (state) {
       view.update(state);
       since = state.next;
-      if (state.done) { start = state.start + state.nodes.length; }
-      if (state.done && !state.more) { if (then) { then(state); } } else { setTimeout(poll, state.more ? 0 : 500); }
+      if (state.done) { start = state.start + state.nodes.length; done = done || state; }
+      if (state.done && !state.more) { if (then) { then(done); } } else { setTimeout(poll, state.more ? 0 : 500); }
     }, function (e) {
       view.progress.textContent = e.message;
       if (then) { then(null); }

@@ -754,6 +754,10 @@ def test_in_chromium_edit_the_cluster_file_run_its_services_open_the_history(
     wait_for(lambda: find("id", "filesaveerror").text ==
              "svcctl: %s:9: services.web.nodes: invalid NodeSet: node[3-" % path)
     assert unchanged(path)
+    # another tab and back: the text being edited is still there
+    find("css selector", "button[data-tab=run]").click()
+    find("css selector", "button[data-tab=cluster]").click()
+    assert find("id", "filetext").get_attribute("value") == BAD_LINE
     # a good one: saved, the previous kept, the page drawn from the new file
     type_into(find("id", "filetext"), GOOD_EDIT)
     find("id", "filesave").click()

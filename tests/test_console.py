@@ -93,7 +93,7 @@ def test_posts_need_the_consoles_origin_and_csrf_token(console):
     ]
     for headers in refused:
         status, _, reply = console.request("POST", "/api/runs", body, headers, bearer=False)
-        assert status == 403, headers
+        assert status == 403, (headers, status, reply)
     # a script with the token: no cookie, no CSRF; but never from another origin
     assert console.request("POST", "/api/runs", body, {"Origin": "http://evil.example"})[0] \
         == 403
@@ -436,7 +436,7 @@ def test_an_editor_post_needs_the_token_origin_and_csrf(file_console):
             ({"Cookie": cookie, "Origin": console.origin, "X-Svcctl-CSRF": csrf,
               "Sec-Fetch-Site": "cross-site"}, False)):
         status, _, reply = console.request("POST", "/api/file", body, headers, bearer)
-        assert status == 403, headers
+        assert status == 403, (headers, status, reply)
     form = {"Cookie": cookie, "Origin": console.origin, "X-Svcctl-CSRF": csrf,
             "Content-Type": "text/plain"}
     assert console.request("POST", "/api/file", json.dumps(body).encode(), form,

@@ -3937,12 +3937,12 @@ def render_graph(cluster: "ClusterFile", views: Sequence[ServiceView] = ()) -> s
                     dx + 200, dy + 30, dx + 225, dy + 30, x - 25, y + 30, x - 6, y + 30,
                     " after" if dashed else ""))
         view = seen.get(service.name)
-        tone = "" if view is None else " drift" if view.drift else \
-            " bad" if view.problem else " good"
-        out.append('<g class="svc%s"><rect x="%d" y="%d" width="200" height="60" rx="6"/>'
+        out.append('<g class="svc%s" data-service="%s">'
+                   '<rect x="%d" y="%d" width="200" height="60" rx="6"/>'
                    '<text x="%d" y="%d" class="name">%s%s</text>'
                    '<text x="%d" y="%d">%s</text><text x="%d" y="%d">%s</text></g>' % (
-                       tone, x, y, x + 8, y + 18, escape(service.name),
+                       " " + service_tone(view) if view else "", escape(service.name),
+                       x, y, x + 8, y + 18, escape(service.name),
                        " \u2248 drift" if view and view.drift else "",
                        x + 8, y + 35, escape(service.unit[:30]), x + 8, y + 51,
                        escape("%s, %s" % (service.declared.text(), short_nodes(
@@ -3956,6 +3956,11 @@ def render_graph(cluster: "ClusterFile", views: Sequence[ServiceView] = ()) -> s
             "</marker></defs>%s</svg><p class=\"legend\">solid: requires (skipped where it "
             "failed), dashed: after (order only)</p>" % (width, height, width, height,
                                                           "".join(out)))
+
+
+def service_tone(view: ServiceView) -> str:
+    """How a service went, as the graph colours it."""
+    return "drift" if view.drift else "bad" if view.problem else "good"
 
 
 def short_nodes(nodes: NodeSet, width: int = 20) -> str:
@@ -4043,17 +4048,15 @@ def render_history_text(history: History, everyone: bool = False, last: int = 40
 HISTORY_RUNS = 4000
 
 
-def render_history_html(history: History) -> str:
-    """A node x run matrix: one row a node (its name beside, as text the
-    browser's find reaches), one column a run; a click says what happened."""
-    nodes = history.nodes
+def history_matrix(history: History, last: int) -> dict:
+    """The last `last` runs of a history as stories: the nodes with the same
+    cells and messages fold into one row, clubak-style. Each row a string,
+    a letter a run (the outcome's index, "a" the first; "." not in it);
+    messages by "row,column"."""
     codes = "abcdefghijklmnopqrstuvwxyz"
-    # at most HISTORY_RUNS columns, the latest: a canvas is at most 65,535 px wide
-    first = max(0, len(history.runs) - HISTORY_RUNS)
-    runs = history.runs[first:]
-    # nodes with the same cells and messages fold into one row, clubak-style
+    first = max(0, len(history.runs) - last)
     stories: Dict[Tuple[str, Tuple[str, ...]], List[str]] = {}
-    for node in nodes:
+    for node in history.nodes:
         cells = "".join(codes[history.cells[node][i] - 1]
                         if i < len(history.cells[node]) and history.cells[node][i]
                         else "." for i in range(first, len(history.runs)))
@@ -4067,12 +4070,22 @@ def render_history_html(history: History) -> str:
                 for (run, text) in ((run, history.messages.get((names[0], run)))
                                     for run in range(first, len(history.runs)))
                 if text}
-    data = {"runs": [[r["id"], iso_time(r["time"]), r["title"], r["user"]] for r in runs],
+    return {"runs": [[r["id"], iso_time(r["time"]), r["title"], r["user"]]
+                     for r in history.runs[first:]],
             "labels": [str(ns) for ns in members], "nodes": [list(ns) for ns in members],
-            "rows": rows, "messages": messages,
-            "outcomes": list(OUTCOMES), "colors": [o.html for o in OUTCOME_TABLE],
-            "inks": [o.ink for o in OUTCOME_TABLE],
-            "symbols": [o.symbol for o in OUTCOME_TABLE], "details": [], "groups": {}}
+            "rows": rows, "messages": messages, "first": first}
+
+
+def render_history_html(history: History) -> str:
+    """A node x run matrix: one row a node (its name beside, as text the
+    browser's find reaches), one column a run; a click says what happened."""
+    # at most HISTORY_RUNS columns, the latest: a canvas is at most 65,535 px wide
+    data = history_matrix(history, HISTORY_RUNS)
+    first = data.pop("first")
+    runs = history.runs[first:]
+    data.update({"outcomes": list(OUTCOMES), "colors": [o.html for o in OUTCOME_TABLE],
+                 "inks": [o.ink for o in OUTCOME_TABLE],
+                 "symbols": [o.symbol for o in OUTCOME_TABLE], "details": [], "groups": {}})
     legend = " ".join('<span class="sw o%d"></span> %s' % (OUTCOME_INDEX[o.name], o.name)
                       for o in OUTCOME_TABLE)
     body = ('<h2>Nodes \u00d7 runs</h2><p class="legend">%s</p><p class="legend">Each '
@@ -4088,7 +4101,7 @@ def render_history_html(history: History) -> str:
         iso_time(runs[-1]["time"]) if runs else "-",
         " (the last %d of %d)" % (len(runs), len(history.runs)) if first else "")
     return html_page("svcctl history of %s: %d nodes, %d stories" % (
-        history.path, len(nodes), len(rows)),
+        history.path, len(history.cells), len(data["rows"])),
                      meta, body, data)
 
 
@@ -4172,13 +4185,14 @@ def check_own_file(info: os.stat_result) -> None:
         raise OutputError("it has other hard links")
 
 
-def write_file(path: str, text: str) -> None:
+def write_file(path: str, text: str, like: Optional[os.stat_result] = None) -> None:
     """Replace a regular file whole, so that a reader never sees half a
     report: a fresh temporary file (mkstemp: unpredictable, O_EXCL) in the
-    same directory, renamed over the target. Anything else at the target (a
-    link, a device such as /dev/null, a FIFO, a directory) is left alone.
-    Written 0600 like the log: a page carries the same text (systemctl's
-    output with -v, failure messages)."""
+    same directory, on disk (fsync) before it is renamed over the target.
+    Anything else at the target (a link, a device such as /dev/null, a FIFO,
+    a directory) is left alone. Written 0600 like the log (a page carries
+    the same text: systemctl's output with -v, failure messages), or with
+    the mode (and, as root, the owner) of `like`, the file it replaces."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -4192,6 +4206,12 @@ def write_file(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)      # mkstemp made it 0600
+            if like is not None:
+                os.fchmod(handle.fileno(), stat.S_IMODE(like.st_mode))
+                if os.geteuid() == 0:
+                    os.fchown(handle.fileno(), like.st_uid, like.st_gid)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.lexists(tmp):
@@ -4746,7 +4766,12 @@ def compose_yaml(path: str, text: str, yaml):
 def load_cluster_file(path: str, limit: int = MAX_NODES) -> ClusterFile:
     """Load and validate a cluster file; any error is one UsageError naming
     the file, the line and the key. Nothing is contacted."""
-    text = read_text_file(path)
+    return parse_cluster_file(path, read_text_file(path), limit)
+
+
+def parse_cluster_file(path: str, text: str, limit: int = MAX_NODES) -> ClusterFile:
+    """The text of the cluster file at `path` (read, or about to be saved by
+    the console's editor), validated as --check-config validates it."""
     import yaml     # here, not at the top: only cluster files need it (start-up time)
     root = compose_yaml(path, text, yaml)
     reader = _FileReader(path, yaml, limit)
@@ -4767,6 +4792,12 @@ def load_cluster_file(path: str, limit: int = MAX_NODES) -> ClusterFile:
         services[name] = read_service(reader, name, value, resolver)
     check_services(path, reader, services)
     return ClusterFile(path, groups, dependency_order(path, services))
+
+
+def cluster_checked(cluster: ClusterFile) -> str:
+    """What --check-config (and the console's editor) says of a valid file."""
+    return "%s: ok, %d services, %d groups" % (printable(cluster.path), len(cluster.services),
+                                               len(cluster.groups))
 
 
 def read_service(reader: _FileReader, name: str, value, resolver) -> Service:
@@ -5694,8 +5725,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout=None, stderr=None,
             if not args.config:
                 raise UsageError("--check-config goes with -c FILE")
             cluster = load_cluster_file(args.config, args.max_nodes)
-            stdout.write("%s: ok, %d services, %d groups\n" % (
-                printable(args.config), len(cluster.services), len(cluster.groups)))
+            stdout.write(cluster_checked(cluster) + "\n")
             code = publish_files([(args.html, lambda path: write_file(
                 path, render_cluster_page(cluster)))], stderr)
             if args.verbose:        # the services in dependency order
@@ -5770,6 +5800,14 @@ CONSOLE_RUNS_KEPT = 50              # finished runs kept in memory (the log keep
 CONSOLE_RUNNING_MAX = 4             # runs at a time, of which one changing run
 CONSOLE_HISTORY_MAX = 200           # logged runs listed
 CONSOLE_CONNECTIONS_MAX = 64        # open connections at a time
+CONSOLE_POLL_NODES = 1000           # nodes in one answer: 10,000 done at once come in 10
+CONSOLE_HISTORY_RUNS = 40           # runs in the history's matrix, the latest
+CONSOLE_STORIES_MAX = 500           # rows of it (folded stories), the first ones
+# The editor's POST: a cluster file (svcctl reads FILE_MAX_BYTES of one) as
+# JSON, whose escapes may double it. It keeps the file it replaces as FILE.prev.
+CONSOLE_FILE_BODY_MAX = 2 * FILE_MAX_BYTES
+FILE_PREVIOUS = ".prev"
+CONSOLE_FILE_ACTIONS = ("status", "apply", "start", "stop")  # the cluster tab's buttons
 
 # What a browser may not ask for: options that write files, or change how
 # svcctl connects or reads its configuration. The console's own settings come
@@ -5850,9 +5888,21 @@ def finished_state(report: Report, display: Display) -> dict:
         check=[[title, [[str(nodes), len(nodes), reason]
                         for reason, nodes in lists.items()]]
                for title, lists in node_check_lists(report)]
-        if action.no_when_failed else None)
+        if action.no_when_failed else None,
+        tones={view.service: service_tone(view) for view in service_views(report)})
     state["next"] = len(state["nodes"])
     return state
+
+
+def state_page(state: dict, start: int) -> dict:
+    """A finished run's document with CONSOLE_POLL_NODES of its nodes from
+    `start`: a run of 10,000 nodes comes in pages, none of them huge (the
+    rest of the document, its text and NodeSets, with the first only)."""
+    nodes = state["nodes"][start:start + CONSOLE_POLL_NODES]
+    page = dict(state) if start == 0 else {key: state[key] for key in (
+        "id", "done", "progress", "next")}
+    page.update(nodes=nodes, start=start, more=start + len(nodes) < len(state["nodes"]))
+    return page
 
 
 class ConsoleRun(Observer):
@@ -5919,19 +5969,22 @@ class ConsoleRun(Observer):
         with self.lock:
             self.state = state
 
-    def view(self, since: int = 0) -> dict:
+    def view(self, since: int = 0, start: int = 0) -> dict:
         """As far as it has come: the nodes finished since `since` (in the
-        order they finished), the progress; once done, the whole run."""
+        order they finished, CONSOLE_POLL_NODES at most: "more" says there
+        are others), the progress; once done, the whole run (its nodes a
+        page from `start`)."""
         with self.lock:
             if self.state is not None:
-                return self.state
-            nodes = self.finished[since:]
+                return state_page(self.state, start)
+            nodes = self.finished[since:since + CONSOLE_POLL_NODES]
             count = len(self.finished)
             status = self.progress.status(self.pause_left)
         return {"id": self.id, "done": False, "command": self.request.command,
                 "action": str(self.request.action), "total": len(self.request.nodes),
                 "progress": status[len(PROG) + 2:], "nodes": nodes,
-                "next": since + len(nodes) if since <= count else count}
+                "next": since + len(nodes) if since <= count else count,
+                "more": since + len(nodes) < count}
 
     def summary(self) -> dict:
         state = self.state or {}
@@ -5946,14 +5999,17 @@ class Console:
     called from the HTTP server's threads."""
 
     def __init__(self, host: str, port: int, cluster: Optional[ClusterFile],
-                 log: Optional[str], confirm_nodes: int):
+                 log: Optional[str], confirm_nodes: int, max_nodes: int = MAX_NODES):
         import secrets
         self.token = secrets.token_urlsafe(32)
         self.host, self.port = host, port
         self.cluster, self.log, self.confirm_nodes = cluster, log, confirm_nodes
+        self.max_nodes = max_nodes      # the cluster file's, as --check-config reads it
         self.sessions: Dict[str, str] = {}      # session cookie -> its CSRF token
         self.runs: Dict[str, ConsoleRun] = {}
+        self.opened: Tuple[str, dict] = ("", {})    # the logged run read last (paged)
         self.lock = threading.Lock()
+        self.saving = threading.Lock()  # one save of the cluster file at a time
 
     # --- who may ask ---------------------------------------------------------
 
@@ -6065,11 +6121,14 @@ class Console:
             run.thread.start()
         return {"id": run.id, "command": request.command, "targets": list(request.nodes)}
 
-    def view(self, run_id: str, since: int) -> dict:
+    def view(self, run_id: str, since: int, start: int) -> dict:
         with self.lock:
             run = self.runs.get(run_id)
+            opened_id, opened = self.opened
         if run is not None:
-            return run.view(since)
+            return run.view(since, start)
+        if opened_id == run_id:     # its next page: the log is not read again
+            return state_page(opened, start)
         if self.log and _RUN_ID_RE.fullmatch(run_id):
             try:
                 report, _ = report_from_log(self.log, run_id)
@@ -6077,7 +6136,9 @@ class Console:
                 raise ConsoleError(404, str(exc))
             state = finished_state(report, Display())
             state.update(id=run_id, logged=True)
-            return state
+            with self.lock:
+                self.opened = (run_id, state)
+            return state_page(state, start)
         raise ConsoleError(404, "no run %s" % printable(run_id)[:64])
 
     def stop(self, run_id: str) -> dict:
@@ -6103,6 +6164,74 @@ class Console:
                       if r["id"] not in ids]
         return {"runs": runs, "logged": logged, "log": self.log}
 
+    def history(self) -> dict:
+        """The log's runs as the history page folds them: a row per story
+        (the nodes with the same outcomes in the same runs), a column per
+        run, the latest CONSOLE_HISTORY_RUNS."""
+        matrix: dict = {"runs": [], "labels": [], "rows": [], "messages": {}}
+        if self.log and os.path.exists(self.log):
+            matrix = history_matrix(read_history(self.log)[0], CONSOLE_HISTORY_RUNS)
+        rows = len(matrix["rows"])
+        return {"log": self.log, "runs": matrix["runs"],
+                "labels": matrix["labels"][:CONSOLE_STORIES_MAX],
+                "rows": matrix["rows"][:CONSOLE_STORIES_MAX], "stories": rows,
+                "messages": {key: text for key, text in matrix["messages"].items()
+                             if int(key.split(",")[0]) < CONSOLE_STORIES_MAX},
+                "symbols": [o.symbol for o in OUTCOME_TABLE]}
+
+    # --- the cluster file's editor -------------------------------------------
+
+    def file_path(self) -> str:
+        """The console's own cluster file: the only path a request reaches."""
+        if not self.cluster:
+            raise ConsoleError(404, "no cluster file: start the console with -c FILE")
+        return self.cluster.path
+
+    def cluster_file(self) -> dict:
+        """The file's text, its version (what a save must have started from),
+        and why it cannot be saved from here, if so."""
+        path = self.file_path()
+        text = read_text_file(path)
+        return {"path": path, "text": text, "version": text_version(text),
+                "readonly": read_only_reason(path), "previous": path + FILE_PREVIOUS}
+
+    def save_file(self, body: dict) -> dict:
+        """A new text, checked as --check-config checks the file, saved only
+        when valid and when the file is still the version it was edited from;
+        the old one kept as FILE.prev."""
+        path = self.file_path()
+        text, version = body.get("text"), body.get("version")
+        if not isinstance(text, str) or not isinstance(version, str):
+            raise UsageError("text and version: the new text, and the version it was "
+                             "edited from")
+        reason = read_only_reason(path)
+        if reason:
+            raise ConsoleError(403, "%s is read-only here: %s" % (printable(path), reason))
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:      # a lone surrogate, which JSON can carry
+            raise UsageError("%s: not UTF-8 text" % printable(path))
+        if len(data) > FILE_MAX_BYTES:
+            raise UsageError("%s: larger than %d bytes" % (printable(path), FILE_MAX_BYTES))
+        with self.saving:
+            current = read_text_file(path)
+            if text_version(current) != version:
+                raise ConsoleError(409, "%s changed since it was opened here: reload it "
+                                   "(this text is not saved)" % printable(path))
+            cluster = parse_cluster_file(path, text, self.max_nodes)
+            like = os.lstat(path)
+            for target, new in ((path + FILE_PREVIOUS, current), (path, text)):
+                try:
+                    write_file(target, new, like)
+                except (OSError, OutputError) as exc:
+                    raise ConsoleError(500, "cannot write %s: %s" % (
+                        printable(target), printable(str(getattr(exc, "strerror", None)
+                                                         or exc))))
+            with self.lock:
+                self.cluster = cluster
+        return {"saved": cluster_checked(cluster), "version": text_version(text),
+                "previous": path + FILE_PREVIOUS}
+
     def stop_all(self, signame: str) -> List[ConsoleRun]:
         """Stop every run as `signame` does; wait until each is reported and
         logged. Returns the runs that were still going."""
@@ -6116,18 +6245,48 @@ class Console:
         return going
 
     def page(self, csrf: str) -> str:
-        cluster = self.cluster
+        with self.lock:
+            cluster = self.cluster
         data = {"csrf": csrf, "outcomes": list(OUTCOMES), "confirm": self.confirm_nodes,
                 "log": self.log, "cluster": cluster.path if cluster else None,
                 "services": [s.name for s in cluster.services] if cluster else [],
                 "actions": [[a.name, a.kind, a.help] for a in ACTION_TABLE
-                            if cluster or not a.file_only]}
+                            if cluster or not a.file_only],
+                "fileactions": list(CONSOLE_FILE_ACTIONS) if cluster else []}
         return CONSOLE_PAGE % {
             "data": page_data(data), "version": escape(__version__),
             "log": escape(self.log) if self.log else
             "none: runs are kept only while the console runs (start it with --log FILE)",
-            "cluster": render_cluster_body(cluster) if cluster else
+            "cluster": CONSOLE_FILE_TOOLS % {"path": escape(cluster.path),
+                                             "body": render_cluster_body(cluster)}
+            if cluster else
             "<p>No cluster file: start the console with <code>-c FILE</code>.</p>"}
+
+
+def text_version(text: str) -> str:
+    """What the editor sends back to say which file it edited."""
+    import hashlib
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_only_reason(path: str) -> str:
+    """Why the console may not replace this file ("" if it may): not a regular
+    file (a link is not followed), not writable by its user, or made
+    read-only on purpose (no write bit: root could, but an admin who did
+    chmod a-w means it)."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return "cannot read it: %s" % exc.strerror
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file" + (" (a symbolic link: edit the file it names)"
+                                       if stat.S_ISLNK(info.st_mode) else "")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not (os.access(path, os.W_OK) and os.access(directory, os.W_OK | os.X_OK)):
+        return "not writable by %s (the file or its directory)" % current_user()
+    if not info.st_mode & 0o222:
+        return "its mode %o has no write permission" % stat.S_IMODE(info.st_mode)
+    return ""
 
 
 class ConsoleHandler:
@@ -6143,7 +6302,8 @@ class ConsoleHandler:
     ROUTES = {("GET", "/"): "page", ("GET", "/console.js"): "script",
               ("GET", "/console.css"): "style", ("GET", "/api/runs"): "listing",
               ("POST", "/api/runs"): "launch", ("POST", "/api/count"): "count",
-              ("POST", "/api/preview"): "preview"}
+              ("POST", "/api/preview"): "preview", ("GET", "/api/file"): "cluster_file",
+              ("POST", "/api/file"): "save_file", ("GET", "/api/history"): "history"}
     _RUN_PATH_RE = Regex(r"/api/runs/([A-Za-z0-9_-]{1,64})(/stop)?")
 
     def log_message(self, format, *args) -> None:
@@ -6175,7 +6335,9 @@ class ConsoleHandler:
             session, bearer = self.authenticated(console)
             name, run_id, allowed = self.route(method, url.path)
             if method == "POST":
-                body = self.checked_body(console, host, session, bearer)
+                body = self.checked_body(console, host, session, bearer,
+                                         CONSOLE_FILE_BODY_MAX if name == "save_file"
+                                         else CONSOLE_BODY_MAX)
             if name == "page":
                 return self.reply(200, console.page(console.csrf_of(session)),
                                   "text/html; charset=utf-8")
@@ -6184,14 +6346,14 @@ class ConsoleHandler:
                                   page_style() + CONSOLE_STYLE,
                                   "text/javascript" if name == "script" else "text/css")
             if name == "view":
-                since = query.get("since", ["0"])[0]
-                ascii_digits = since.isascii() and since.isdigit()
-                return self.reply(200, console.view(run_id, int(since) if ascii_digits
-                                                    else 0))
+                numbers = [query.get(key, ["0"])[0] for key in ("since", "from")]
+                since, start = [int(n) if n.isascii() and n.isdigit() else 0
+                                for n in numbers]
+                return self.reply(200, console.view(run_id, since, start))
             if name == "stop":
                 return self.reply(200, console.stop(run_id))
-            if name == "listing":
-                return self.reply(200, console.listing())
+            if name in ("listing", "cluster_file", "history"):
+                return self.reply(200, getattr(console, name)())
             return self.reply(200, getattr(console, name)(body))
         except ConsoleError as exc:
             self.reply(exc.status, dict(exc.extra, error=str(exc)))
@@ -6246,7 +6408,7 @@ class ConsoleHandler:
         raise ConsoleError(403, "token required: open the URL `svcctl gui` printed")
 
     def checked_body(self, console: Console, host: str, session: Optional[str],
-                     bearer: bool) -> dict:
+                     bearer: bool, limit: int) -> dict:
         """A POST changes things: it must come from the console's own page
         (Origin, else Referer; and the page's CSRF token) or from a script
         with the token, be JSON (no form can send it), and be small."""
@@ -6270,8 +6432,8 @@ class ConsoleHandler:
         length = self.headers.get("Content-Length", "")
         if not (length.isascii() and length.isdigit()):
             raise ConsoleError(411, "a Content-Length is required")
-        if int(length) > CONSOLE_BODY_MAX:
-            raise ConsoleError(413, "request body over %d bytes" % CONSOLE_BODY_MAX)
+        if int(length) > limit:
+            raise ConsoleError(413, "request body over %d bytes" % limit)
         try:
             body = json.loads(self.rfile.read(int(length)) or b"{}")
         except (ValueError, RecursionError):
@@ -6363,7 +6525,8 @@ def serve_console(args: argparse.Namespace, stdout, stderr) -> int:
     except OSError as exc:
         raise UsageError("--listen %s:%d: %s" % (host, port, exc.strerror))
     port = server.server_address[1]
-    console = server.console = Console(host, port, cluster, args.log, args.confirm_nodes)
+    console = server.console = Console(host, port, cluster, args.log, args.confirm_nodes,
+                                       args.max_nodes)
     stdout.write("http://%s:%d/?token=%s\n" % (
         "[%s]" % host if ":" in host else host, port, console.token))
     stdout.flush()
@@ -6753,6 +6916,11 @@ CONSOLE_PAGE = """<!DOCTYPE html>
 </section>
 <section id="results" class="tab hid">
 <p><button id="refresh">Refresh</button> <span id="resultsnote"></span></p>
+<h2>History</h2>
+<p id="historynote" class="legend"></p>
+<div id="historybox"><table id="history"></table></div>
+<pre id="historydetail" class="hid"></pre>
+<h2>Runs</h2>
 <table id="runlist"></table>
 <div id="resultview"></div>
 </section>
@@ -6761,6 +6929,22 @@ CONSOLE_PAGE = """<!DOCTYPE html>
 <script type="application/json" id="data">%(data)s</script>
 <script src="/console.js"></script>
 </body></html>
+"""
+
+# The cluster tab: its buttons (drawn by the script, one row a service), the
+# run they launch, the drift after a status, the file's page, its editor.
+CONSOLE_FILE_TOOLS = """
+<h2>Run on <code>%(path)s</code></h2>
+<table id="fileruns"></table>
+<p id="fileerror" class="error"></p>
+<div id="drift"></div>
+<div id="fileview"></div>
+%(body)s
+<h2>Edit <code>%(path)s</code></h2>
+<p id="filenote" class="legend"></p>
+<textarea id="filetext" rows="24" cols="100" spellcheck="false" readonly></textarea>
+<p><button id="filesave" disabled>Save</button> <button id="fileload">Reload</button></p>
+<p id="filesaveerror" class="error"></p>
 """
 
 CONSOLE_STYLE = """
@@ -6773,6 +6957,13 @@ cursor:pointer} nav button.on{background:#fff;border-bottom-color:#fff;font-weig
 .error{color:#b00;font-weight:bold;white-space:pre-wrap} #count{color:#555}
 .progress{font-weight:bold;margin:.5em 0}
 #runlist tr{cursor:pointer} #runlist tr:hover{background:#eef3fb}
+#filetext{font:12px/1.4 ui-monospace,monospace;width:100%;box-sizing:border-box}
+#historybox{overflow:auto;max-height:60vh} #history td,#history th{padding:0 1px;border:0}
+#history td.label{font:11px/16px ui-monospace,monospace;padding-right:6px;white-space:pre}
+#history b{display:inline-block;width:14px;height:16px;font:11px/16px ui-monospace,monospace;
+text-align:center;cursor:pointer} #history b.out{color:#bbb}
+#history th button{font:10px ui-monospace,monospace;padding:0;width:14px;border:0;background:none;
+cursor:pointer} #history th button:hover,#history b:hover{outline:1px solid #000}
 """
 
 # The console's script: the form becomes the words of a command line (the
@@ -6804,12 +6995,14 @@ var api = function (method, path, body) {
     });
   });
 };
+var openTab = function (name) {
+  document.querySelectorAll("#tabs button").forEach(function (o) { o.classList.toggle("on", o.getAttribute("data-tab") === name); });
+  document.querySelectorAll("section.tab").forEach(function (s) { s.classList.toggle("hid", s.id !== name); });
+  if (name === "results") { listRuns(); showHistory(); }
+  if (name === "cluster" && data.cluster && fileVersion === null) { loadFile(); }
+};
 document.querySelectorAll("#tabs button").forEach(function (b) {
-  b.addEventListener("click", function () {
-    document.querySelectorAll("#tabs button").forEach(function (o) { o.classList.toggle("on", o === b); });
-    document.querySelectorAll("section.tab").forEach(function (s) { s.classList.toggle("hid", s.id !== b.getAttribute("data-tab")); });
-    if (b.getAttribute("data-tab") === "results") { listRuns(); }
-  });
+  b.addEventListener("click", function () { openTab(b.getAttribute("data-tab")); });
 });
 var kinds = {};
 data.actions.forEach(function (a) {
@@ -6909,14 +7102,12 @@ View.prototype.show = function (name) {
 View.prototype.update = function (state) {
   var view = this;
   this.progress.textContent = state.error ? "error: " + state.error : state.progress;
-  if (state.done) {
-    state.nodes.forEach(function (n) { view.node(n); });
+  state.nodes.forEach(function (n) { view.node(n); });
+  if (state.done && state.start === 0) {
     this.text.textContent = state.text + (state.notes || []).filter(function (n) {
       return state.text.indexOf(n) < 0; }).map(function (n) { return "svcctl: " + n + "\n"; }).join("");
     this.text.classList.toggle("hid", !state.text);
     if (state.check) { this.checkLists(state.check); }
-  } else {
-    state.nodes.forEach(function (n) { view.node(n); });
   }
 };
 View.prototype.checkLists = function (lists) {
@@ -6938,14 +7129,18 @@ View.prototype.checkLists = function (lists) {
   });
 };
 
-// Poll a run until it is done; then() is told when it is.
+// Poll a run until it is done; then() is told when it is, with the finished
+// document (its first page: the others carry nodes only). The server sends
+// a bounded page of nodes at a time: while "more" come, the next page is
+// asked at once (a big run's grid fills in a few batches, not one).
 var watch = function (id, view, then) {
-  var since = 0;
+  var since = 0, start = 0, done = null;
   var poll = function () {
-    api("GET", "/api/runs/" + encodeURIComponent(id) + "?since=" + since).then(function (state) {
+    api("GET", "/api/runs/" + encodeURIComponent(id) + "?since=" + since + "&from=" + start).then(function (state) {
       view.update(state);
       since = state.next;
-      if (state.done) { if (then) { then(state); } } else { setTimeout(poll, 500); }
+      if (state.done) { start = state.start + state.nodes.length; done = done || state; }
+      if (state.done && !state.more) { if (then) { then(done); } } else { setTimeout(poll, state.more ? 0 : 500); }
     }, function (e) {
       view.progress.textContent = e.message;
       if (then) { then(null); }
@@ -6957,23 +7152,24 @@ var watch = function (id, view, then) {
 var running = null;      // the Run tab's run, which its Stop button stops
 // Launch asks the preview first: a refusal is shown, a big change confirmed,
 // before anything is posted to /api/runs.
-var launch = function (body, view, errorBox) {
+var launch = function (body, view, errorBox, then) {
   errorBox.textContent = "";
   return api("POST", "/api/preview", body).then(function (p) {
     if (p.error) { errorBox.textContent = p.error; return null; }
     if (p.confirm && !window.confirm(p.confirm)) { errorBox.textContent = "not launched"; return null; }
     body.confirmed = p.confirm !== "";
-    return start(body, view, errorBox);
+    return start(body, view, errorBox, then);
   }, function (e) { errorBox.textContent = e.message; });
 };
-var start = function (body, view, errorBox) {
+var start = function (body, view, errorBox, then) {
   return api("POST", "/api/runs", body).then(function (r) {
     var v = new View(view), mine = view === $("runview");
     v.progress.textContent = r.command;
     v.pending(r.targets);
     if (mine) { running = r.id; $("stop").disabled = false; }
-    watch(r.id, v, function () {
+    watch(r.id, v, function (state) {
       if (mine && running === r.id) { running = null; $("stop").disabled = true; }
+      if (then && state) { then(state); }
     });
   }, function (e) { errorBox.textContent = e.message; });
 };
@@ -7014,7 +7210,121 @@ var listRuns = function () {
       "this console's runs only: no log (start it with --log FILE)";
   }, function (e) { $("resultsnote").textContent = e.message; });
 };
-$("refresh").addEventListener("click", listRuns);
+$("refresh").addEventListener("click", function () { listRuns(); showHistory(); });
+
+// The history: a row per story (the nodes with the same outcomes in the
+// same runs, folded by the server as the history page folds them), a
+// column per run; a column's head or a cell opens that run.
+var openRun = function (id) { watch(id, new View($("resultview"))); };
+var showHistory = function () {
+  api("GET", "/api/history").then(function (h) {
+    var table = $("history"), head = el("tr");
+    table.textContent = "";
+    $("historynote").textContent = !h.log ? "no log: no history (start the console with --log FILE)" :
+      h.runs.length + " runs, the latest last; " + h.stories + " stories of nodes" +
+      (h.stories > h.labels.length ? " (the first " + h.labels.length + " shown)" : "") +
+      "; click a run (a column) to open it";
+    head.appendChild(el("th", "nodes"));
+    h.runs.forEach(function (run) {
+      var th = el("th"), b = th.appendChild(el("button", "\u25be"));
+      b.title = run[1] + " " + run[2] + " by " + run[3] + " (run " + run[0] + ")";
+      b.setAttribute("data-run", run[0]);
+      head.appendChild(th);
+    });
+    table.appendChild(head);
+    h.labels.forEach(function (label, r) {
+      var row = el("tr");
+      row.appendChild(el("td", label, "label"));
+      for (var k = 0; k < h.runs.length; k++) {
+        var c = h.rows[r].charCodeAt(k) - 97, td = el("td"), b = td.appendChild(el("b", c < 0 ? "\u00b7" : "", c < 0 ? "out" : "o" + c));
+        b.setAttribute("data-run", h.runs[k][0]);
+        b.title = label + " in run " + h.runs[k][0] + ": " + (c < 0 ? "not in it" : data.outcomes[c]) +
+          (h.messages[r + "," + k] ? "\n" + h.messages[r + "," + k] : "");
+        row.appendChild(td);
+      }
+      table.appendChild(row);
+    });
+  }, function (e) { $("historynote").textContent = e.message; });
+};
+$("history").addEventListener("click", function (e) {
+  var id = e.target.getAttribute("data-run");
+  if (id) {
+    $("historydetail").classList.toggle("hid", e.target.tagName !== "B");
+    $("historydetail").textContent = e.target.title;
+    openRun(id);
+  }
+});
+
+// The cluster file: a run on one service or all, through the Run tab's own
+// path (preview, confirmation, /api/runs with the console's file); after a
+// status, each service's drift, and the graph coloured as the report's.
+var drift = function (state) {
+  var box = $("drift");
+  box.textContent = "";
+  document.querySelectorAll("section#cluster g.svc").forEach(function (g) {
+    var tone = (state.tones || {})[g.getAttribute("data-service")];
+    g.setAttribute("class", "svc" + (tone ? " " + tone : ""));
+  });
+  if (!state.services) { return; }
+  var table = box.appendChild(el("table")), head = el("tr");
+  ["service", "unit", "declared", "states", "drift"].forEach(function (h) { head.appendChild(el("th", h)); });
+  table.appendChild(head);
+  state.services.forEach(function (v) {
+    var row = el("tr", null, v.drift ? "drift" : ""), states = el("td");
+    [v.service, v.unit, v.declared].forEach(function (t) { row.appendChild(el("td", t)); });
+    Object.keys(v.states).forEach(function (k) { states.appendChild(el("div", k + ": " + v.states[k])); });
+    row.appendChild(states);
+    row.appendChild(el("td", v.drift || "none"));
+    table.appendChild(row);
+  });
+};
+if (data.cluster) {
+  [""].concat(data.services).forEach(function (name) {
+    var row = el("tr");
+    row.appendChild(el("td", name || "all services"));
+    data.fileactions.forEach(function (action) {
+      var b = el("button", action);
+      b.setAttribute("data-action", action);
+      b.setAttribute("data-service", name);
+      b.addEventListener("click", function () {
+        $("drift").textContent = "";
+        launch({argv: [action].concat(name ? [name] : []), cluster: true}, $("fileview"), $("fileerror"), drift);
+      });
+      row.appendChild(el("td")).appendChild(b);
+    });
+    $("fileruns").appendChild(row);
+  });
+}
+
+// The editor: the file as it is on disk and its version; a save is checked
+// by the server as --check-config checks a file (its one line shown as is),
+// refused if the file changed since; once saved, the page is drawn again
+// from the new file.
+var fileVersion = null;
+var loadFile = function () {
+  api("GET", "/api/file").then(function (f) {
+    $("filetext").value = f.text;
+    fileVersion = f.version;
+    $("filetext").readOnly = !!f.readonly;
+    $("filesave").disabled = !!f.readonly;
+    var said = sessionStorage.getItem("svcctl-saved");
+    sessionStorage.removeItem("svcctl-saved");
+    $("filenote").textContent = f.readonly ? "read-only: " + f.readonly : said ||
+      "Saved only when valid (checked as --check-config checks it); the previous version is kept as " + f.previous + ".";
+  }, function (e) { $("filenote").textContent = e.message; });
+};
+if (data.cluster) {
+  $("fileload").addEventListener("click", loadFile);
+  $("filesave").addEventListener("click", function () {
+    $("filesaveerror").textContent = "";
+    api("POST", "/api/file", {text: $("filetext").value, version: fileVersion}).then(function (r) {
+      sessionStorage.setItem("svcctl-saved", "saved: " + r.saved + "; the previous version is " + r.previous);
+      location.hash = "cluster";
+      location.reload();
+    }, function (e) { $("filesaveerror").textContent = e.message; });
+  });
+}
+if (location.hash === "#cluster" || location.hash === "#results") { openTab(location.hash.slice(1)); }
 }());
 """
 

@@ -85,16 +85,16 @@ def _git_dir(path):
     return os.path.join(path, ".git") if os.path.isdir(os.path.join(path, ".git")) else path
 
 
-def write_chain_config(directory, nodes):
+def write_chain_config(directory, nodes, template="demo@"):
     """Write DIRECTORY/chain.yaml: services a, b, c on NODES (a NodeSet string),
     b requiring a and c requiring b, each with start/stop/status actions on
-    the systemd unit demo@<name>. MilkCheck starts a on all nodes, then b,
+    the systemd unit TEMPLATE<name> (demo@<name>). MilkCheck starts a on all nodes, then b,
     then c; stops in reverse (its default reverse_actions is [stop]); runs
     status in the start order. Returns DIRECTORY, for `milkcheck -c`."""
     os.makedirs(directory, exist_ok=True)
     lines = ["services:"]
     for name, requires in CHAIN:
-        unit = "demo@%s" % name
+        unit = template + name
         lines += ["  %s:" % name, "    target: '%s'" % nodes]
         if requires:
             lines.append("    require: [%s]" % requires)

@@ -259,36 +259,39 @@ def ansible(cluster, reps):
           [["%.2f s" % t_ours, "%.2f s" % t_ans, "**%.1f**" % (t_ans / t_ours)]])
 
 
-CHAIN_STEPS = [
-    ("start", "systemctl start demo@a && systemctl start demo@b && systemctl start "
-              "demo@c; systemctl is-active demo@a demo@b demo@c"),
-    ("status", "systemctl is-active demo@a demo@b demo@c"),
-    ("stop", "systemctl stop demo@c; systemctl stop demo@b; systemctl stop demo@a; "
-             "systemctl is-active demo@a demo@b demo@c"),
-]
+def chain_steps(t):
+    """The chain's steps as one clush command each, units t+a, t+b, t+c."""
+    units = " ".join(t + name for name in "abc")
+    return [("start", "systemctl start %sa && systemctl start %sb && systemctl start "
+                      "%sc; systemctl is-active %s" % (t, t, t, units)),
+            ("status", "systemctl is-active " + units),
+            ("stop", "systemctl stop %sc; systemctl stop %sb; systemctl stop %sa; "
+                     "systemctl is-active %s" % (t, t, t, units))]
 
 
-def chain(cluster, reps, milkcheck_src):
+def chain(cluster, reps, milkcheck_src, template="demo@"):
     """Three services in a three-level chain: svcctl -c, one clush command,
     MilkCheck (status is timed after start: MilkCheck's status follows the
-    requirements and stops at the first one down)."""
+    requirements and stops at the first one down). demo@ units are
+    Type=simple (svcctl pays its start grace), demo-notify@ Type=notify."""
     path = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    path.write("services:\n  a: {unit: demo@a, nodes: '%s'}\n"
-               "  b: {unit: demo@b, nodes: '%s', requires: a}\n"
-               "  c: {unit: demo@c, nodes: '%s', requires: b}\n" % ((cluster.nodes,) * 3))
+    path.write("services:\n  a: {unit: %sa, nodes: '%s'}\n"
+               "  b: {unit: %sb, nodes: '%s', requires: a}\n"
+               "  c: {unit: %sc, nodes: '%s', requires: b}\n"
+               % (template, cluster.nodes, template, cluster.nodes, template, cluster.nodes))
     path.close()
     mc = None
     if milkcheck_src:
         import milkcheck
         python = milkcheck.install("/tmp/svcctl-bench-milkcheck", milkcheck_src)
-        confdir = milkcheck.write_chain_config(tempfile.mkdtemp(), cluster.nodes)
+        confdir = milkcheck.write_chain_config(tempfile.mkdtemp(), cluster.nodes, template)
         mc = lambda step: milkcheck.command(python, confdir, step,
                                             "-F %s" % cluster.ssh_config, 64)
-    setup = {"start": "systemctl stop demo@a demo@b demo@c",
-             "status": "systemctl start demo@a demo@b demo@c",
-             "stop": "systemctl start demo@a demo@b demo@c"}
+    units = " ".join(template + name for name in "abc")
+    setup = {"start": "systemctl stop " + units, "status": "systemctl start " + units,
+             "stop": "systemctl start " + units}
     rows = []
-    for step, line in CHAIN_STEPS:
+    for step, line in chain_steps(template):
         commands = [([SVCCTL, "-c", path.name, step] + FAN, cluster.env),
                     (["clush", "-b", "-f", "64", "-w", cluster.nodes, line], cluster.env)]
         if mc:
@@ -299,11 +302,12 @@ def chain(cluster, reps, milkcheck_src):
         if mc:
             row.append("**%.2f**" % (results[2][0] / results[0][0]))
         rows.append(row)
-    cluster.on("systemctl stop demo@a demo@b demo@c")
+    cluster.on("systemctl stop " + units)
     os.unlink(path.name)
     header = ["step", "svcctl -c", "one clush command"] + (["MilkCheck"] if mc else []) + [
         "svcctl/clush (target <= 1.0)"] + (["MilkCheck/svcctl (target >= 3)"] if mc else [])
-    table("%d nodes: cluster file, 3 services in a 3-level chain" % cluster.count,
+    table("%d nodes: cluster file, 3 services in a 3-level chain (%s units, Type=%s)"
+          % (cluster.count, template, "notify" if "notify" in template else "simple"),
           header, rows)
 
 
@@ -395,6 +399,7 @@ def cluster_runs(count, reps, args, sizes):
         if not args.skip_ansible:
             ansible(cluster, reps)
         chain(cluster, reps, args.milkcheck)
+        chain(cluster, reps, args.milkcheck, "demo-notify@")
         key_exchange(cluster, reps)
         fanout(cluster, reps)
     if count == max(sizes) and args.gateways:

@@ -86,6 +86,10 @@ UNITS = {
                            "[Service]\nType=notify\nNotifyAccess=all\n"
                            "ExecStart=/bin/sh -c 'systemd-notify --ready; "
                            "exec sleep infinity'\n",
+    "demo-notify@.service": "[Unit]\nDescription=svcctl demo %i, Type=notify\n"
+                            "[Service]\nType=notify\nNotifyAccess=all\n"
+                            "ExecStart=/bin/sh -c 'systemd-notify --ready; "
+                            "exec sleep infinity'\n",
     "demo-forking.service": "[Unit]\nDescription=svcctl demo, Type=forking\n"
                             "[Service]\nType=forking\n"
                             "ExecStart=/bin/sh -c 'sleep infinity &'\n",

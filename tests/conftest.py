@@ -99,7 +99,16 @@ NODE_SCENE = (
 def node_scene(env):
     proc = subprocess.run(["clush", "-w", "node[1-8]", NODE_SCENE], env=env,
                           capture_output=True, text=True, timeout=60)
-    return sorted(proc.stdout.splitlines()), proc.stderr
+    return sorted(filter(None, proc.stdout.splitlines())), proc.stderr
+
+
+@pytest.fixture
+def restore_units(on_nodes):
+    """After the test: the demo units stopped and nothing failed, as the
+    cluster boots (for files whose tests start units to set their scene)."""
+    yield
+    on_nodes("node[1-8]", "systemctl stop 'demo*' web 2>/dev/null; "
+                          "systemctl reset-failed; true")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -146,9 +146,10 @@ def chromium(height=900):
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for(check, limit=20):
+def wait_for(check, limit=20, seen=None):
     """check()'s first true value; an exception counts as not yet (an element
-    the page has not drawn), and is said if nothing comes in time."""
+    the page has not drawn), and is said if nothing comes in time, with what
+    `seen()` returns then (the page's text)."""
     end, error = time.monotonic() + limit, None
     while time.monotonic() < end:
         try:
@@ -158,5 +159,6 @@ def wait_for(check, limit=20):
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError("not seen in %d s%s" % (limit, "; last: %r" % error
-                                                 if error else ""))
+    raise AssertionError("not seen in %d s%s%s" % (
+        limit, "; last: %r" % error if error else "",
+        "; the page says: %r" % seen()[-2000:] if seen else ""))

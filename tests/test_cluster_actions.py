@@ -6,6 +6,8 @@ import pytest
 
 from conftest import normalise
 
+pytestmark = pytest.mark.usefixtures("restore_units")
+
 ALL = "node[1-8]"
 
 

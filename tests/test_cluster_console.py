@@ -72,8 +72,10 @@ def test_stop_between_batches(browser, console):
     browser.get(console.url)
     find = browser.find_element
     type_run(browser, "demo", "@all", "2", "8")
+    wait_for(lambda: find("id", "count").text == "8 nodes")
     find("id", "launch").click()
-    wait_for(lambda: len(cells(browser)) == 8)
+    wait_for(lambda: len(cells(browser)) == 8, 60,
+             lambda: find("tag name", "body").text)
     wait_for(lambda: "starts in" in find("css selector", "#runview .progress").text, 60)
     find("id", "stop").click()
     wait_for(lambda: "interrupted by SIGINT" in find("id", "runview").text, 30)

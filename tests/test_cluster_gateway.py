@@ -5,6 +5,8 @@ import socket
 
 import pytest
 
+pytestmark = pytest.mark.usefixtures("restore_units")
+
 ROOT_HOST = socket.gethostname().split(".")[0]
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import svcctl_argv
 
+pytestmark = pytest.mark.usefixtures("restore_units")
+
 MEASURE = ("import resource, subprocess, sys; "
            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
            "sys.stdout.write(p.stdout); "

@@ -8,8 +8,12 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 import svcctl as svcctl_module
 from conftest import svcctl_argv
+
+pytestmark = pytest.mark.usefixtures("restore_units")
 
 
 def test_progress_line_on_a_terminal_only(cluster, on_nodes):

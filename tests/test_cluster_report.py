@@ -9,6 +9,8 @@ import pytest
 
 from conftest import IN_CI
 
+pytestmark = pytest.mark.usefixtures("restore_units")
+
 CHROMIUM = shutil.which("chromium")
 # Chromium's own background traffic (updates, accounts): not the page's. It
 # goes nowhere anyway: every request is sent to a dead local proxy.

@@ -4287,10 +4287,6 @@ class LastRun:
         return self.report
 
 
-_LOGGED_NODE_RE = Regex(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
-_LOGGED_OUTCOME_RE = Regex(rb'"outcome": "([a-z-]{1,20})"')
-
-
 @dataclass
 class History:
     """Runs of a log, node by node: each node's worst outcome in each run, a
@@ -4313,39 +4309,42 @@ class History:
 
 def read_history(path: str, since: Optional[float] = None) -> Tuple["History", Skipped]:
     """Every run of a log (since a time), as each node's worst outcome per
-    run, and the first problem's message; quick: a line is read in full only
-    when it opens a run or tells a problem (a log of 1,000 runs x 1,000
-    nodes is a million lines)."""
+    run, and the first problem's message. Each line is parsed and then
+    forgotten: memory holds the history, not the log (a log of 1,000 runs x
+    1,000 nodes is a million lines); a line is checked in full only when it
+    opens a run or tells a problem."""
     history, skipped = History(printable(path)), Skipped()
     column_of: Dict[str, Optional[int]] = {}
     try:
         with open_to_read(path) as handle:
             for number, line in log_lines_of(handle):
-                run = _LOGGED_RUN_ID_RE.search(line)
-                node = _LOGGED_NODE_RE.search(line)
-                outcome = _LOGGED_OUTCOME_RE.search(line)
-                if not (run and node and outcome) or outcome.group(1).decode() not in OUTCOMES:
+                try:
+                    record = parse_log_line(line)
+                    run_id, node, outcome = (record.get("run_id"), record.get("node"),
+                                             record.get("outcome"))
+                    check_node(node)
+                    if not (_RUN_ID_RE.fullmatch(run_id) and outcome in OUTCOMES):
+                        raise ValueError
+                except (ValueError, TypeError, UsageError):
                     skipped.add(path, number, "not an svcctl log line")
                     continue
-                run_id = run.group(1).decode()
                 if run_id not in column_of:
                     try:            # its first good line opens the run's column
-                        column_of[run_id] = history_run(history, line, since)
+                        column_of[run_id] = history_run(history, record, since)
                     except (ValueError, TypeError, KeyError, UsageError) as exc:
                         skipped.add(path, number, str(exc))
                         continue
                 column = column_of[run_id]
                 if column is not None:
-                    history_cell(history, column, node.group(1).decode(),
-                                 outcome.group(1).decode(), line)
+                    history_cell(history, column, node, outcome, record)
     except OSError as exc:
         raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror))
     return history, skipped
 
 
-def history_run(history: "History", line: bytes, since: Optional[float]) -> Optional[int]:
+def history_run(history: "History", record: dict, since: Optional[float]) -> Optional[int]:
     """A new run's column (None: before --since); a bad line raises."""
-    record = read_log_record(line)
+    record = check_log_record(record)
     if since is not None and record["time"] < since:
         return None
     what = record["subject"] or ",".join(record["units"] or [])
@@ -4356,9 +4355,7 @@ def history_run(history: "History", line: bytes, since: Optional[float]) -> Opti
 
 
 def history_cell(history: "History", column: int, node: str, outcome: str,
-                 line: bytes) -> None:
-    if not _NODE_RE.fullmatch(node) or _HUGE_NUMBER_RE.search(node):
-        return
+                 record: dict) -> None:
     row = history.cells.setdefault(node, bytearray())
     if len(row) <= column:
         row.extend(bytes(column + 1 - len(row)))
@@ -4368,7 +4365,7 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
     # the message of the outcome shown: a worse unit's replaces a milder one's
     if OUTCOMES[outcome].exit_code != EXIT_OK and worse:
         try:
-            record = read_log_record(line)
+            record = check_log_record(record)
         except (ValueError, TypeError, KeyError, UsageError):
             return
         text = (record["message"] or record["reason"] or record["answer"]).split("\n")[0]
@@ -4411,12 +4408,22 @@ def logged_report(records: List[dict]) -> Report:
 
 def read_log_record(line: bytes) -> dict:
     """One log line, checked field by field; ValueError says what is wrong."""
+    return check_log_record(parse_log_line(line))
+
+
+def parse_log_line(line: bytes) -> dict:
+    """A log line's JSON object, not checked yet."""
     try:
         record = json.loads(line.decode("utf-8", "replace"))
     except RecursionError:
         raise ValueError("nested too deeply")
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
+    return record
+
+
+def check_log_record(record: dict) -> dict:
+    """A parsed log line, checked field by field; ValueError says what is wrong."""
     action = ACTIONS.get(record.get("action"))
     if action is None:
         raise ValueError("unknown action")

@@ -567,9 +567,10 @@ def node_steps(action: Action, steps: Sequence[Step]) -> List[Step]:
     return [Step(action.name)] if action.kind == "node" else list(steps)
 
 
-@dataclass
+@dataclass(frozen=True)
 class UnitResult:
-    """One unit on one node."""
+    """One unit on one node. Frozen: nodes with equal replies share theirs
+    (_judged_reply), so a change is a new one (dataclasses.replace)."""
     unit: str
     outcome: str
     before: Optional[UnitState] = None
@@ -1933,75 +1934,75 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
     action = protocol.action
     if action.clean and not protocol.raw:
         message = action.clean(message)
-    result = UnitResult(step.unit, "error", before, after, rc, message,
-                        message.split("\n", 1)[0])
-    if step.declared:
-        result.service, result.declared = step.declared.service, step.declared.text()
-        result.drift = after is not None and step.declared.drifted(after)
+    outcome, answer = "error", message.split("\n", 1)[0]
+    drift = step.declared is not None and after is not None and step.declared.drifted(after)
     if action.kind == "node" and action.lists and rc == 0:
         count = len(message.split("\n")) if message else 0
-        result.answer = "%s unit%s" % (count or "no", "s" * (count != 1)) + (
+        answer = "%s unit%s" % (count or "no", "s" * (count != 1)) + (
             " failed" if protocol.listed_is_no else " listed")
-        result.outcome = "negative" if count and protocol.listed_is_no else "ok"
+        outcome = "negative" if count and protocol.listed_is_no else "ok"
     elif action.kind == "node":
-        result.outcome = "ok" if rc == 0 else (
-            "negative" if action.no_when_failed and result.answer in SYSTEM_STATES
+        outcome = "ok" if rc == 0 else (
+            "negative" if action.no_when_failed and answer in SYSTEM_STATES
             else _failure(None, None, message))
     elif after is None and problem == CUT_SHORT:
-        _judge_cut_short(protocol, result)
+        outcome = _judge_cut_short(protocol, before, rc, message)
     elif after is None or (before is None and action.reads_state_before(protocol.now)):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
-        result.message = "\n".join(filter(None, [problem, message])) or "no state read"
+        message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
-        result.outcome = "not-found"
+        outcome = "not-found"
     elif action.kind == "query" and action.runs == "always" and rc and not (
             action.silent_rc and rc == 1 and not message):
         # show, cat: systemctl's text is the answer, its exit code says if
         # there is one ("Failed to get properties: ...")
-        result.outcome = "denied" if _DENIED_RE.search(message) else "error"
+        outcome = "denied" if _DENIED_RE.search(message) else "error"
     elif action.kind == "query":
-        result.answer, yes = action.answer(after)
-        result.outcome = "ok" if yes else "negative"
+        answer, yes = action.answer(after)
+        outcome = "ok" if yes else "negative"
         if step.declared and action.drift_outcome:
-            result.outcome = "drift" if result.drift else "ok"
+            outcome = "drift" if drift else "ok"
     elif rc != 0 and action.nothing_to_do and action.nothing_to_do.search(message) \
             and before is not None and action.goal(before) and action.goal(after):
-        result.outcome = "ok"
+        outcome = "ok"
     elif rc != 0:
-        result.outcome = _failure(before, after, message)
+        outcome = _failure(before, after, message)
     else:
-        _judge_success(protocol, step, result, ran, watched)
-    return result
+        outcome, message = _judge_success(protocol, step, before, after, message, drift,
+                                          ran, watched)
+    return UnitResult(step.unit, outcome, before, after, rc, message, answer,
+                      drift=drift, **service_tags(step))
 
 
-def _judge_cut_short(protocol: Protocol, result: UnitResult) -> None:
+def _judge_cut_short(protocol: Protocol, before: Optional[UnitState], rc: Optional[int],
+                     message: str) -> str:
     """The node did not live to read the states after (it timed out later):
     judge from the state before and the exit code."""
-    if result.rc != 0:
-        result.outcome = _failure(result.before, None, result.message)
-        return
+    if rc != 0:
+        return _failure(before, None, message)
     goal = protocol.action.goal
-    there = goal is not None and result.before is not None and goal(result.before)
-    result.outcome = "ok" if there else "changed"   # _cut_short says the rest
+    there = goal is not None and before is not None and goal(before)
+    return "ok" if there else "changed"     # _cut_short says the rest
 
 
-def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
-                   ran: bool, watched: Optional[str] = None) -> None:
+def _judge_success(protocol: Protocol, step: Step, before: Optional[UnitState],
+                   after: UnitState, message: str, drift: bool, ran: bool,
+                   watched: Optional[str] = None) -> Tuple[str, str]:
     """systemctl said yes: changed or ok; but failed if the unit died once
-    started, or is not where the action promised to leave it."""
-    action, before, after = protocol.action, result.before, result.after
+    started, or is not where the action promised to leave it. The outcome
+    and the message."""
+    action = protocol.action
     if action.always_changes:
         changed = True
     elif before is None:        # no state read first: systemctl's output tells
         changed = ran or action.tells_change is None or \
-            bool(action.tells_change.search(result.message))
+            bool(action.tells_change.search(message))
     else:
         moved = (before.load, before.active, before.file) != \
                 (after.load, after.active, after.file)
         # A start that succeeds on an inactive unit ran it, even a oneshot
         # that is inactive again by the time the state is read back.
         changed = moved or ran or bool(action.changes_from and action.changes_from(before))
-    result.outcome = "changed" if changed else "ok"
     declared_run = action.kind == "apply" and step.declared is not None \
         and step.declared.state == "running"
     # Restarted by systemd: since the start (a start resets the count), or
@@ -2017,11 +2018,11 @@ def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
     elif (action.ensures_goal and not action.goal(after)) or \
             (protocol.now and action.now_stops and not after.is_stopped):
         why = "systemctl said done, but the unit is %s" % after.describe()
-    elif action.kind == "apply" and result.drift:
+    elif action.kind == "apply" and drift:
         why = "still not as declared (%s)" % step.declared.text()
     if why:
-        result.outcome = "failed"
-        result.message = "\n".join(filter(None, [why, result.message]))
+        return "failed", "\n".join(filter(None, [why, message]))
+    return "changed" if changed else "ok", message
 
 
 def _failure(before: Optional[UnitState], after: Optional[UnitState],
@@ -2073,7 +2074,7 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
         result = done.get(unit)
         if result is not None and (result.outcome == "failed" or (
                 result.after is not None and result.after.crashed)):
-            result.journal = journal_text(lines)
+            done[unit] = replace(result, journal=journal_text(lines))
     return done
 
 
@@ -2082,12 +2083,17 @@ def journal_text(lines: Sequence[bytes]) -> str:
     return _clean_journal("\n".join(line.decode("utf-8", "replace") for line in lines))
 
 
-def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResult:
+def judge_skipped(step: Step, reason: str, outcome: str = "skipped",
+                  before: Optional[UnitState] = None) -> UnitResult:
     """A unit that was not run (or not finished), with its service tags."""
-    result = UnitResult(step.unit, outcome, message=reason)
-    if step.declared:
-        result.service, result.declared = step.declared.service, step.declared.text()
-    return result
+    return UnitResult(step.unit, outcome, before, message=reason, **service_tags(step))
+
+
+def service_tags(step: Step) -> Dict[str, str]:
+    """With -c: the service a unit result belongs to, and its declaration."""
+    if step.declared is None:
+        return {}
+    return {"service": step.declared.service, "declared": step.declared.text()}
 
 
 def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
@@ -2105,22 +2111,34 @@ def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
     return reason
 
 
+# The replies read once, per run (start() clears them): equal replies come in
+# a few kinds (ok, failed, not-found...), a unit's part of one is ~0.3 KiB, so
+# 256 of up to 64 KiB (200 units) keep every kind that repeats, in 16 MiB at
+# most, where 1,024 of up to OUTPUT_CAP could hold 1 GiB.
+CACHED_REPLIES = 256
+CACHED_REPLY_MAX = 64 << 10
+
+
 def read_reply(protocol: Protocol, node: str, raw: "RawResult", steps: Sequence[Step],
                interrupted: bool = False) -> NodeResult:
     """One node's result, every step accounted for. Whatever the node sent,
     this never raises: a reply that cannot be read makes that node an error,
     never the run."""
     duration = (raw.ended - raw.started) if raw.started and raw.ended else None
-    # Most nodes send the same reply, word for word: read it once.
-    units, reason = _judged_reply(protocol, tuple(node_steps(protocol.action, steps)),
-                                  tuple(raw.stdout), tuple(raw.stderr), raw.rc,
-                                  raw.timed_out, raw.error, raw.too_large, interrupted)
-    # Equal replies share their unit results: nothing changes one once made
-    # (a later judgement replaces it in the node's list).
+    # Most nodes send the same reply, word for word: read it once. A big one
+    # (-v output, journals) is judged each time: it is the kind that differs
+    # from node to node, and the cache must stay small in a long-lived console.
+    small = sum(map(len, raw.stdout)) + sum(map(len, raw.stderr)) <= CACHED_REPLY_MAX
+    judge = _judged_reply if small else _judged_reply.__wrapped__
+    units, reason = judge(protocol, tuple(node_steps(protocol.action, steps)),
+                          tuple(raw.stdout), tuple(raw.stderr), raw.rc, raw.timed_out,
+                          raw.error, raw.too_large, interrupted)
+    # Equal replies share their (frozen) unit results: a later judgement
+    # replaces one in the node's list.
     return NodeResult(node, list(units), reason, duration)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=CACHED_REPLIES)
 def _judged_reply(protocol: Protocol, steps: Tuple[Step, ...], stdout: Tuple[bytes, ...],
                   stderr: Tuple[bytes, ...], rc: Optional[int], timed_out: bool,
                   error: str, too_large: str, interrupted: bool
@@ -2190,9 +2208,7 @@ def _not_done(protocol: Protocol, step: Step, framed: Framed,
         detail.append("before its turn")
     if before is not None:
         detail.append("(it was %s)" % before.describe())
-    result = judge_skipped(step, " ".join([reason] + detail), missing)
-    result.before = before
-    return result
+    return judge_skipped(step, " ".join([reason] + detail), missing, before)
 
 
 def _missing_reason(protocol: Protocol, raw: "RawResult", framed: Framed,
@@ -3112,7 +3128,7 @@ def start(request: "Request", observer: Optional[Observer] = None,
         return report
     finally:
         # equal replies are read once per run; a long-lived console must not
-        # keep up to 1,024 of them (1 MiB each) between runs
+        # keep them between runs
         _judged_reply.cache_clear()
         observer.run_ended(report)
 

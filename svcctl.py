@@ -42,6 +42,13 @@ the HTML pages and the console at the end.
 
 from __future__ import annotations    # type hints cost nothing at start-up
 
+# Start-up is part of every command (`svcctl --version` is measured against
+# `clush --version`): what only some commands need is imported where it is
+# used, not here: datetime (the log, the history), ClusterShell's Task (a run),
+# yaml (cluster files), hashlib, base64, syslog, secrets and http.server (the
+# pages, the console). The rest of the start is the interpreter and its site,
+# dataclasses and ClusterShell's NodeSet, which every run needs.
+
 import argparse
 import bisect
 import configparser
@@ -62,7 +69,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from string import Template
 from typing import (Callable, Dict, Generator, Iterable, List, Optional, Sequence, Set,
                     Tuple)
@@ -3391,6 +3397,7 @@ def summary_line(report: Report) -> str:
 
 
 def iso_time(stamp: float) -> str:
+    from datetime import datetime, timezone
     return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
@@ -4392,6 +4399,7 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
 
 def parse_age(text: str) -> float:
     """--since: `7d`, `12h`, `30m`, or an ISO date; the time it means."""
+    from datetime import datetime, timezone
     match = re.fullmatch(r"(\d{1,6})([dhm])", text.strip())
     if match:
         return time.time() - int(match.group(1)) * {"d": 86400, "h": 3600,
@@ -4517,6 +4525,7 @@ def _logged_state(value) -> Optional[UnitState]:
 
 
 def _time(value) -> float:
+    from datetime import datetime
     try:
         stamp = datetime.fromisoformat(value).timestamp()
     except (TypeError, ValueError, OverflowError):
@@ -4968,6 +4977,9 @@ def _typed(kind, hint: str):
     return convert
 
 
+VERSION_LINE = "%s %s" % (PROG, __version__)       # --version's answer
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="systemctl for a whole cluster: run one systemd "
@@ -4989,7 +5001,7 @@ def build_parser() -> argparse.ArgumentParser:
     _console_options(parser.add_argument_group("web console (svcctl gui)"))
     _habit_options(parser.add_argument_group(
         "systemctl's options: each does what a systemctl user means, or stops"))
-    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    parser.add_argument("--version", action="version", version=VERSION_LINE)
     return parser
 
 
@@ -5348,6 +5360,11 @@ def prepared_words(argv: Sequence[str]) -> List[str]:
 
 
 def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    if list(argv) == ["--version"]:
+        # answered before the parser is built (a tenth of svcctl's start),
+        # as argparse answers it: on stdout, then exit 0
+        sys.stdout.write(VERSION_LINE + "\n")
+        raise SystemExit(EXIT_OK)
     parser = build_parser()
     argv = prepared_words(argv)
     check_habits(argv, parser)

@@ -200,8 +200,12 @@ class UnitState:
             return None
         return cls(*(str(props.get(key, "")) for key in STATE_KEYS))
 
-    @functools.lru_cache(maxsize=4096)      # equal states, one dict (JSON, log)
     def as_dict(self) -> Dict[str, str]:
+        """The caller's own dict: svcctl.document()'s caller may change it."""
+        return dict(self._as_dict())
+
+    @functools.lru_cache(maxsize=4096)      # equal states: made once, copied
+    def _as_dict(self) -> Dict[str, str]:
         return dict(zip(STATE_KEYS, (self.load, self.active, self.sub, self.file,
                                      self.result, self.main_code, self.main_status,
                                      self.restarts, self.type)))

@@ -737,6 +737,10 @@ def test_nodes_with_equal_replies_share_results_that_nothing_can_change():
     nodes = svcctl.document(report)["nodes"]
     assert [node.pop("node") for node in nodes] == ["n1", "n2"] and nodes[0] == nodes[1]
     assert "n[1-2]" in svcctl.render_text(report)
+    # a document is its caller's: changing it changes no other node, no later one
+    nodes[0]["units"][0]["after"]["ActiveState"] = "changed by a caller"
+    assert nodes[1]["units"][0]["after"]["ActiveState"] == "failed"
+    assert svcctl.document(report)["nodes"][0]["units"][0]["after"]["ActiveState"] == "failed"
 
 
 def test_a_big_reply_is_judged_on_its_own_not_kept():

@@ -4349,8 +4349,11 @@ def read_history(path: str, since: Optional[float] = None) -> Tuple["History", S
                     record = parse_log_line(line)
                     run_id, node, outcome = (record.get("run_id"), record.get("node"),
                                              record.get("outcome"))
-                    check_node(node)
-                    if not (_RUN_ID_RE.fullmatch(run_id) and outcome in OUTCOMES):
+                    # a node or run already in the history was checked then
+                    if node not in history.cells:
+                        check_node(node)
+                    if not (run_id in column_of or _RUN_ID_RE.fullmatch(run_id)) \
+                            or outcome not in OUTCOMES:
                         raise ValueError
                 except (ValueError, TypeError, UsageError):
                     skipped.add(path, number, "not an svcctl log line")

@@ -42,6 +42,13 @@ the HTML pages and the console at the end.
 
 from __future__ import annotations    # type hints cost nothing at start-up
 
+# Start-up is part of every command (`svcctl --version` is measured against
+# `clush --version`): what only some commands need is imported where it is
+# used, not here: datetime (the log, the history), ClusterShell's Task (a run),
+# yaml (cluster files), hashlib, base64, syslog, secrets and http.server (the
+# pages, the console). The rest of the start is the interpreter and its site,
+# dataclasses and ClusterShell's NodeSet, which every run needs.
+
 import argparse
 import bisect
 import configparser
@@ -62,7 +69,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from string import Template
 from typing import (Callable, Dict, Generator, Iterable, List, Optional, Sequence, Set,
                     Tuple)
@@ -194,8 +200,12 @@ class UnitState:
             return None
         return cls(*(str(props.get(key, "")) for key in STATE_KEYS))
 
-    @functools.lru_cache(maxsize=4096)      # equal states, one dict (JSON, log)
     def as_dict(self) -> Dict[str, str]:
+        """The caller's own dict: svcctl.document()'s caller may change it."""
+        return dict(self._as_dict())
+
+    @functools.lru_cache(maxsize=4096)      # equal states: made once, copied
+    def _as_dict(self) -> Dict[str, str]:
         return dict(zip(STATE_KEYS, (self.load, self.active, self.sub, self.file,
                                      self.result, self.main_code, self.main_status,
                                      self.restarts, self.type)))
@@ -582,9 +592,10 @@ def node_steps(action: Action, steps: Sequence[Step]) -> List[Step]:
     return [Step(action.name)] if action.kind == "node" else list(steps)
 
 
-@dataclass
+@dataclass(frozen=True)
 class UnitResult:
-    """One unit on one node."""
+    """One unit on one node. Frozen: nodes with equal replies share theirs
+    (_judged_reply), so a change is a new one (dataclasses.replace)."""
     unit: str
     outcome: str
     before: Optional[UnitState] = None
@@ -1964,75 +1975,75 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
         message = oldest_first(message)
     if action.clean and not protocol.raw:
         message = action.clean(message)
-    result = UnitResult(step.unit, "error", before, after, rc, message,
-                        message.split("\n", 1)[0])
-    if step.declared:
-        result.service, result.declared = step.declared.service, step.declared.text()
-        result.drift = after is not None and step.declared.drifted(after)
+    outcome, answer = "error", message.split("\n", 1)[0]
+    drift = step.declared is not None and after is not None and step.declared.drifted(after)
     if action.kind == "node" and action.lists and rc == 0:
         count = len(message.split("\n")) if message else 0
-        result.answer = "%s unit%s" % (count or "no", "s" * (count != 1)) + (
+        answer = "%s unit%s" % (count or "no", "s" * (count != 1)) + (
             " failed" if protocol.listed_is_no else " listed")
-        result.outcome = "negative" if count and protocol.listed_is_no else "ok"
+        outcome = "negative" if count and protocol.listed_is_no else "ok"
     elif action.kind == "node":
-        result.outcome = "ok" if rc == 0 else (
-            "negative" if action.no_when_failed and result.answer in SYSTEM_STATES
+        outcome = "ok" if rc == 0 else (
+            "negative" if action.no_when_failed and answer in SYSTEM_STATES
             else _failure(None, None, message))
     elif after is None and problem == CUT_SHORT:
-        _judge_cut_short(protocol, result)
+        outcome = _judge_cut_short(protocol, before, rc, message)
     elif after is None or (before is None and action.reads_state_before(protocol.now)):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
-        result.message = "\n".join(filter(None, [problem, message])) or "no state read"
+        message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
-        result.outcome = "not-found"
+        outcome = "not-found"
     elif action.kind == "query" and action.runs == "always" and rc and not (
             action.silent_rc and rc == 1 and not message):
         # show, cat: systemctl's text is the answer, its exit code says if
         # there is one ("Failed to get properties: ...")
-        result.outcome = "denied" if _DENIED_RE.search(message) else "error"
+        outcome = "denied" if _DENIED_RE.search(message) else "error"
     elif action.kind == "query":
-        result.answer, yes = action.answer(after)
-        result.outcome = "ok" if yes else "negative"
+        answer, yes = action.answer(after)
+        outcome = "ok" if yes else "negative"
         if step.declared and action.drift_outcome:
-            result.outcome = "drift" if result.drift else "ok"
+            outcome = "drift" if drift else "ok"
     elif rc != 0 and action.nothing_to_do and action.nothing_to_do.search(message) \
             and before is not None and action.goal(before) and action.goal(after):
-        result.outcome = "ok"
+        outcome = "ok"
     elif rc != 0:
-        result.outcome = _failure(before, after, message)
+        outcome = _failure(before, after, message)
     else:
-        _judge_success(protocol, step, result, ran, watched)
-    return result
+        outcome, message = _judge_success(protocol, step, before, after, message, drift,
+                                          ran, watched)
+    return UnitResult(step.unit, outcome, before, after, rc, message, answer,
+                      drift=drift, **service_tags(step))
 
 
-def _judge_cut_short(protocol: Protocol, result: UnitResult) -> None:
+def _judge_cut_short(protocol: Protocol, before: Optional[UnitState], rc: Optional[int],
+                     message: str) -> str:
     """The node did not live to read the states after (it timed out later):
     judge from the state before and the exit code."""
-    if result.rc != 0:
-        result.outcome = _failure(result.before, None, result.message)
-        return
+    if rc != 0:
+        return _failure(before, None, message)
     goal = protocol.action.goal
-    there = goal is not None and result.before is not None and goal(result.before)
-    result.outcome = "ok" if there else "changed"   # _cut_short says the rest
+    there = goal is not None and before is not None and goal(before)
+    return "ok" if there else "changed"     # _cut_short says the rest
 
 
-def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
-                   ran: bool, watched: Optional[str] = None) -> None:
+def _judge_success(protocol: Protocol, step: Step, before: Optional[UnitState],
+                   after: UnitState, message: str, drift: bool, ran: bool,
+                   watched: Optional[str] = None) -> Tuple[str, str]:
     """systemctl said yes: changed or ok; but failed if the unit died once
-    started, or is not where the action promised to leave it."""
-    action, before, after = protocol.action, result.before, result.after
+    started, or is not where the action promised to leave it. The outcome
+    and the message."""
+    action = protocol.action
     if action.always_changes:
         changed = True
     elif before is None:        # no state read first: systemctl's output tells
         changed = ran or action.tells_change is None or \
-            bool(action.tells_change.search(result.message))
+            bool(action.tells_change.search(message))
     else:
         moved = (before.load, before.active, before.file) != \
                 (after.load, after.active, after.file)
         # A start that succeeds on an inactive unit ran it, even a oneshot
         # that is inactive again by the time the state is read back.
         changed = moved or ran or bool(action.changes_from and action.changes_from(before))
-    result.outcome = "changed" if changed else "ok"
     declared_run = action.kind == "apply" and step.declared is not None \
         and step.declared.state == "running"
     # Restarted by systemd: since the start (a start resets the count), or
@@ -2048,11 +2059,11 @@ def _judge_success(protocol: Protocol, step: Step, result: UnitResult,
     elif (action.ensures_goal and not action.goal(after)) or \
             (protocol.now and action.now_stops and not after.is_stopped):
         why = "systemctl said done, but the unit is %s" % after.describe()
-    elif action.kind == "apply" and result.drift:
+    elif action.kind == "apply" and drift:
         why = "still not as declared (%s)" % step.declared.text()
     if why:
-        result.outcome = "failed"
-        result.message = "\n".join(filter(None, [why, result.message]))
+        return "failed", "\n".join(filter(None, [why, message]))
+    return "changed" if changed else "ok", message
 
 
 def _failure(before: Optional[UnitState], after: Optional[UnitState],
@@ -2104,8 +2115,8 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
         result = done.get(unit)
         if result is not None and (result.outcome == "failed" or (
                 result.after is not None and result.after.crashed)):
-            result.journal = journal_text(lines, framed.invocations.get(unit, ""),
-                                          protocol.journal)
+            done[unit] = replace(result, journal=journal_text(
+                lines, framed.invocations.get(unit, ""), protocol.journal))
     return done
 
 
@@ -2150,12 +2161,17 @@ def _journal_entry(line: str) -> dict:
     return entry if isinstance(entry, dict) else {}
 
 
-def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResult:
+def judge_skipped(step: Step, reason: str, outcome: str = "skipped",
+                  before: Optional[UnitState] = None) -> UnitResult:
     """A unit that was not run (or not finished), with its service tags."""
-    result = UnitResult(step.unit, outcome, message=reason)
-    if step.declared:
-        result.service, result.declared = step.declared.service, step.declared.text()
-    return result
+    return UnitResult(step.unit, outcome, before, message=reason, **service_tags(step))
+
+
+def service_tags(step: Step) -> Dict[str, str]:
+    """With -c: the service a unit result belongs to, and its declaration."""
+    if step.declared is None:
+        return {}
+    return {"service": step.declared.service, "declared": step.declared.text()}
 
 
 def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
@@ -2173,22 +2189,34 @@ def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
     return reason
 
 
+# The replies read once, per run (start() clears them): equal replies come in
+# a few kinds (ok, failed, not-found...), a unit's part of one is ~0.3 KiB, so
+# 256 of up to 64 KiB (200 units) keep every kind that repeats, in 16 MiB at
+# most, where 1,024 of up to OUTPUT_CAP could hold 1 GiB.
+CACHED_REPLIES = 256
+CACHED_REPLY_MAX = 64 << 10
+
+
 def read_reply(protocol: Protocol, node: str, raw: "RawResult", steps: Sequence[Step],
                interrupted: bool = False) -> NodeResult:
     """One node's result, every step accounted for. Whatever the node sent,
     this never raises: a reply that cannot be read makes that node an error,
     never the run."""
     duration = (raw.ended - raw.started) if raw.started and raw.ended else None
-    # Most nodes send the same reply, word for word: read it once.
-    units, reason = _judged_reply(protocol, tuple(node_steps(protocol.action, steps)),
-                                  tuple(raw.stdout), tuple(raw.stderr), raw.rc,
-                                  raw.timed_out, raw.error, raw.too_large, interrupted)
-    # Equal replies share their unit results: nothing changes one once made
-    # (a later judgement replaces it in the node's list).
+    # Most nodes send the same reply, word for word: read it once. A big one
+    # (-v output, journals) is judged each time: it is the kind that differs
+    # from node to node, and the cache must stay small in a long-lived console.
+    small = sum(map(len, raw.stdout)) + sum(map(len, raw.stderr)) <= CACHED_REPLY_MAX
+    judge = _judged_reply if small else _judged_reply.__wrapped__
+    units, reason = judge(protocol, tuple(node_steps(protocol.action, steps)),
+                          tuple(raw.stdout), tuple(raw.stderr), raw.rc, raw.timed_out,
+                          raw.error, raw.too_large, interrupted)
+    # Equal replies share their (frozen) unit results: a later judgement
+    # replaces one in the node's list.
     return NodeResult(node, list(units), reason, duration)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=CACHED_REPLIES)
 def _judged_reply(protocol: Protocol, steps: Tuple[Step, ...], stdout: Tuple[bytes, ...],
                   stderr: Tuple[bytes, ...], rc: Optional[int], timed_out: bool,
                   error: str, too_large: str, interrupted: bool
@@ -2258,9 +2286,7 @@ def _not_done(protocol: Protocol, step: Step, framed: Framed,
         detail.append("before its turn")
     if before is not None:
         detail.append("(it was %s)" % before.describe())
-    result = judge_skipped(step, " ".join([reason] + detail), missing)
-    result.before = before
-    return result
+    return judge_skipped(step, " ".join([reason] + detail), missing, before)
 
 
 def _missing_reason(protocol: Protocol, raw: "RawResult", framed: Framed,
@@ -3180,7 +3206,7 @@ def start(request: "Request", observer: Optional[Observer] = None,
         return report
     finally:
         # equal replies are read once per run; a long-lived console must not
-        # keep up to 1,024 of them (1 MiB each) between runs
+        # keep them between runs
         _judged_reply.cache_clear()
         observer.run_ended(report)
 
@@ -3443,6 +3469,7 @@ def summary_line(report: Report) -> str:
 
 
 def iso_time(stamp: float) -> str:
+    from datetime import datetime, timezone
     return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
 
 
@@ -4375,10 +4402,6 @@ class LastRun:
         return self.report
 
 
-_LOGGED_NODE_RE = Regex(rb'"node": "([A-Za-z0-9_][A-Za-z0-9._:-]{0,252})"')
-_LOGGED_OUTCOME_RE = Regex(rb'"outcome": "([a-z-]{1,20})"')
-
-
 @dataclass
 class History:
     """Runs of a log, node by node: each node's worst outcome in each run, a
@@ -4401,39 +4424,45 @@ class History:
 
 def read_history(path: str, since: Optional[float] = None) -> Tuple["History", Skipped]:
     """Every run of a log (since a time), as each node's worst outcome per
-    run, and the first problem's message; quick: a line is read in full only
-    when it opens a run or tells a problem (a log of 1,000 runs x 1,000
-    nodes is a million lines)."""
+    run, and the first problem's message. Each line is parsed and then
+    forgotten: memory holds the history, not the log (a log of 1,000 runs x
+    1,000 nodes is a million lines); a line is checked in full only when it
+    opens a run or tells a problem."""
     history, skipped = History(printable(path)), Skipped()
     column_of: Dict[str, Optional[int]] = {}
     try:
         with open_to_read(path) as handle:
             for number, line in log_lines_of(handle):
-                run = _LOGGED_RUN_ID_RE.search(line)
-                node = _LOGGED_NODE_RE.search(line)
-                outcome = _LOGGED_OUTCOME_RE.search(line)
-                if not (run and node and outcome) or outcome.group(1).decode() not in OUTCOMES:
+                try:
+                    record = parse_log_line(line)
+                    run_id, node, outcome = (record.get("run_id"), record.get("node"),
+                                             record.get("outcome"))
+                    # a node or run already in the history was checked then
+                    if node not in history.cells:
+                        check_node(node)
+                    if not (run_id in column_of or _RUN_ID_RE.fullmatch(run_id)) \
+                            or outcome not in OUTCOMES:
+                        raise ValueError
+                except (ValueError, TypeError, UsageError):
                     skipped.add(path, number, "not an svcctl log line")
                     continue
-                run_id = run.group(1).decode()
                 if run_id not in column_of:
                     try:            # its first good line opens the run's column
-                        column_of[run_id] = history_run(history, line, since)
+                        column_of[run_id] = history_run(history, record, since)
                     except (ValueError, TypeError, KeyError, UsageError) as exc:
                         skipped.add(path, number, str(exc))
                         continue
                 column = column_of[run_id]
                 if column is not None:
-                    history_cell(history, column, node.group(1).decode(),
-                                 outcome.group(1).decode(), line)
+                    history_cell(history, column, node, outcome, record)
     except OSError as exc:
         raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror))
     return history, skipped
 
 
-def history_run(history: "History", line: bytes, since: Optional[float]) -> Optional[int]:
+def history_run(history: "History", record: dict, since: Optional[float]) -> Optional[int]:
     """A new run's column (None: before --since); a bad line raises."""
-    record = read_log_record(line)
+    record = check_log_record(record)
     if since is not None and record["time"] < since:
         return None
     what = record["subject"] or ",".join(record["units"] or [])
@@ -4444,9 +4473,7 @@ def history_run(history: "History", line: bytes, since: Optional[float]) -> Opti
 
 
 def history_cell(history: "History", column: int, node: str, outcome: str,
-                 line: bytes) -> None:
-    if not _NODE_RE.fullmatch(node) or _HUGE_NUMBER_RE.search(node):
-        return
+                 record: dict) -> None:
     row = history.cells.setdefault(node, bytearray())
     if len(row) <= column:
         row.extend(bytes(column + 1 - len(row)))
@@ -4456,7 +4483,7 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
     # the message of the outcome shown: a worse unit's replaces a milder one's
     if OUTCOMES[outcome].exit_code != EXIT_OK and worse:
         try:
-            record = read_log_record(line)
+            record = check_log_record(record)
         except (ValueError, TypeError, KeyError, UsageError):
             return
         text = (record["message"] or record["reason"] or record["answer"]).split("\n")[0]
@@ -4467,6 +4494,7 @@ def history_cell(history: "History", column: int, node: str, outcome: str,
 
 def parse_age(text: str) -> float:
     """--since: `7d`, `12h`, `30m`, or an ISO date; the time it means."""
+    from datetime import datetime, timezone
     match = re.fullmatch(r"(\d{1,6})([dhm])", text.strip())
     if match:
         return time.time() - int(match.group(1)) * {"d": 86400, "h": 3600,
@@ -4499,12 +4527,22 @@ def logged_report(records: List[dict]) -> Report:
 
 def read_log_record(line: bytes) -> dict:
     """One log line, checked field by field; ValueError says what is wrong."""
+    return check_log_record(parse_log_line(line))
+
+
+def parse_log_line(line: bytes) -> dict:
+    """A log line's JSON object, not checked yet."""
     try:
         record = json.loads(line.decode("utf-8", "replace"))
     except RecursionError:
         raise ValueError("nested too deeply")
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
+    return record
+
+
+def check_log_record(record: dict) -> dict:
+    """A parsed log line, checked field by field; ValueError says what is wrong."""
     action = ACTIONS.get(record.get("action"))
     if action is None:
         raise ValueError("unknown action")
@@ -4582,6 +4620,7 @@ def _logged_state(value) -> Optional[UnitState]:
 
 
 def _time(value) -> float:
+    from datetime import datetime
     try:
         stamp = datetime.fromisoformat(value).timestamp()
     except (TypeError, ValueError, OverflowError):
@@ -5044,6 +5083,9 @@ def _typed(kind, hint: str):
     return convert
 
 
+VERSION_LINE = "%s %s" % (PROG, __version__)       # --version's answer
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="systemctl for a whole cluster: run one systemd "
@@ -5065,7 +5107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _console_options(parser.add_argument_group("web console (svcctl gui)"))
     _habit_options(parser.add_argument_group(
         "systemctl's options: each does what a systemctl user means, or stops"))
-    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    parser.add_argument("--version", action="version", version=VERSION_LINE)
     return parser
 
 
@@ -5426,6 +5468,11 @@ def prepared_words(argv: Sequence[str]) -> List[str]:
 
 
 def read_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    if list(argv) == ["--version"]:
+        # answered before the parser is built (a tenth of svcctl's start),
+        # as argparse answers it: on stdout, then exit 0
+        sys.stdout.write(VERSION_LINE + "\n")
+        raise SystemExit(EXIT_OK)
     parser = build_parser()
     argv = prepared_words(argv)
     check_habits(argv, parser)

@@ -90,6 +90,32 @@ def test_version_and_help(capsys):
     assert "examples:" in out and "exit codes:" in out
 
 
+def test_version_alone_is_answered_before_the_parser_is_built(capsys, monkeypatch):
+    """Building the parser is a tenth of svcctl's start: `--version` alone
+    does without it, and says what the parser's --version says."""
+    with pytest.raises(SystemExit) as parsed:
+        svcctl.build_parser().parse_args(["--version"])
+    by_parser = capsys.readouterr().out
+    monkeypatch.setattr(svcctl, "build_parser", None)      # not called
+    assert run("--version")[0] == parsed.value.code == 0
+    assert capsys.readouterr().out == by_parser == "svcctl %s\n" % svcctl.__version__
+
+
+def test_version_imports_only_what_every_run_needs():
+    """What only some commands need is imported where it is used (start-up
+    is measured against clush's)."""
+    code = ("import sys; before = set(sys.modules); import svcctl\n"
+            "try: svcctl.main(['--version'])\nexcept SystemExit: pass\n"
+            "sys.stderr.write(' '.join(set(sys.modules) - before))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=os.path.dirname(svcctl.__file__), check=True)
+    assert proc.stdout == "svcctl %s\n" % svcctl.__version__
+    loaded = set(proc.stderr.split())
+    assert "svcctl" in loaded and "ClusterShell.NodeSet" in loaded
+    assert not loaded & {"datetime", "ClusterShell.Task", "yaml", "hashlib", "http.server",
+                         "secrets", "syslog"}
+
+
 def test_options_after_positionals():
     code, out, _, _ = run("start", "demo", "node[1-3]", "--dry-run", "-x", "node2")
     assert code == 0 and "nodes: node[1,3] (2)" in out

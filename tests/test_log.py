@@ -362,6 +362,25 @@ def test_history_keeps_the_message_of_the_worst_unit(tmp_path):
     assert history.messages[("node1", 0)] == "b.service: failed: b broke"
 
 
+def test_history_reads_each_line_as_json_whatever_its_spacing(tmp_path):
+    """The history found run, node and outcome by matching text, which held
+    only for json.dumps' default separators and for a key not nested before
+    the real one: a compact log (as jq -c writes it) was all skipped, and a
+    state carrying a "node" key named a node that was not in the run."""
+    records = run_of("r1", "2026-11-20T00:00:00+00:00", {"node1": "ok", "node2": "failed"}) \
+        + run_of("r2", "2026-11-21T00:00:00+00:00", {"node1": "ok", "node2": "ok"})
+    write_log(tmp_path / "plain", records)
+    (tmp_path / "compact").write_text("".join(
+        json.dumps(dict(r, before={"node": "ghost", "outcome": "failed"}),
+                   separators=(",", ":"), sort_keys=True) + "\n" for r in records))
+    plain, skipped = svcctl.read_history(str(tmp_path / "plain"))
+    compact, skipped_compact = svcctl.read_history(str(tmp_path / "compact"))
+    assert skipped.count == skipped_compact.count == 0
+    assert compact.nodes == plain.nodes == ["node1", "node2"]
+    assert (compact.runs, compact.cells, compact.messages) == \
+        (plain.runs, plain.cells, plain.messages)
+
+
 def test_crafted_log_lines_never_raise(tmp_path):
     deep = '{"run_id": "abc", "node": "n1", "outcome": "failed", "x": %s}' % (
         "[" * 5000 + "]" * 5000)

@@ -1,4 +1,5 @@
 """Parsing and classification of what nodes send back."""
+import dataclasses
 import json
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -755,3 +756,45 @@ def test_masking_a_long_line_is_linear():
     template, values = svcctl.line_template("1" * 40000 + " abc123" * 5000)
     assert time.process_time() - started < 1
     assert template == "<N>" and values == ("1" * svcctl.JOURNAL_LINE_MAX,)
+
+
+# --- equal replies: read once, shared, frozen ----------------------------------
+
+def test_nodes_with_equal_replies_share_results_that_nothing_can_change():
+    """Equal replies are judged once and their unit results shared between
+    the nodes: were one changed in place, the other node would change with
+    it. They are frozen; both nodes still render and log alike."""
+    lines = frame("demo.service", INACTIVE, FAILED, 1, ["Job failed."]) + end()
+    protocol = svcctl.Protocol(A["start"], MARKER)
+    n1, n2 = (svcctl.read_reply(protocol, name, raw(lines), [svcctl.Step("demo.service")])
+              for name in ("n1", "n2"))
+    assert n1.units[0] is n2.units[0] and n1.units[0].outcome == "failed"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        n1.units[0].outcome = "ok"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        n1.units[0].after.active = "active"
+    report = svcctl.Report("start", ["demo.service"], [n1, n2], 0, 1.0)
+    logged = [json.loads(line) for line in svcctl.log_lines(report).splitlines()]
+    assert [line.pop("node") for line in logged] == ["n1", "n2"]
+    assert logged[0] == logged[1]
+    nodes = svcctl.document(report)["nodes"]
+    assert [node.pop("node") for node in nodes] == ["n1", "n2"] and nodes[0] == nodes[1]
+    assert "n[1-2]" in svcctl.render_text(report)
+    # a document is its caller's: changing it changes no other node, no later one
+    nodes[0]["units"][0]["after"]["ActiveState"] = "changed by a caller"
+    assert nodes[1]["units"][0]["after"]["ActiveState"] == "failed"
+    assert svcctl.document(report)["nodes"][0]["units"][0]["after"]["ActiveState"] == "failed"
+
+
+def test_a_big_reply_is_judged_on_its_own_not_kept():
+    """The cache of replies keeps small ones only (a long-lived console would
+    keep 1,024 replies of up to 1 MiB): a big reply is judged each time, the
+    same way."""
+    output = ["x" * 1000] * (svcctl.CACHED_REPLY_MAX // 1000 + 1)
+    lines = frame("demo.service", INACTIVE, FAILED, 1, output) + end()
+    protocol = svcctl.Protocol(A["start"], MARKER, verbose=True)
+    svcctl._judged_reply.cache_clear()
+    n1, n2 = (svcctl.read_reply(protocol, name, raw(lines), [svcctl.Step("demo.service")])
+              for name in ("n1", "n2"))
+    assert n1.units[0] == n2.units[0] and n1.units[0] is not n2.units[0]
+    assert svcctl._judged_reply.cache_info().currsize == 0

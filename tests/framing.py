@@ -1,5 +1,6 @@
 """Synthetic node output in svcctl's remote framing, for the pure tests."""
 import io
+import json
 import re
 
 import svcctl
@@ -31,6 +32,25 @@ def framed(*units, marker=MARKER):
 def frame(unit, before, after, rc=0, output=(), marker=MARKER):
     """One unit's whole output but the end marker."""
     return framed((unit, before, after, rc, output), marker=marker)
+
+
+def journal(lines):
+    """A failed unit's journal lines as a node sends them: a `.` first (see
+    _JOURNAL)."""
+    return [b"." + b"".join(lines[:1])] + list(lines[1:])
+
+
+def entry(message, node=1, seq=1):
+    """One entry as `journalctl -o json --output-fields=MESSAGE` prints it:
+    its head (cursor, times, sequence number, boot id) differs from node to
+    node, in length too (a node booted long ago, a journal long in use)."""
+    boot, real, mono, number = "%032x" % (node * 7919), 1764000000000000 + seq * 1000, \
+        10 ** (4 + node) + seq, 16 ** (2 * node) + seq
+    cursor = "s=%032x;i=%x;b=%s;m=%x;t=%x;x=%016x" % (node, number, boot, mono, real,
+                                                       seq * node)
+    return json.dumps({"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(real),
+                       "__MONOTONIC_TIMESTAMP": str(mono), "__SEQNUM": str(number),
+                       "_BOOT_ID": boot, "MESSAGE": message}, separators=(",", ":")).encode()
 
 
 def end(marker=MARKER):

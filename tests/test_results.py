@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 import svcctl
 from framing import (ACTIVE, FAILED, INACTIVE, MARKER, MASKED, MISSING, end,
-                     frame, framed, state)
+                     frame, framed, journal, state)
 
 A = svcctl.ACTIONS
 
@@ -604,7 +604,8 @@ def test_show_keeps_the_order_of_the_properties_asked(monkeypatch):
 def with_journal(lines, outcome_state=FAILED, rc=0, action="restart"):
     m = MARKER.encode() + b" "
     reply = frame("demo.service", None if action == "status" else ACTIVE,
-                  outcome_state, rc) + [m + b"journal demo.service inv2"] + lines + end()
+                  outcome_state, rc) + [m + b"journal demo.service inv2"] + journal(lines) \
+        + end()
     return classify(action, reply)
 
 
@@ -653,7 +654,7 @@ def test_a_journal_says_the_units_words_then_systemds_of_that_run():
     assert with_journal(earlier + run).units[0].journal == told
     raced = run[:1] + run[2:3] + run[1:2] + run[3:]
     assert with_journal(earlier + raced).units[0].journal == told
-    assert svcctl.journal_text(earlier + run, "inv2", 1) == (
+    assert svcctl.journal_text(journal(earlier + run), "inv2", 1) == (
         "bad key Foo\nsystemd: Failed with result 'exit-code'.")
 
 

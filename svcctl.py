@@ -2022,7 +2022,7 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
     if action.clean:
         message = action.clean(message)
     result = UnitResult(step.unit, "error", before, after, rc, message,
-                        message.split("\n", 1)[0])
+                        printable(message.split("\n", 1)[0]))    # one line (tabs too)
     if step.declared:
         result.service, result.declared = step.declared.service, step.declared.text()
         result.drift = after is not None and step.declared.drifted(after)
@@ -2291,7 +2291,8 @@ def judge_skipped(step: Step, reason: str, outcome: str = "skipped") -> UnitResu
 
 def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
     """ssh's own reason, without the per-node host part so that nodes fold."""
-    lines = [decode(line).strip() for line in stderr if line.strip()]
+    # one line: its tabs escaped too, as the log reads a reason back
+    lines = [printable(decode(line)).strip() for line in stderr if line.strip()]
     lines = [line for line in lines if not line.startswith("Warning: Permanently")]
     if not lines:
         return "ssh exited with code %s" % rc
@@ -2525,10 +2526,13 @@ def set_against(results: Sequence[NodeResult], compare: NodeSet) -> None:
     compared nodes has come first ("what do the failing nodes say that the
     healthy ones don't"); the compared nodes' own text is left as it is."""
     theirs = {line for r in results if r.node in compare for u in r.units
-              if u.outcome == "ok" for line in u.message.split("\n")}
+              if u.outcome == "ok" for line in u.message.split("\n")} - {""}
 
     def split(item: UnitResult) -> str:
         lines = item.message.split("\n")
+        if not theirs:      # no entries there, unreadable, down: said, rather than
+            # call every line "only here"
+            return "\n".join(["(no line read on %s to compare with)" % compare] + lines)
         only = [line for line in lines if line not in theirs]
         shared = [line for line in lines if line in theirs]
         return "\n".join(["only here, not on %s:" % compare] + (only or ["(none)"]) +
@@ -3114,6 +3118,8 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         nodes = chosen_nodes(args, positional, stdin or sys.stdin, last)
     compare = None
     if args.compare is not None:        # even empty: "$HEALTHY" unset is no comparison
+        if not args.compare.strip():
+            raise UsageError("--compare: no node given")
         try:
             compare = parse_nodes([with_source(args.compare, args.groupsource)],
                                   limit=args.max_nodes, last=last)

@@ -66,15 +66,17 @@ MISSING = state(load="not-found", file="")
 
 # --- a whole run in-process: ClusterShell's execution replaced by a stub -----
 
-def stub_nodes(monkeypatch, reply):
-    """Every node answers `reply(marker, command)` (lines, without the end)."""
+def stub_nodes(monkeypatch, reply, by_node=False):
+    """Every node answers `reply(marker, command)` (lines, without the end);
+    by_node: `reply(marker, command, node)`."""
     def execute(jobs, settings, signals, node_done, caps, observer=None):
         raw = {}
         for command, nodes in jobs:
             marker = re.search(r"m=(@@svcctl-[0-9a-f]+);", command).group(1)
             for node in nodes:
                 raw[node] = svcctl.RawResult(
-                    stdout=[line.encode() for line in reply(marker, command)
+                    stdout=[line.encode() for line in (
+                        reply(marker, command, node) if by_node else reply(marker, command))
                             + ["%s end" % marker]], rc=0)
                 node_done(node, raw[node])
         return raw, ""

@@ -1482,8 +1482,9 @@ _JOURNAL = (
     "InvocationID=?*) i=${t#*=};; ActiveState=failed|SubState=auto-restart) f=1;; esac; "
     "done; [ \"$f\" = 0 ] && continue; k journal \"$u\" \"$i\"; printf .; "
     "o=\"-o json --output-fields=MESSAGE,_PID,_SYSTEMD_INVOCATION_ID,INVOCATION_ID -n "
-    "%(entries)d --no-pager\"; if [ -n \"$i\" ]; then $x journalctl $o \"_SYSTEMD_UNIT=$u\" + "
-    "\"UNIT=$u\" _PID=1; else $x journalctl $o -u \"$u\"; fi 2>&1 | tail -c %(bytes)d; done; }; "
+    "%(entries)d --no-pager\"; if [ -n \"$i\" ]; then $x journalctl $o "
+    "\"_SYSTEMD_UNIT=$u\" + \"UNIT=$u\" _PID=1; else $x journalctl $o -u \"$u\"; "
+    "fi 2>&1 | tail -c %(bytes)d; done; }; "
 )
 JOURNAL_BYTES = 1024        # per journal entry read for a failed unit
 JOURNAL_MAX = 100           # --journal N: at most this many lines
@@ -2142,12 +2143,15 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     done: Dict[str, UnitResult] = {}
     for index, step in enumerate(steps):
         section = framed.sections.get(step.unit, {})
-        lines = section.get("output", [])
+        lines, rc = section.get("output", []), section.get("rc")
         if action.reads_journal:
-            notes, read, output = read_journal(lines, journal_read_bytes(len(steps)),
-                                               protocol.raw)
+            notes, read, output, bounded = read_journal(
+                lines, journal_read_bytes(len(steps)), protocol.raw)
+            # stopped by the bound (SIGPIPE): its exit code says nothing more
+            rc = 0 if bounded and rc else rc
         else:
-            notes, read, output = [], True, "\n".join(decode(line) for line in lines).strip()
+            notes, read = [], True
+            output = "\n".join(decode(line) for line in lines).strip()
         if section.get("skipped"):
             done[step.unit] = judge_skipped(step, "a service it requires failed "
                                                   "on this node")
@@ -2164,7 +2168,7 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
             cut = after_tokens is None      # acted, then the node was cut short
             done[step.unit] = judge_unit(
                 protocol, step, _nth(befores, index),
-                None if cut else _nth(afters, index), section.get("rc"), output,
+                None if cut else _nth(afters, index), rc, output,
                 CUT_SHORT if cut else before_text or after_text,
                 watched=watch[index] if watch else None, note="; ".join(notes), read=read)
     for unit, lines in framed.journals.items():
@@ -2213,18 +2217,19 @@ def journal_text(lines: Sequence[bytes], invocation: str, count: int) -> str:
 
 
 def read_journal(lines: Sequence[bytes], bound: int, raw: bool = False
-                 ) -> Tuple[List[str], bool, str]:
+                 ) -> Tuple[List[str], bool, str, bool]:
     """One unit's journal as svcctl journal reads it (see _READ) -> (svcctl's
     notes on it, whether the journal was read at all, its lines oldest
-    first: made to fold, or with --raw as journalctl printed them, printable)."""
+    first: made to fold, or with --raw as journalctl printed them, printable;
+    whether it was cut)."""
     notes, read, text, cut = journal_lines(lines, bound, newest_first=True, raw=raw)
     folded = _clean_journal(text)
     if read and not folded and not cut:
         notes.append("no entries")
     if raw:
         return notes, read, "\n".join(printable(line, keep_tabs=True)
-                                      for line in text.split("\n")).strip()
-    return notes, read, folded
+                                      for line in text.split("\n")).strip(), cut
+    return notes, read, folded, cut
 
 
 # Bytes of a JSON entry's line besides its message: cursor, times, boot id,

@@ -50,7 +50,8 @@ def entry(message, node=1, seq=1):
                                                        seq * node)
     return json.dumps({"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(real),
                        "__MONOTONIC_TIMESTAMP": str(mono), "__SEQNUM": str(number),
-                       "_BOOT_ID": boot, "MESSAGE": message}, separators=(",", ":")).encode()
+                       "_BOOT_ID": boot, "MESSAGE": message},
+                      separators=(",", ":")).encode()
 
 
 def end(marker=MARKER):

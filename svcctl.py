@@ -310,6 +310,10 @@ def _clean_properties(text: str) -> str:
 # What differs from node to node in the same story of a journal: process ids.
 _JOURNAL_PID_RE = Regex(r"\b(process|[Pp][Ii][Dd])([ =:]+)[0-9]+\b")
 JOURNAL_LINE_MAX = 500
+# journalctl's own lines about the journal, in every output mode: left out
+# (a systemd older than 250 starts with "-- Logs begin at TIME, end at
+# TIME. --", or "-- Journal begins at", different on every node: no fold)
+_JOURNAL_ABOUT_RE = Regex(r"-- (?:No entries|(?:Logs begin|Journal begins) at .*) --")
 
 
 def _clean_journal(text: str) -> str:
@@ -318,7 +322,7 @@ def _clean_journal(text: str) -> str:
     read as JSON, one entry a line starting with `{`, because its messages
     are anyone's text: a message line could otherwise start with the run's
     marker and forge svcctl's framing. Other lines (journalctl's own errors)
-    are kept, but "-- No entries --"."""
+    are kept, but its lines about the journal."""
     out = []
     for line in text.split("\n"):
         if line.startswith("{"):
@@ -332,7 +336,7 @@ def _clean_journal(text: str) -> str:
             elif message is None:   # what journalctl's JSON makes of a long one
                 message = "(a message of 4096 bytes or more, left out by journalctl's JSON)"
             lines = str(message).split("\n")
-        elif line.strip() and line != "-- No entries --":
+        elif line.strip() and not _JOURNAL_ABOUT_RE.fullmatch(line):
             lines = [line]
         else:
             continue

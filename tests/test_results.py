@@ -982,3 +982,22 @@ def test_a_journal_run_says_each_nodes_journal_and_replays_it(monkeypatch, tmp_p
         "svcctl: --compare n[2-3]: nodes in both sets: n2\n"
     assert main("journal", "demo", "n1", "--compare", "")[2] == \
         "svcctl: --compare: no node given\n"
+
+
+@pytest.mark.parametrize("about", [
+    "-- Logs begin at Tue 2026-12-01 10:00:0%d UTC, end at Wed 2026-12-02 "
+    "22:00:0%d UTC. --",
+    "-- Journal begins at Tue 2026-12-01 10:00:0%d UTC, ends at Wed 2026-12-02 "
+    "22:00:0%d UTC. --"])
+def test_an_older_journalctls_line_about_the_journal_does_not_split_the_story(about):
+    """systemd before 250 starts every read, JSON too, with the journal's
+    first and last times, different on every node: left out, nodes fold."""
+    journals, answers = set(), set()
+    for node in (1, 2):
+        said = [(about % (node, node)).encode()]
+        journals.add(with_journal(said + [STORY[0], entry(
+            "Main process exited, code=exited, status=1/FAILURE", "1", "inv2")]
+                                  ).units[0].journal)
+        unit = journal_of("n%d" % node, [entry("disk full", "95")], said=said).units[0]
+        answers.add((unit.answer, unit.message))
+    assert journals == {TOLD} and answers == {("", "disk full")}

@@ -320,6 +320,10 @@ def _clean_properties(text: str) -> str:
 # What differs from node to node in the same story of a journal: process ids.
 _JOURNAL_PID_RE = Regex(r"\b(process|[Pp][Ii][Dd])([ =:]+)[0-9]+\b")
 JOURNAL_LINE_MAX = 500
+# journalctl's own lines about the journal, in every output mode: left out
+# (a systemd older than 250 starts with "-- Logs begin at TIME, end at
+# TIME. --", or "-- Journal begins at", different on every node: no fold)
+_JOURNAL_ABOUT_RE = Regex(r"-- (?:No entries|(?:Logs begin|Journal begins) at .*) --")
 
 
 def _clean_journal(text: str) -> str:
@@ -328,19 +332,21 @@ def _clean_journal(text: str) -> str:
     read as JSON, one entry a line starting with `{`, because its messages
     are anyone's text: a message line could otherwise start with the run's
     marker and forge svcctl's framing. Other lines (journalctl's own errors)
-    are kept, but "-- No entries --"."""
+    are kept, but its lines about the journal."""
     out = []
     for line in text.split("\n"):
         if line.startswith("{"):
             try:
                 message = json.loads(line).get("MESSAGE", "")
-            except (ValueError, AttributeError):
-                continue            # a line cut by the byte bound
+            except (ValueError, AttributeError, RecursionError):
+                continue            # not journalctl's: a node's own garbage
             if isinstance(message, list):       # not UTF-8: journalctl's bytes
                 message = bytes(b for b in message if isinstance(b, int) and
                                 0 <= b < 256).decode("utf-8", "replace")
+            elif message is None:   # what journalctl's JSON makes of a long one
+                message = "(a message of 4096 bytes or more, left out by journalctl's JSON)"
             lines = str(message).split("\n")
-        elif line.strip() and line != "-- No entries --":
+        elif line.strip() and not _JOURNAL_ABOUT_RE.fullmatch(line):
             lines = [line]
         else:
             continue
@@ -362,6 +368,37 @@ def oldest_first(text: str) -> str:
         else:
             entries.append([line])
     return "\n".join(line for entry in reversed(entries) for line in entry)
+
+
+# What journalctl, sudo or the shell print on lines of their own when the
+# journal cannot be read, or only in part. No message can read so: messages
+# come as JSON lines (see _clean_journal), or after a timestamp with --raw.
+# Said per node in svcctl's words, never a failure of the run.
+_JOURNAL_UNREAD = (
+    # dash, bash and busybox as /bin/sh (svcctl's `exec /bin/sh -c`), sudo
+    (Regex(r"^(?:(?:/bin/)?sh|sudo)(?:: [^:\n]*)?: journalctl: (?:command )?not found$",
+           re.M), "journalctl not found"),
+    (Regex(r"^No journal files were opened due to insufficient permissions\.$", re.M),
+     "no permission (not root, not in group systemd-journal or adm)"),
+)
+# A user outside those groups reads their own lines only (systemd's hint, on
+# three lines: its next two are indented by six spaces)
+_JOURNAL_HINT_RE = Regex(r"^Hint: You are currently not seeing messages from .*"
+                         r"(?:\n {6}\S.*)*", re.M)
+
+
+def journal_notes(text: str) -> Tuple[List[str], bool, str]:
+    """journalctl's output -> (what svcctl says of it, whether the journal
+    was read at all, the text without the lines of journalctl's said so)."""
+    notes = ["journal not read: " + said for regex, said in _JOURNAL_UNREAD
+             if regex.search(text)]
+    read = not notes
+    if read and _JOURNAL_HINT_RE.search(text):
+        notes.append("journal partly read: only this user's lines (not root, not in "
+                     "group systemd-journal or adm)")
+    for regex in [regex for regex, _ in _JOURNAL_UNREAD] + [_JOURNAL_HINT_RE]:
+        text = regex.sub("", text)
+    return notes, read, text
 
 
 def _clean_listing(text: str) -> str:
@@ -407,7 +444,6 @@ class Action:
     output: str = ""                    # its output shown: "" (for problems, or
     # with -v), "lines" (each as UNIT: line), "text" (always, under the unit)
     clean: Optional[Callable[[str], str]] = None    # output made foldable
-    newest_first: bool = False          # journal: read with -r (see oldest_first)
     lists: bool = False                 # node: its output lists units
     drift_outcome: bool = False         # with -c: outcomes are ok or drift
     no_when_failed: bool = False        # node: non-zero exit with an answer is "no"
@@ -421,6 +457,9 @@ class Action:
     privileged: bool = False            # through `sudo -n` with --sudo
     reads_as_root: bool = False         # journal: with --sudo too (a user outside
     # systemd-journal reads only their own lines), though it changes nothing
+    reads_journal: bool = False         # its output is journalctl's, newest first
+    # (-r, see oldest_first), bounded in bytes on the node; a journal it cannot
+    # read is said, never a failure
     why: bool = False                   # a query whose failed units come with
     # their journal lines (status); changes and apply always do
     file_only: bool = False             # only with -c FILE
@@ -525,9 +564,9 @@ ACTION_TABLE = (
     Action("journal", "query", "units' journal, folded across nodes (--lines, --since, "
            "--until, --grep, --priority, --boot; --mask, --raw, --compare NODESET)",
            ("--no-pager",), program="journalctl", unit_flag="-u", silent_rc=True,
-           reads_as_root=True,
-           answer=_answer_shown, runs="always", output="text", clean=_clean_journal,
-           newest_first=True, takes=("--lines", "--since", "--until", "--grep", "--priority", "--boot",
+           reads_as_root=True, reads_journal=True,
+           answer=_answer_shown, runs="always", output="text",
+           takes=("--lines", "--since", "--until", "--grep", "--priority", "--boot",
                   "--mask", "--raw", "--compare")),
     Action("list-units", "node", "units in memory (--failed, --state STATE, PATTERN)",
            ("list-units", "--plain", "--no-legend", "--no-pager", "--full"),
@@ -1447,20 +1486,40 @@ _APPLY = (
 # earlier run. PID 1's lines about the unit are its UNIT= lines with _PID=1
 # (anyone can forge the fields; not _PID), those of that run its INVOCATION_ID.
 # All of the unit's lines where a systemd older than 232 has no InvocationID.
-# The newest bytes are kept (tail). A node where nothing failed runs nothing.
+# The newest bytes are kept (tail): the first line may then be the end of
+# one, anyone's text, so a `.` comes before it, and it never starts with the
+# marker. A node where nothing failed runs nothing.
 _JOURNAL = (
     "x=%(sudo)s; j() { case \"$1\" in *[!0]*) return 0;; esac; case \"$2 \" in %(failed)s) "
     "return 0;; esac; return 1; }; "
     "J() { while [ $# -gt 1 ]; do u=$1; f=$2; shift 2; i=; for t in $(systemctl show "
     "-p InvocationID,ActiveState,SubState -- \"$u\" 2>/dev/null); do case $t in "
     "InvocationID=?*) i=${t#*=};; ActiveState=failed|SubState=auto-restart) f=1;; esac; "
-    "done; [ \"$f\" = 0 ] && continue; k journal \"$u\" \"$i\"; o=\"-o json "
-    "--output-fields=MESSAGE,_PID,_SYSTEMD_INVOCATION_ID,INVOCATION_ID -n %(entries)d "
-    "--no-pager\"; if [ -n \"$i\" ]; then $x journalctl $o \"_SYSTEMD_UNIT=$u\" + "
-    "\"UNIT=$u\" _PID=1; else $x journalctl $o -u \"$u\"; fi 2>&1 | tail -c %(bytes)d; done; }; "
+    "done; [ \"$f\" = 0 ] && continue; k journal \"$u\" \"$i\"; printf .; "
+    "o=\"-o json --output-fields=MESSAGE,_PID,_SYSTEMD_INVOCATION_ID,INVOCATION_ID -n "
+    "%(entries)d --no-pager\"; if [ -n \"$i\" ]; then $x journalctl $o "
+    "\"_SYSTEMD_UNIT=$u\" + \"UNIT=$u\" _PID=1; else $x journalctl $o -u \"$u\"; "
+    "fi 2>&1 | tail -c %(bytes)d; done; }; "
 )
 JOURNAL_BYTES = 1024        # per journal entry read for a failed unit
 JOURNAL_MAX = 100           # --journal N: at most this many lines
+# svcctl journal: `a` with journalctl's output bounded too, its first bytes
+# kept (it reads newest first, -r), and its exit code kept: POSIX sh has no
+# pipefail, so it comes back on fd 3, captured, while head writes to fd 4, the
+# script's output.
+_READ = (
+    "y() { u=$1; shift; k unit \"$u\"; { r=$( { { \"$@\" </dev/null 2>&1; "
+    "echo $? >&3; } | head -c %(bytes)d >&4; } 3>&1); } 4>&1; k rc $r; }; "
+)
+JOURNAL_READ_BYTES = 1 << 19    # per node, shared by its units: half its output
+# cap (OUTPUT_CAP), so that a login banner or sudo's warnings never make the
+# reply too large, and so few lines (even --raw's, 40 bytes at least) that
+# they stay within its cap in lines
+
+
+def journal_read_bytes(units: int) -> int:
+    """svcctl journal: the bytes of each unit's journal a node sends."""
+    return JOURNAL_READ_BYTES // max(units, 1)
 
 
 def journal_entries(lines: int) -> int:
@@ -1504,6 +1563,8 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "entries": journal_entries(protocol.journal),
             "bytes": JOURNAL_BYTES * journal_entries(protocol.journal),
             "sudo": "'sudo -n'" if protocol.sudo else "''"}
+    if action.reads_journal:
+        script += _READ % {"bytes": journal_read_bytes(len(steps))}
     if action.kind == "node":
         pattern = " -- " + shlex.quote(protocol.pattern) if protocol.pattern else ""
         return script + "a %s %s%s; k end" % (steps[0].unit, " ".join(_argv(protocol)),
@@ -1559,8 +1620,9 @@ def _step_command(protocol: Protocol, index: int, step: Step) -> str:
         command = "p %s %s %s" % (unit, declared.state, {
             True: "yes", False: "no", None: "-"}[declared.enabled])
     else:
-        command = "a %s %s %s %s" % (unit, " ".join(_argv(protocol)),
-                                     protocol.action.unit_flag, unit)
+        command = "%s %s %s %s %s" % ("y" if protocol.action.reads_journal else "a", unit,
+                                      " ".join(_argv(protocol)), protocol.action.unit_flag,
+                                      unit)
     command += "; s%d=$r" % index
     if not step.requires:
         return command
@@ -1964,18 +2026,18 @@ def state_blocks(tokens: Optional[List[bytes]]) -> Tuple[List[Optional[UnitState
 def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
                after: Optional[UnitState], rc: Optional[int], message: str,
                problem: str = "", ran: bool = False,
-               watched: Optional[str] = None) -> UnitResult:
+               watched: Optional[str] = None, note: str = "",
+               read: bool = True) -> UnitResult:
     """One unit's outcome, from its states around the action (read -> act ->
     read), the action's exit code and its output. `problem`: text where a
     state should have been (systemctl show failed), or CUT_SHORT; `ran`:
     apply ran a command on the unit; `watched`: its restart count when
-    --settle began to watch it."""
+    --settle began to watch it; journal: svcctl's `note` on what journalctl
+    sent, and whether it `read` the journal at all."""
     action = protocol.action
-    if action.newest_first:
-        message = oldest_first(message)
-    if action.clean and not protocol.raw:
+    if action.clean:
         message = action.clean(message)
-    outcome, answer = "error", message.split("\n", 1)[0]
+    outcome, answer = "error", printable(message.split("\n", 1)[0])   # one line (tabs too)
     drift = step.declared is not None and after is not None and step.declared.drifted(after)
     if action.kind == "node" and action.lists and rc == 0:
         count = len(message.split("\n")) if message else 0
@@ -1993,6 +2055,10 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
         message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
         outcome = "not-found"
+    elif not read:
+        # journalctl missing, or the journal unreadable: said for this node,
+        # never a failure of the run
+        outcome, answer = "negative", note
     elif action.kind == "query" and action.runs == "always" and rc and not (
             action.silent_rc and rc == 1 and not message):
         # show, cat: systemctl's text is the answer, its exit code says if
@@ -2000,6 +2066,7 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
         outcome = "denied" if _DENIED_RE.search(message) else "error"
     elif action.kind == "query":
         answer, yes = action.answer(after)
+        answer = answer or note
         outcome = "ok" if yes else "negative"
         if step.declared and action.drift_outcome:
             outcome = "drift" if drift else "ok"
@@ -2091,7 +2158,15 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     done: Dict[str, UnitResult] = {}
     for index, step in enumerate(steps):
         section = framed.sections.get(step.unit, {})
-        output = "\n".join(decode(line) for line in section.get("output", [])).strip()
+        lines, rc = section.get("output", []), section.get("rc")
+        if action.reads_journal:
+            notes, read, output, bounded = read_journal(
+                lines, journal_read_bytes(len(steps)), protocol.raw)
+            # stopped by the bound (SIGPIPE): its exit code says nothing more
+            rc = 0 if bounded and rc else rc
+        else:
+            notes, read = [], True
+            output = "\n".join(decode(line) for line in lines).strip()
         if section.get("skipped"):
             done[step.unit] = judge_skipped(step, "a service it requires failed "
                                                   "on this node")
@@ -2108,9 +2183,9 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
             cut = after_tokens is None      # acted, then the node was cut short
             done[step.unit] = judge_unit(
                 protocol, step, _nth(befores, index),
-                None if cut else _nth(afters, index), section.get("rc"), output,
+                None if cut else _nth(afters, index), rc, output,
                 CUT_SHORT if cut else before_text or after_text,
-                watched=watch[index] if watch else None)
+                watched=watch[index] if watch else None, note="; ".join(notes), read=read)
     for unit, lines in framed.journals.items():
         result = done.get(unit)
         if result is not None and (result.outcome == "failed" or (
@@ -2128,10 +2203,11 @@ def journal_text(lines: Sequence[bytes], invocation: str, count: int) -> str:
     "Main process exited" reach journald on two sockets) that would split one
     story into two blocks. A line of the unit's that carries no invocation
     (see _JOURNAL) is of that run if it comes after PID 1's last line about an
-    earlier run. journalctl's own errors come first."""
+    earlier run. journalctl's own errors come first, and svcctl's notes on
+    what it sent before them, in brackets."""
+    notes, read, whole, cut = journal_lines(lines, JOURNAL_BYTES * journal_entries(count))
     said, own, systemd = [], [], []
-    for line in lines:
-        text = line.decode("utf-8", "replace")
+    for text in whole.split("\n"):
         if not text.startswith("{"):
             said.append(text)
             continue
@@ -2148,15 +2224,79 @@ def journal_text(lines: Sequence[bytes], invocation: str, count: int) -> str:
             own.append(text)
     told = _clean_journal("\n".join(said + own[-count:]))
     about = _clean_journal("\n".join(systemd[-count:]))
-    return "\n".join(filter(None, [told] + ["systemd: " + line
+    text = "\n".join(filter(None, [told] + ["systemd: " + line
                                             for line in about.split("\n") if line]))
+    if read and not text and not cut:
+        notes.append("no entries")
+    return "\n".join(["(%s)" % note for note in notes] + [text] * bool(text))
+
+
+def read_journal(lines: Sequence[bytes], bound: int, raw: bool = False
+                 ) -> Tuple[List[str], bool, str, bool]:
+    """One unit's journal as svcctl journal reads it (see _READ) -> (svcctl's
+    notes on it, whether the journal was read at all, its lines oldest
+    first: made to fold, or with --raw as journalctl printed them, printable;
+    whether it was cut)."""
+    notes, read, text, cut = journal_lines(lines, bound, newest_first=True, raw=raw)
+    folded = _clean_journal(text)
+    if read and not folded and not cut:
+        notes.append("no entries")
+    if raw:
+        return notes, read, "\n".join(printable(line, keep_tabs=True)
+                                      for line in text.split("\n")).strip(), cut
+    return notes, read, folded, cut
+
+
+# Bytes of a JSON entry's line besides its message: cursor, times, boot id,
+# sequence number, process and invocation ids (some 530 at most), its own on
+# each node; its message is the same on every node that tells the same story.
+JSON_ENTRY_HEAD = 600
+
+
+def journal_lines(lines: Sequence[bytes], bound: int, newest_first: bool = False,
+                  raw: bool = False) -> Tuple[List[str], bool, str, bool]:
+    """What a node sent of journalctl's output, bounded: a `.`, then its last
+    BOUND bytes (see _JOURNAL); or newest_first (-r), its first BOUND bytes
+    (_READ) -> (svcctl's notes on it, whether the journal was read at all,
+    its whole lines oldest first, whether it was cut). Once at the bound, the
+    line at the cut is part of one: left out (a journal of exactly BOUND
+    bytes reads as cut too)."""
+    cut = sum(len(line) + 1 for line in lines) - (not newest_first) >= bound
+    if newest_first:
+        whole = list(lines[:-1] if cut else lines)
+    else:
+        whole = [first[1:] for first in lines[:1] if not cut] + list(lines[1:])
+    if cut and not raw:
+        # Where each node's bytes end depends on its entries' own fields: the
+        # entries that every node's hold whole, so that the same story folds.
+        whole = _newest_entries(whole, bound) if newest_first else \
+            _newest_entries(whole[::-1], bound)[::-1]
+    notes, read, text = journal_notes("\n".join(line.decode("utf-8", "replace")
+                                                for line in whole))
+    if cut:
+        notes.append("cut at %d bytes: earlier lines left out" % bound)
+    return notes, read, oldest_first(text) if newest_first else text, cut
+
+
+def _newest_entries(lines: Sequence[bytes], bound: int) -> List[bytes]:
+    """JSON entries, newest first: those that any node's BOUND bytes hold
+    whole, counted by their messages and JSON_ENTRY_HEAD."""
+    total = 0
+    for index, line in enumerate(lines):
+        entry = _journal_entry(line.decode("utf-8", "replace"))
+        total += JSON_ENTRY_HEAD + len(json.dumps(entry["MESSAGE"])) \
+            if "MESSAGE" in entry else len(line) + 1
+        if total >= bound:
+            return list(lines[:index])
+    return list(lines)
 
 
 def _journal_entry(line: str) -> dict:
-    """One `journalctl -o json` line ({} for one cut by the byte bound)."""
+    """One `journalctl -o json` line ({} for one that does not parse: a
+    node's own garbage)."""
     try:
         entry = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return entry if isinstance(entry, dict) else {}
 
@@ -2176,7 +2316,8 @@ def service_tags(step: Step) -> Dict[str, str]:
 
 def _ssh_reason(stderr: List[bytes], rc: Optional[int]) -> str:
     """ssh's own reason, without the per-node host part so that nodes fold."""
-    lines = [decode(line).strip() for line in stderr if line.strip()]
+    # one line: its tabs escaped too, as the log reads a reason back
+    lines = [printable(decode(line)).strip() for line in stderr if line.strip()]
     lines = [line for line in lines if not line.startswith("Warning: Permanently")]
     if not lines:
         return "ssh exited with code %s" % rc
@@ -2398,9 +2539,11 @@ def mask_across_nodes(results: Sequence[NodeResult]) -> None:
     values differ says how many distinct ones the nodes had, so that nodes
     telling the same story fold, and what varies stays in sight."""
     seen: Dict[str, Set[Tuple[str, ...]]] = {}
-    template_of: Dict[str, str] = {}        # each line read once
+    template_of: Dict[str, str] = {}        # each distinct line read once
     for item in {id(u): u for r in results for u in r.units if u.outcome == "ok"}.values():
         for line in item.message.split("\n"):
+            if line in template_of:
+                continue
             template, values = line_template(line)
             template_of[line] = template
             seen.setdefault(template, set()).add(values)
@@ -2420,10 +2563,13 @@ def set_against(results: Sequence[NodeResult], compare: NodeSet) -> None:
     compared nodes has come first ("what do the failing nodes say that the
     healthy ones don't"); the compared nodes' own text is left as it is."""
     theirs = {line for r in results if r.node in compare for u in r.units
-              if u.outcome == "ok" for line in u.message.split("\n")}
+              if u.outcome == "ok" for line in u.message.split("\n")} - {""}
 
     def split(item: UnitResult) -> str:
         lines = item.message.split("\n")
+        if not theirs:      # no entries there, unreadable, down: said, rather than
+            # call every line "only here"
+            return "\n".join(["(no line read on %s to compare with)" % compare] + lines)
         only = [line for line in lines if line not in theirs]
         shared = [line for line in lines if line in theirs]
         return "\n".join(["only here, not on %s:" % compare] + (only or ["(none)"]) +
@@ -2841,7 +2987,7 @@ def check_combinations(args: argparse.Namespace, action: Action) -> None:
              "--diff": args.diff, "--lines": args.lines is not None,
              "--since": args.since, "--until": args.until, "--grep": args.grep,
              "--priority": args.priority, "--boot": args.boot, "--mask": args.mask,
-             "--raw": args.raw, "--compare": args.compare}
+             "--raw": args.raw, "--compare": args.compare is not None}
     for option, value in given.items():
         if value and option not in action.takes:
             raise UsageError("%s goes with %s" % (option, ", ".join(
@@ -3007,9 +3153,15 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
     else:
         units, pattern, positional = split_targets(args, action)
         nodes = chosen_nodes(args, positional, stdin or sys.stdin, last)
-    compare = parse_nodes([with_source(args.compare, args.groupsource)],
-                          limit=args.max_nodes, last=last) if args.compare else None
-    if compare is not None:
+    compare = None
+    if args.compare is not None:        # even empty: "$HEALTHY" unset is no comparison
+        if not args.compare.strip():
+            raise UsageError("--compare: no node given")
+        try:
+            compare = parse_nodes([with_source(args.compare, args.groupsource)],
+                                  limit=args.max_nodes, last=last)
+        except UsageError as exc:
+            raise UsageError("--compare %s: %s" % (printable(args.compare), exc))
         if compare & nodes:
             raise UsageError("--compare %s: nodes in both sets: %s" % (
                 printable(args.compare), compare & nodes))

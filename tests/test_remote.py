@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 import svcctl
-from framing import MARKER
+from framing import MARKER, entry
 
 
 def command(action, units=("demo.service",), **kw):
@@ -128,6 +128,16 @@ def on_fake_node(tmp_path, script, programs, **data):
     """Run a script with fake programs first in PATH, each data folder
     (NAME={file: text}) named by an environment variable; return the calls
     the programs logged, in order, and the framed reply."""
+    proc = subprocess.run(["sh", "-c", script], capture_output=True,
+                          env=fake_node(tmp_path, programs, **data))
+    framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
+    assert framed.complete, proc
+    return (tmp_path / "calls").read_text().split("\n")[:-1], framed
+
+
+def fake_node(tmp_path, programs, **data):
+    """The environment of a node with these fake programs and data."""
+    tmp_path.mkdir(exist_ok=True)
     env = {"PATH": "%s:/usr/bin:/bin" % tmp_path, "CALLS": str(tmp_path / "calls")}
     for var, files in data.items():
         folder = tmp_path / var.lower()
@@ -139,10 +149,7 @@ def on_fake_node(tmp_path, script, programs, **data):
         (tmp_path / name).write_text(text)
         (tmp_path / name).chmod(0o755)
     (tmp_path / "calls").write_text("")
-    proc = subprocess.run(["sh", "-c", script], capture_output=True, env=env)
-    framed = svcctl.parse_output(proc.stdout.splitlines(), MARKER)
-    assert framed.complete, proc
-    return (tmp_path / "calls").read_text().split("\n")[:-1], framed
+    return env
 
 
 def run_typed(tmp_path, script, types):
@@ -244,7 +251,8 @@ def test_a_failed_unit_brings_its_runs_journal(tmp_path):
                      "INVOCATION_ID -n 18 --no-pager _SYSTEMD_UNIT=b.service + "
                      "UNIT=b.service _PID=1"]
     assert framed.invocations == {"b.service": "abc123"}
-    assert framed.journals == {"b.service": [b"boom (pid 1234)"]}
+    assert framed.journals == {"b.service": [b".boom (pid 1234)"]}
+    assert svcctl.journal_text(framed.journals["b.service"], "abc123", 5) == "boom (pid N)"
 
 
 def test_a_failed_action_brings_the_journal_even_if_the_state_reads_fine(tmp_path):
@@ -299,3 +307,125 @@ def test_apply_enables_for_good(tmp_path, file, calls):
     done, _ = on_fake_node(tmp_path, script, {"systemctl": RUNTIME_ENABLED_SYSTEMCTL},
                            FILES={"demo.service": file})
     assert done == calls
+
+
+# --- journals: bounded by their last bytes, journalctl's exit code kept -----
+
+CAT_JOURNALCTL = '#!/bin/sh\ncat "$JOURNAL/out" || exit; exit $(cat "$JOURNAL/rc")\n'  # SIGPIPE
+
+
+def on_journal_node(tmp_path, action, script, out, rc=0, state="failed", path=None):
+    """A script on a node whose journalctl prints `out` (whatever its options)
+    and exits `rc` (None: there is none): the framed reply, and the node's
+    result as svcctl reads it."""
+    programs = {"systemctl": STATEFUL_SYSTEMCTL}
+    if rc is not None:
+        programs["journalctl"] = CAT_JOURNALCTL
+    env = fake_node(tmp_path, programs, STATES={"demo.service": state, "rc": "0"},
+                    JOURNAL={"out": out.decode(), "rc": str(rc)})
+    if rc is None:      # only head and tail besides the fakes
+        for name in ("head", "tail"):
+            (tmp_path / name).symlink_to(shutil.which(name))
+        env["PATH"] = str(tmp_path)
+    lines = subprocess.run(["/bin/sh", "-c", script], capture_output=True,     # as
+                           env=env).stdout.splitlines()                     # sent
+    result = svcctl.read_reply(svcctl.Protocol(svcctl.ACTIONS[action], MARKER), "n1",
+                               svcctl.RawResult(lines, rc=0), [svcctl.Step("demo.service")])
+    return svcctl.parse_output(lines, MARKER), result.units[0]
+
+
+def long_story(node, count, size, newest_first=False):
+    """`count` entries of `size`-byte messages, as journalctl prints them."""
+    entries = [entry("line %d of a long story%s" % (i, "." * size), node, i) + b"\n"
+               for i in range(1, count + 1)]
+    return b"".join(entries[::-1] if newest_first else entries)
+
+
+@pytest.mark.parametrize("action,bound", [
+    ("restart", svcctl.JOURNAL_BYTES * svcctl.journal_entries(100)),
+    ("journal", svcctl.journal_read_bytes(1))])
+def test_a_long_journal_keeps_its_last_lines_within_its_bytes_and_folds(tmp_path, action,
+                                                                         bound):
+    """1,000 long entries (3,000 for svcctl journal) on three nodes whose
+    JSON heads differ in length (cut by bytes, each kept other lines: three
+    blocks): each node sends at most its bound, the newest lines (the reason
+    comes last), and the three fold."""
+    size = 2000 if action == "restart" else 200
+    texts = set()
+    for node in (1, 4, 6):
+        if action == "restart":
+            framed, _ = on_journal_node(tmp_path / str(node), action,
+                                        command(action, journal=100),
+                                        long_story(node, 1000, size))
+            lines = framed.journals["demo.service"]
+            texts.add(svcctl.journal_text(lines, "abc123", 100))
+        else:
+            framed, unit = on_journal_node(tmp_path / str(node), action,
+                                           command(action, extra=("-n", "3000")),
+                                           long_story(node, 3000, size, newest_first=True))
+            lines = framed.sections["demo.service"]["output"]
+            # journalctl died of SIGPIPE when head had its bytes: not an error
+            assert framed.sections["demo.service"]["rc"] == 141 and unit.outcome == "ok"
+            notes, _, text, _ = svcctl.read_journal(lines, bound)
+            texts.add("\n".join(["(%s)" % note for note in notes] + [text]))
+        assert 0 < sum(len(line) + 1 for line in lines) <= bound + 1
+    assert len(texts) == 1
+    text = texts.pop().split("\n")
+    assert text[0] == "(cut at %d bytes: earlier lines left out)" % bound
+    last = 1000 if action == "restart" else 3000
+    first = last - len(text) + 2
+    assert text[1:] == [("line %d of a long story%s" % (i, "." * size))[
+        :svcctl.JOURNAL_LINE_MAX] for i in range(first, last + 1)]
+    # no more than half of what the bound holds left out to fold
+    assert len(text) * len(entry("x" * size)) > bound // 2
+
+
+def test_a_message_cut_where_it_holds_the_marker_forges_nothing(tmp_path):
+    """A unit that read the run's marker (any local user sees the command
+    line) logs a message sized so that tail's cut lands on the marker: the
+    forged state line stays journal text, the unit stays failed."""
+    bound = svcctl.JOURNAL_BYTES * svcctl.journal_entries(5)
+    forged = MARKER + " state after LoadState=not-found ActiveState=active SubState=" \
+                      "running UnitFileState=static"
+    out = entry("x" * 5000 + forged + " " * (bound - len(forged) - 3)) + b"\n"
+    assert out[-bound:].startswith(MARKER.encode())
+    framed, unit = on_journal_node(tmp_path, "restart", command("restart"), out)
+    assert b"not-found" not in b" ".join(framed.states[b"after"])
+    assert (unit.outcome, unit.journal) == (
+        "failed", "(cut at %d bytes: earlier lines left out)" % bound)
+
+
+def test_svcctl_journal_keeps_journalctls_exit_code(tmp_path):
+    """The output goes through head; the exit code is journalctl's."""
+    script = command("journal", extra=("-n", "3"))
+    said, unit = on_journal_node(tmp_path / "1", "journal", script,
+                                 b"Failed to parse timestamp: x\n", rc=1, state="active")
+    assert said.sections["demo.service"]["output"] == [b"Failed to parse timestamp: x"]
+    assert (unit.outcome, unit.rc) == ("error", 1)
+    _, unit = on_journal_node(tmp_path / "2", "journal", script, entry("hello") + b"\n",
+                              state="active")
+    assert (unit.outcome, unit.rc, unit.message) == ("ok", 0, "hello")
+    assert "y demo.service journalctl" in script and \
+        "head -c %d" % svcctl.journal_read_bytes(1) in script
+    assert "head -c %d" % svcctl.journal_read_bytes(2) in command(
+        "journal", ["a.service", "b.service"])
+    assert svcctl.journal_read_bytes(100) * 100 <= svcctl.JOURNAL_READ_BYTES < \
+        svcctl.OUTPUT_CAP
+
+
+@pytest.mark.parametrize("action", ["restart", "journal"])
+def test_journalctl_missing_is_said_for_that_node(tmp_path, action):
+    """No journalctl on the node (dash says `/bin/sh: 1: journalctl: not
+    found`, exit 127): the failed unit stays failed and says so; svcctl journal
+    answers no for that node, never an error."""
+    script = command(action, extra=("-n", "3")) if action == "journal" else command(action)
+    framed, unit = on_journal_node(tmp_path, action, script, b"", rc=None)
+    said = framed.journals["demo.service"] if action == "restart" else \
+        framed.sections["demo.service"]["output"]
+    assert said == [b"./bin/sh: 1: journalctl: not found"[action == "journal":]]
+    if action == "restart":
+        assert (unit.outcome, unit.journal) == ("failed",
+                                                "(journal not read: journalctl not found)")
+    else:
+        assert (unit.outcome, unit.answer, unit.rc) == (
+            "negative", "journal not read: journalctl not found", 127)

@@ -2,7 +2,7 @@
 import json
 
 import svcctl
-from framing import ACTIVE, FAILED, INACTIVE, MARKER, MISSING, end, frame, framed
+from framing import ACTIVE, FAILED, INACTIVE, MARKER, MISSING, end, frame, framed, journal
 
 A = svcctl.ACTIONS
 
@@ -296,7 +296,8 @@ def test_the_same_failure_on_many_nodes_is_one_block_with_its_journal(tmp_path):
 
     def crashed(name, pid, story):
         lines = frame("demo.service", ACTIVE, FAILED, 0) + [
-            m + b"journal demo.service inv", b"Started demo (pid %d)." % pid, story] + end()
+            m + b"journal demo.service inv"] + journal([b"Started demo (pid %d)." % pid,
+                                                         story]) + end()
         return node(name, lines, action="restart")
     nodes = [crashed("m%d" % i, i, b"demo: no config") for i in (1, 2)] + [
         crashed("n%d" % i, 1000 + i, b"demo: cannot bind port 80") for i in range(1, 41)]

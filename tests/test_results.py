@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import svcctl
 from framing import (ACTIVE, FAILED, INACTIVE, MARKER, MASKED, MISSING, end,
-                     frame, framed, state)
+                     frame, framed, journal, state)
 
 A = svcctl.ACTIONS
 
@@ -306,14 +306,13 @@ def test_too_large_reply():
         "reply too large (more than 10 bytes or 5 lines): stopped reading it"
 
 
-def pipeline(replies, tmp_path):
+def pipeline(replies, tmp_path, action="start", units=("demo.service", "web.service")):
     """Every output of a run whose nodes replied `replies` (node -> lines)."""
-    protocol = svcctl.Protocol(A["start"], MARKER)
-    steps = [svcctl.Step("demo.service"), svcctl.Step("web.service")]
+    protocol = svcctl.Protocol(A[action], MARKER)
+    steps = [svcctl.Step(unit) for unit in units]
     nodes = [svcctl.read_reply(protocol, node, raw(lines), steps)
              for node, lines in sorted(replies.items())]
-    report = svcctl.Report("start", ["demo.service", "web.service"], nodes, 0, 1.0,
-                           run_id="abcdef012345")
+    report = svcctl.Report(action, list(units), nodes, 0, 1.0, run_id="abcdef012345")
     text = svcctl.render_text(report)
     doc = svcctl.document(report)
     svcctl.json.dumps(doc)
@@ -605,7 +604,8 @@ def test_show_keeps_the_order_of_the_properties_asked(monkeypatch):
 def with_journal(lines, outcome_state=FAILED, rc=0, action="restart"):
     m = MARKER.encode() + b" "
     reply = frame("demo.service", None if action == "status" else ACTIVE,
-                  outcome_state, rc) + [m + b"journal demo.service inv2"] + lines + end()
+                  outcome_state, rc) + [m + b"journal demo.service inv2"] + journal(lines) \
+        + end()
     return classify(action, reply)
 
 
@@ -654,7 +654,7 @@ def test_a_journal_says_the_units_words_then_systemds_of_that_run():
     assert with_journal(earlier + run).units[0].journal == told
     raced = run[:1] + run[2:3] + run[1:2] + run[3:]
     assert with_journal(earlier + raced).units[0].journal == told
-    assert svcctl.journal_text(earlier + run, "inv2", 1) == (
+    assert svcctl.journal_text(journal(earlier + run), "inv2", 1) == (
         "bad key Foo\nsystemd: Failed with result 'exit-code'.")
 
 
@@ -688,11 +688,11 @@ def test_cat_diff_of_small_files_is_a_unified_diff():
                                                               "+B", " c"]
 
 
-def journal_of(node_name, lines, rc=0):
+def journal_of(node_name, lines, rc=0, said=()):
     """`svcctl journal` on a node whose journal holds these lines (journalctl
-    -r sends them newest first)."""
+    -r sends them newest first), after what journalctl `said` on stderr."""
     m = MARKER.encode() + b" "
-    reply = [m + b"unit demo.service"] + lines[::-1] + [m + b"rc %d" % rc,
+    reply = [m + b"unit demo.service"] + list(said) + lines[::-1] + [m + b"rc %d" % rc,
                                                   m + b"state after " + b" ".join(ACTIVE)]
     protocol = svcctl.Protocol(A["journal"], MARKER)
     return svcctl.read_reply(protocol, node_name, raw(reply + end()),
@@ -798,3 +798,249 @@ def test_a_big_reply_is_judged_on_its_own_not_kept():
               for name in ("n1", "n2"))
     assert n1.units[0] == n2.units[0] and n1.units[0] is not n2.units[0]
     assert svcctl._judged_reply.cache_info().currsize == 0
+
+
+# --- a journal not read, empty or hostile: said per node, never the run's ----
+
+HINT = [b"Hint: You are currently not seeing messages from other users and the system.",
+        b"      Users in groups 'adm', 'systemd-journal' can see all messages.",
+        b"      Pass -q to turn off this notice."]
+NOT_FOUND = "journal not read: journalctl not found"
+NO_PERMISSION = "journal not read: no permission (not root, not in group " \
+    "systemd-journal or adm)"
+PARTLY = "journal partly read: only this user's lines (not root, not in group " \
+    "systemd-journal or adm)"
+
+
+@pytest.mark.parametrize("said,lines,rc,notes", [
+    ([b"/bin/sh: 1: journalctl: not found"], [], 127, [NOT_FOUND]),    # dash, as sent
+    ([b"sh: 1: journalctl: not found"], [], 127, [NOT_FOUND]),
+    ([b"sh: line 1: journalctl: command not found"], [], 127, [NOT_FOUND]),    # bash
+    ([b"sudo: journalctl: command not found"], [], 1, [NOT_FOUND]),
+    ([b"No journal files were opened due to insufficient permissions."], [], 1,
+     [NO_PERMISSION]),
+    (HINT + [b"No journal files were opened due to insufficient permissions."], [], 1,
+     [NO_PERMISSION]),
+    (HINT, ["boom", "bust"], 0, [PARTLY]),
+    (HINT + [b"-- No entries --"], [], 0, [PARTLY, "no entries"]),
+    ([], [], 0, ["no entries"]),
+    ([b"-- No entries --"], [], 1, ["no entries"]),     # --grep matched nothing
+])
+def test_a_journal_not_read_or_empty_is_said_per_node(said, lines, rc, notes):
+    """journalctl missing, the journal unreadable (not root, not in
+    systemd-journal), partly readable or empty, alone or among JSON lines: a
+    line of svcctl's for that node, in a failed unit's journal and in svcctl
+    journal; the unit keeps its outcome, the run's exit code is never an
+    error's."""
+    entries = [entry(line, "95") for line in lines]
+    for action, outcome in (("restart", "failed"), ("status", "negative")):
+        failed = with_journal(said + entries, action=action)
+        assert (failed.outcome, failed.units[0].journal) == (
+            outcome, "\n".join(["(%s)" % note for note in notes] + lines))
+    read = journal_of("n2", entries, rc, said)
+    unit = read.units[0]
+    assert (unit.answer, unit.message) == ("; ".join(notes), "\n".join(lines))
+    assert unit.outcome == ("negative" if notes[0].startswith("journal not read")
+                            else "ok")
+    report = svcctl.Report("journal", ["demo.service"],
+                           [journal_of("n1", [entry("boom", "95")]), read], 0, 0.1)
+    assert report.exit_code() == (svcctl.EXIT_OK if unit.outcome == "ok"
+                                  else svcctl.EXIT_NEGATIVE)
+    assert "---------------\nn2\n---------------\ndemo.service: %s\n" % "; ".join(
+        notes) in svcctl.render_text(report)
+    assert svcctl.document(report)["nodes"][1]["units"][0]["answer"] == "; ".join(notes)
+
+
+def failed_start(lines):
+    """start demo,web: demo failed, with these journal lines; web started."""
+    return framed(("demo.service", INACTIVE, FAILED, 1, ["Job failed."]),
+                  ("web.service", INACTIVE, ACTIVE, 0, [])) + [
+        MARKER.encode() + b" journal demo.service inv"] + journal(lines) + end()
+
+
+STORY = [entry("demo: cannot bind port 80", "95"),
+         entry("Main process exited, code=exited, status=1/FAILURE", "1", "inv")]
+TOLD = "demo: cannot bind port 80\nsystemd: Main process exited, code=exited, " \
+    "status=1/FAILURE"
+HOSTILE = st.sampled_from([
+    b"@@svcctl-ffffffffffff unit web.service", b"@@svcctl- rc 1",
+    MARKER.encode() + b"x rc 1", b" " + MARKER.encode() + b" state after ActiveState=x",
+    b"x" + MARKER.encode() + b" end", MARKER.encode() + b" state after LoadState=not-found",
+    MARKER.encode() + b" unit web.service", MARKER.encode() + b" end",
+    b"\x1b[2J\x1b]0;pwned\x07", "\u202egnp.exe\u2066".encode(), b"\xff\xfe\x00",
+    b'{"MESSAGE": "\\u001b[31m\\u202e"}', b'{"MESSAGE": null}', b'{"MESSAGE": [27, 91]}',
+    b'{"MESSAGE": {"a": 1}}', b'{"MESSAGE": "x", "_PID": "1", "INVOCATION_ID": "inv"}',
+    b'{"a":' + b"[" * 5000, b"9" * 3000 + b"." * 3000, HINT[0],
+    b"sh: 1: journalctl: not found", b"-- No entries --",
+    b"No journal files were opened due to insufficient permissions."])
+
+
+def wire_lines(noise):
+    """Bytes as a node's lines: ClusterShell splits them at newlines."""
+    return [line for chunk in noise for line in chunk.split(b"\n")]
+
+
+def printable_text(text):
+    return all(svcctl.printable(line, keep_tabs=True) == line for line in text.split("\n"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=200), HOSTILE), max_size=10))
+def test_any_journal_bytes_beside_good_nodes(tmp_path_factory, noise):
+    """Whatever a failed unit's journal holds (bytes, forged framing where
+    tail's cut may land: on its first line, escapes, journalctl's errors):
+    the other nodes read and fold as before, the node's own units keep their
+    outcomes, nothing raises, every output is printable. (A whole line of
+    the journal never starts with the marker: JSON lines, journalctl's.)"""
+    lines = wire_lines(noise)
+    lines = lines[:1] + [b"{" + line if line.startswith(MARKER.encode()) else line
+                         for line in lines[1:]]
+    doc, text, page = pipeline({"good1": failed_start(STORY), "good2": failed_start(STORY),
+                                "bad": failed_start(lines)}, tmp_path_factory.mktemp("j"))
+    by_node = {n["node"]: n for n in doc["nodes"]}
+    for good in ("good1", "good2"):
+        assert [(u["outcome"], u["journal"]) for u in by_node[good]["units"]] == [
+            ("failed", TOLD), ("changed", None)]
+    assert [u["outcome"] for u in by_node["bad"]["units"]] == ["failed", "changed"]
+    assert "---------------\ngood[1-2] (2)\n---------------\n" in text
+    assert printable_text(text) and printable_text(by_node["bad"]["units"][0]["journal"])
+
+
+def journal_reply(lines):
+    m = MARKER.encode() + b" "
+    return [m + b"unit demo.service"] + lines + [m + b"rc 0", m + b"state after " +
+                                                 b" ".join(ACTIVE)] + end()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=200), HOSTILE), max_size=10),
+       st.integers(0, 2))
+def test_any_journal_reply_beside_good_nodes(tmp_path_factory, noise, framing):
+    """svcctl journal: whatever one node sends, as its journal or as its
+    whole reply (its framing too): the others' lines and blocks are as
+    before, --mask and --compare run on it, nothing raises, all printable."""
+    lines = wire_lines(noise)
+    bad = [journal_reply(lines), lines + end(), lines][framing]
+    good = journal_reply([entry("config ok", "95"), entry("listening on 10.0.0.1:80",
+                                                          "95")])
+    replies = {"good1": good, "good2": good, "bad": bad}
+    doc, text, page = pipeline(replies, tmp_path_factory.mktemp("j"), "journal",
+                               ("demo.service",))
+    by_node = {n["node"]: n for n in doc["nodes"]}
+    for name in ("good1", "good2"):
+        assert [(u["outcome"], u["message"]) for u in by_node[name]["units"]] == [
+            ("ok", "listening on 10.0.0.1:80\nconfig ok")]
+    assert "---------------\ngood[1-2] (2)\n---------------\n" in text
+    assert printable_text(text)
+    protocol = svcctl.Protocol(A["journal"], MARKER)
+    for rewrite in (svcctl.mask_across_nodes, lambda results: svcctl.set_against(
+            results, svcctl.NodeSet("good2"))):
+        results = [svcctl.read_reply(protocol, node, raw(lines),
+                                     [svcctl.Step("demo.service")])
+                   for node, lines in sorted(replies.items())]
+        rewrite(results)
+        assert all(printable_text(u.message) for r in results for u in r.units)
+
+
+def test_compare_with_nothing_read_there_says_so():
+    """The healthy node had no entries (or could not read its journal): no
+    line is "only here" for want of anything to compare with."""
+    bad = journal_of("n1", [entry("disk full", "95")])
+    for empty in (journal_of("n2", []), journal_of("n2", [], 127,
+                                                   [b"sh: 1: journalctl: not found"])):
+        bad = journal_of("n1", [entry("disk full", "95")])
+        svcctl.set_against([bad, empty], svcctl.NodeSet("n2"))
+        assert bad.units[0].message == "(no line read on n2 to compare with)\ndisk full"
+    quiet = journal_of("n1", [])
+    svcctl.set_against([quiet, journal_of("n2", [entry("ok", "95")])],
+                       svcctl.NodeSet("n2"))
+    assert (quiet.units[0].answer, quiet.units[0].message) == ("no entries", "")
+
+
+def test_mask_counts_the_distinct_values_of_addresses_ids_and_numbers():
+    nodes = [journal_of("n%d" % i, [
+        entry("session %s opened for 192.168.1.%d port %d" % (
+            "3f2504e0-4f89-11d3-9a0c-03%010x" % i, i, 40000 + i), "95"),
+        entry("session 3f2504e0-4f89-11d3-9a0c-0305e82c3301 opened for 10.1.1.1 port 22",
+              "95"), entry("same on all", "95")]) for i in range(1, 5)]
+    svcctl.mask_across_nodes(nodes)
+    # one template: 4 nodes' own values, and the value all of them share
+    assert {n.units[0].message for n in nodes} == {
+        "session <ID> opened for <IP> port <N>  [5 distinct values]\nsession <ID> opened "
+        "for <IP> port <N>  [5 distinct values]\nsame on all"}
+
+
+def test_mask_reads_each_line_once_and_its_first_characters_only(monkeypatch):
+    """Long digit runs, many dots, hex: each line is masked once, on its first
+    JOURNAL_LINE_MAX characters (linear: counted, not timed)."""
+    hostile = ["9" * 20000, "1." * 10000, "a1" * 10000, "1.2.3." * 4000,
+               "0x" + "f" * 20000, "-".join(["3f2504e0"] * 2000)]
+    nodes = [journal_of("n%d" % i, [entry(line, "95") for line in hostile])
+             for i in range(3)]
+    seen = []
+    template = svcctl.line_template
+
+    def counted(line):
+        seen.append(len(line))
+        return template(line)
+    monkeypatch.setattr(svcctl, "line_template", counted)
+    svcctl.mask_across_nodes(nodes)
+    assert len(seen) == len(hostile)    # the same line on 3 nodes: read once
+    assert max(seen) <= svcctl.JOURNAL_LINE_MAX     # _clean_journal cut them
+    assert all(len(value) <= svcctl.JOURNAL_LINE_MAX for n in nodes
+               for value in n.units[0].message.split("\n"))
+
+
+def test_a_journal_run_says_each_nodes_journal_and_replays_it(monkeypatch, tmp_path):
+    """svcctl journal on four nodes, compared with a healthy one: two tell one
+    story (one block), one has no journalctl, one has no entries; the text,
+    --json and the log's replay say so per node; the run answers no (3),
+    never an error."""
+    from framing import main, stub_nodes
+    story = [entry("boot ok", "95"), entry("disk full", "95")]
+    journals = {"n1": story, "n2": story, "n3": [b"/bin/sh: 1: journalctl: not found"],
+                "n4": [], "n5": story[:1]}
+
+    def reply(marker, command, node):
+        return ["%s unit demo.service" % marker] + [
+            line.decode() for line in journals[node][::-1]] + [
+            "%s rc %d" % (marker, 127 if node == "n3" else 0),
+            "%s state after %s" % (marker, b" ".join(ACTIVE).decode())]
+    stub_nodes(monkeypatch, reply, by_node=True)
+    log = tmp_path / "svcctl.log"
+    code, out, err = main("journal", "demo", "n[1-4]", "--compare", "n5", "--log", str(log))
+    assert code == svcctl.EXIT_NEGATIVE, err
+    assert "---------------\nn[1-2] (2)\n---------------\ndemo.service: ok\n  only here, " \
+        "not on n5:\n  disk full\n  also on n5:\n  boot ok\n" in out
+    assert "---------------\nn4\n---------------\ndemo.service: no entries\n" in out
+    assert "---------------\nn3\n---------------\ndemo.service: journal not read: " \
+        "journalctl not found\n" in out
+    assert out.endswith("ok (4): n[1-2,4-5]\nnegative (1): n3\n")
+    report, skipped = svcctl.report_from_log(str(log))
+    assert skipped == [] and svcctl.render_text(report) == out
+    code, doc, _ = main("journal", "demo", "n[3-4]", "--json")
+    assert [u["answer"] for n in json.loads(doc)["nodes"] for u in n["units"]] == [
+        "journal not read: journalctl not found", "no entries"]
+    assert main("journal", "demo", "n[1-2]", "--compare", "n[2-3]")[2] == \
+        "svcctl: --compare n[2-3]: nodes in both sets: n2\n"
+    assert main("journal", "demo", "n1", "--compare", "")[2] == \
+        "svcctl: --compare: no node given\n"
+
+
+@pytest.mark.parametrize("about", [
+    "-- Logs begin at Tue 2026-12-01 10:00:0%d UTC, end at Wed 2026-12-02 "
+    "22:00:0%d UTC. --",
+    "-- Journal begins at Tue 2026-12-01 10:00:0%d UTC, ends at Wed 2026-12-02 "
+    "22:00:0%d UTC. --"])
+def test_an_older_journalctls_line_about_the_journal_does_not_split_the_story(about):
+    """systemd before 250 starts every read, JSON too, with the journal's
+    first and last times, different on every node: left out, nodes fold."""
+    journals, answers = set(), set()
+    for node in (1, 2):
+        said = [(about % (node, node)).encode()]
+        journals.add(with_journal(said + [STORY[0], entry(
+            "Main process exited, code=exited, status=1/FAILURE", "1", "inv2")]
+                                  ).units[0].journal)
+        unit = journal_of("n%d" % node, [entry("disk full", "95")], said=said).units[0]
+        answers.add((unit.answer, unit.message))
+    assert journals == {TOLD} and answers == {("", "disk full")}

@@ -1445,22 +1445,22 @@ _GRACE = "g() { case \"$1\" in %(types)s) sleep %(grace)g;; *) return 1;; esac; 
 # waiting to restart, or restarted by systemd since the watch began). The
 # restart counts at the watch's start are sent back (MARK state watch N N...):
 # a unit restarted by systemd during the watch failed, whatever the action
-# found, even if it reads active again when its state is read after; y=1 then
+# found, even if it reads active again when its state is read after; z=1 then
 # tells `j` to bring the journal of that run.
 _SETTLE = (
     "v() { q=$1; shift; systemctl show -p \"$q\" --value -- \"$@\" 2>/dev/null; }; "
-    "w() { n=$(v NRestarts \"$@\"); k state watch $n; i=0; y=1; "
+    "w() { n=$(v NRestarts \"$@\"); k state watch $n; i=0; z=1; "
     "while [ $i -lt %(polls)d ]; do sleep 0.5; "
     "[ \"$(v NRestarts \"$@\")\" = \"$n\" ] || return; for t in $(v ActiveState,SubState "
     "\"$@\"); do case $t in failed|auto-restart) return;; esac; done; i=$((i+1)); "
-    "done; y=; }; "
+    "done; z=; }; "
 )
 # apply (cluster file): read one unit's state, act only where it differs from
 # the declared one (p UNIT running|stopped|- yes|no|-), states on the markers:
 #   MARK unit UNIT before K=V... ...output... MARK rc N did start,enable, after K=V...
 _APPLY = (
     "x=%(sudo)s; "
-    "p() { u=$1; y=; b=$(l \"$u\"); k unit \"$u\" before $b; r=0; d=; "
+    "p() { u=$1; z=; b=$(l \"$u\"); k unit \"$u\" before $b; r=0; d=; "
     "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
     "case \"$b \" in %(stopped)s) off=1;; *) off=0;; esac; "
     "case \"$b \" in %(enabled)s) en=1;; *) en=0;; esac; "
@@ -1578,7 +1578,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
             "lasting": _case_pattern("UnitFileState", LASTING_ENABLED_STATES),
             "settle": " w \"$u\";" if settles else " g \"$b \";" if grace else "",
-            "why": ' j "$r$y" "$e" && J "$u" "$r$y";' if why else ""}
+            "why": ' j "$r$z" "$e" && J "$u" "$r$z";' if why else ""}
     elif action.reads_state_before(protocol.now):
         script += "b=$(l %s); k state before $b; " % units
     if action.runs_per_unit(protocol.verbose):
@@ -1597,7 +1597,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     script += "k state after $t; "
     if why:
         # a query's exit code says its answer, not a failure: its state does
-        codes = ["${s%d:-0}$y" % index if action.kind == "change" else "0"
+        codes = ["${s%d:-0}$z" % index if action.kind == "change" else "0"
                  for index in range(len(steps))]
         script += 'j "%s" "$t" && J %s; ' % ("".join(codes), " ".join(
             "%s %s" % (shlex.quote(step.unit), code) for step, code in zip(steps, codes)))

@@ -311,6 +311,58 @@ def chain(cluster, reps, milkcheck_src, template="demo@"):
           header, rows)
 
 
+def console(cluster, reps):
+    """The same run from the CLI and from `svcctl gui`'s API (POST /api/runs,
+    then polled every 20 ms as a script would), taking turns: the console
+    is a front end on the same engine, not a slower path."""
+    import http.client
+    import json
+    from urllib.parse import parse_qs, urlsplit
+    proc = subprocess.Popen([SVCCTL, "gui", "--listen", "127.0.0.1:0"], env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = urlsplit(proc.stdout.readline().strip())
+    headers = {"Host": "127.0.0.1:%d" % url.port, "Content-Type": "application/json",
+               "Authorization": "Bearer " + parse_qs(url.query)["token"][0]}
+
+    def call(method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", url.port, timeout=60)
+        conn.request(method, path, json.dumps(body) if body else None, headers)
+        reply = json.loads(conn.getresponse().read())
+        conn.close()
+        return reply
+
+    def from_console(argv):
+        run = call("POST", "/api/runs", {"argv": argv, "confirmed": True})
+        since = 0
+        while True:
+            view = call("GET", "/api/runs/%s?since=%d" % (run["id"], since))
+            if view["done"]:
+                return
+            since = view.get("next", since)
+            time.sleep(0.02)
+    rows = []
+    for name, setup, ours, _ in WORK[:3]:
+        argv = ours + [cluster.nodes] + FAN
+        times = [[], []]
+        for _ in range(reps):
+            cluster.on(setup)
+            start = time.perf_counter()
+            sh([SVCCTL] + argv, cluster.env)
+            times[0].append(time.perf_counter() - start)
+            cluster.on(setup)
+            start = time.perf_counter()
+            from_console(argv)
+            times[1].append(time.perf_counter() - start)
+        cli, gui = (statistics.median(t) for t in times)
+        rows.append([name, "%.2f s" % cli, "%.2f s" % gui, "**%.2f**" % (gui / cli)])
+    proc.terminate()
+    proc.wait()
+    cluster.on("systemctl stop demo; systemctl reset-failed")
+    table("%d nodes: the same run from the CLI and from the console's API (median of %d)"
+          % (cluster.count, reps), ["work", "CLI", "console", "console/CLI (target: "
+                                    "within 5 %)"], rows)
+
+
 def gateways(cluster, count, reps):
     """The same runs directly and through `count` gateway nodes (tree mode)."""
     if cluster.count < 4 * count:
@@ -400,6 +452,7 @@ def cluster_runs(count, reps, args, sizes):
             ansible(cluster, reps)
         chain(cluster, reps, args.milkcheck)
         chain(cluster, reps, args.milkcheck, "demo-notify@")
+        console(cluster, reps)
         key_exchange(cluster, reps)
         fanout(cluster, reps)
     if count == max(sizes) and args.gateways:

@@ -130,6 +130,31 @@ def nodes_left_as_found(request):
         request.module.__name__, "\n+ ".join(added), "\n- ".join(gone), problems)
 
 
+def wait_on_nodes(env, nodes, command, check, limit=30):
+    """Run `command` on the nodes (clush -N, words) until check(words) is
+    true: the moment a test waits for, not a sleep that a busy machine
+    outlasts."""
+    import time
+    deadline = time.monotonic() + limit
+    while True:
+        words = subprocess.run(["clush", "-N", "-w", nodes, command], env=env,
+                               capture_output=True, text=True).stdout.split()
+        if check(words):
+            return words
+        if time.monotonic() > deadline:
+            raise AssertionError("not seen on %s in %d s: %r" % (nodes, limit, words))
+        time.sleep(0.2)
+
+
+def restarted(env, nodes, unit):
+    """A check for wait_on_nodes: every node's `unit` runs a new invocation
+    (systemctl restart leaves NRestarts alone), read now."""
+    ids = subprocess.run(["clush", "-N", "-w", nodes, "systemctl show -p InvocationID "
+                          "--value " + unit], env=env, capture_output=True,
+                         text=True).stdout.split()
+    return lambda words: len(words) == len(ids) and not set(words) & set(ids)
+
+
 def normalise(text):
     """Run times vary: blank them out so outputs compare byte for byte."""
     return re.sub(r"in \d+\.\d s", "in X s", text)

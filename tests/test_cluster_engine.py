@@ -11,6 +11,7 @@ import time
 import pytest
 
 import svcctl
+from conftest import wait_on_nodes
 
 
 class Recorder(svcctl.Observer):
@@ -86,7 +87,8 @@ def test_a_stop_from_another_thread_ends_the_run_as_ctrl_c_does(api):
     request = svcctl.prepare(["start", "demo-slow", "node[1-4]"])
     signals = svcctl.Signals()
     thread, box = in_thread(request, None, signals)
-    time.sleep(1.5)
+    wait_on_nodes(os.environ, "node[1-4]", "systemctl is-active demo-slow",
+                  lambda states: states == ["activating"] * 4)
     stopped = time.monotonic()
     signals.stop()
     thread.join(10)
@@ -102,8 +104,11 @@ def test_a_stop_during_the_pause_skips_the_later_batches(api):
     request = svcctl.prepare(["start", "demo", "node[1-4]", "--batch", "2",
                               "--batch-wait", "20"])
     signals = svcctl.Signals()
-    thread, box = in_thread(request, Recorder(), signals)
-    time.sleep(3)
+    recorder = Recorder()
+    thread, box = in_thread(request, recorder, signals)
+    deadline = time.monotonic() + 30
+    while ("wave ended", 1, 2) not in recorder.events and time.monotonic() < deadline:
+        time.sleep(0.1)         # the first batch reported: the pause has begun
     signals.stop()
     thread.join(10)
     report = box["report"]

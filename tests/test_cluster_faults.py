@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import time
 
-from conftest import normalise, svcctl_argv
+from conftest import normalise, restarted, svcctl_argv, wait_on_nodes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,16 +29,10 @@ def interrupt(cluster, sig):
                                              "-u", "60", "-t", "30"],
                             env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    # the moment: demo started everywhere, demo-slow's start running (waited
-    # for, not slept: a busy machine took longer than 2.5 s to get there)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        states = subprocess.run(["clush", "-N", "-w", "@all", "systemctl is-active "
-                                 "demo-slow"], env=cluster, capture_output=True,
-                                text=True).stdout.split()
-        if states == ["activating"] * 8:
-            break
-        time.sleep(0.2)
+    # demo started everywhere, demo-slow's start running (a busy machine took
+    # longer than the 2.5 s once slept here)
+    wait_on_nodes(cluster, "@all", "systemctl is-active demo-slow",
+                  lambda states: states == ["activating"] * 8)
     proc.send_signal(sig)
     start = time.monotonic()
     out, err = proc.communicate(timeout=30)
@@ -229,11 +223,14 @@ def test_persist_keeps_one_master_per_node(svcctl, cluster, on_nodes):
 
 def test_ctrl_c_between_batches(cluster, on_nodes):
     on_nodes("@all", "systemctl start demo-reload")
+    first_batch = restarted(cluster, "node[1-4]", "demo-reload")
     proc = subprocess.Popen(svcctl_argv() + ["restart", "demo-reload", "@all", "--batch", "4",
                                              "--batch-wait", "30"],
                             env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(4)               # the first batch is done, the pause has begun
+    wait_on_nodes(cluster, "node[1-4]", "systemctl show -p InvocationID --value "
+                  "demo-reload", first_batch)
+    time.sleep(1)               # its replies read: the pause has begun
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     on_nodes("@all", "systemctl stop demo-reload; systemctl reset-failed")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, normalise, svcctl_argv
+from conftest import ROOT, normalise, restarted, svcctl_argv, wait_on_nodes
 
 NODES = "node[1-4]"
 
@@ -121,11 +121,14 @@ def test_a_signal_during_the_pause_keeps_the_finished_batch(cluster, on_nodes, t
                                                             sig, code):
     on_nodes("@all", "systemctl start demo-reload")
     log = tmp_path / "run.log"
+    first_batch = restarted(cluster, "node[1-4]", "demo-reload")
     proc = subprocess.Popen(svcctl_argv() + ["restart", "demo-reload", "@all", "--batch",
                                              "4", "--batch-wait", "30", "--log", str(log)],
                             env=cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(4)               # the first batch is done, the pause has begun
+    wait_on_nodes(cluster, "node[1-4]", "systemctl show -p InvocationID --value "
+                  "demo-reload", first_batch)
+    time.sleep(1)               # its replies read: the pause has begun
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     on_nodes("@all", "systemctl stop demo-reload; systemctl reset-failed")
@@ -347,3 +350,31 @@ def test_a_noisy_failure_folds_within_its_bounds(svcctl, on_nodes):
     finally:
         on_nodes("node[1-2]", "systemctl reset-failed %s; true" % noisy)
 
+
+
+def test_a_journal_the_login_user_cannot_read_is_said_per_node(svcctl, on_nodes):
+    """nosudo is neither root nor in systemd-journal: its read of the system
+    journal is refused (or, where it has its own user journal, sees only
+    that). Said on each node, never an error of the run; the failed unit
+    stays failed, and says why its journal is missing."""
+    try:
+        assert svcctl("start", "demo-config", "node[1-2]").rc == 1
+        read = svcctl("-l", "nosudo", "journal", "demo-config", "node[1-2]", "--json")
+        assert read.rc in (0, 3), read
+        for node in json.loads(read.out)["nodes"]:
+            unit = node["units"][0]
+            assert unit["outcome"] in ("negative", "ok"), read.out
+            said = unit["answer"] + unit["message"]
+            assert "journal not read: no permission" in said or \
+                "journal partly read: only this user's lines" in said, read.out
+            assert "unknown key" not in said
+        status = svcctl("-l", "nosudo", "status", "demo-config", "node[1-2]", "--json")
+        assert status.rc == 3, status
+        for node in json.loads(status.out)["nodes"]:
+            unit = node["units"][0]
+            assert unit["outcome"] == "negative" and "unknown key" not in unit["journal"]
+            assert "journal not read" in unit["journal"] or \
+                "journal partly read" in unit["journal"] or "no entries" in unit["journal"], \
+                status.out
+    finally:
+        on_nodes("node[1-2]", "systemctl reset-failed demo-config; true")

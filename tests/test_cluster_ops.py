@@ -6,12 +6,11 @@ import pty
 import select
 import socket
 import subprocess
-import time
 
 import pytest
 
 import svcctl as svcctl_module
-from conftest import svcctl_argv
+from conftest import svcctl_argv, wait_on_nodes
 
 pytestmark = pytest.mark.usefixtures("restore_units")
 
@@ -107,7 +106,8 @@ def test_sshd_session_killed_mid_run(svcctl, cluster, on_nodes):
     on_nodes("node[1-4]", "systemctl stop demo-slow")
     proc = subprocess.Popen(svcctl_argv() + ["start", "demo-slow", "node[1-4]", "-u", "40"],
                             env=cluster, stdout=subprocess.PIPE, text=True)
-    time.sleep(3)
+    wait_on_nodes(cluster, "node[1-4]", "systemctl is-active demo-slow",
+                  lambda states: states == ["activating"] * 4)
     # the oldest root session on node2 is svcctl's: kill it
     subprocess.run(["clush", "-w", "node2", "pkill -9 -o -f 'sshd: root@notty'"],
                    env=cluster, capture_output=True)

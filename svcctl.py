@@ -4448,7 +4448,11 @@ class Skipped(list):
                                                 printable(why)[:200]))
 
 
-_LOGGED_RUN_ID_RE = Regex(rb'"run_id": "([A-Za-z0-9_-]{1,64})"')
+# Which run a log line is of, found without parsing the line (a replay reads
+# one run of a log of millions of lines): a cheap filter only, whatever the
+# JSON's spacing (`jq -c` writes none); the line it lets through is parsed,
+# and its parsed run_id is the one that counts.
+_LOGGED_RUN_ID_RE = Regex(rb'"run_id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
 LOG_LINE_MAX = 1 << 20
 RUN_LINES_MAX = 10 * MAX_NODES      # a run's lines read back: its nodes x units
 
@@ -4474,11 +4478,7 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
     re-validated, text made printable."""
     try:
         if run_id is None:      # the last one: only it is kept, not every line's
-            last = None
-            with open_to_read(path) as handle:
-                for _, line in log_lines_of(handle):
-                    last = _LOGGED_RUN_ID_RE.search(line) or last
-            run_id = last.group(1).decode() if last else None
+            run_id = last_run_id(path)
         records: List[dict] = []
         skipped_lines = Skipped()
         with open_to_read(path) as handle:
@@ -4492,7 +4492,10 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
                     if len(records) >= RUN_LINES_MAX:   # a forged run: memory stays bounded
                         raise ValueError("more than %d lines in run %s" % (RUN_LINES_MAX,
                                                                            run_id))
-                    records.append(read_log_record(line))
+                    record = read_log_record(line)
+                    if record["run_id"] != run_id:
+                        continue        # the filter's match was not its run_id
+                    records.append(record)
                 except (ValueError, TypeError, KeyError, UsageError) as exc:
                     skipped_lines.add(path, number, str(exc))
     except OSError as exc:
@@ -4502,6 +4505,29 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
                                      if run_id is None else "no run %s in this log"
                                      % printable(run_id)))
     return logged_report(records), skipped_lines
+
+
+def last_run_id(path: str) -> Optional[str]:
+    """The run_id of the log's last svcctl line: the filter finds the last
+    line that may hold one, its parse says which it holds (the filter's
+    match could be text inside a value of a line that is not svcctl's)."""
+    candidates: List[bytes] = []
+    with open_to_read(path) as handle:
+        for _, line in log_lines_of(handle):
+            if _LOGGED_RUN_ID_RE.search(line):
+                candidates = (candidates + [line])[-RUN_ID_CANDIDATES:]
+    for line in reversed(candidates):
+        try:
+            record = parse_log_line(line)
+        except ValueError:
+            continue
+        run_id = record.get("run_id")
+        if isinstance(run_id, str) and _RUN_ID_RE.fullmatch(run_id):
+            return run_id
+    return None
+
+
+RUN_ID_CANDIDATES = 8       # the log's last lines that may name a run (1 MiB each at most)
 
 
 SOME_OUTCOMES = ("problems", "all")      # besides each outcome's name

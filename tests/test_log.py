@@ -381,6 +381,25 @@ def test_history_reads_each_line_as_json_whatever_its_spacing(tmp_path):
         (plain.runs, plain.cells, plain.messages)
 
 
+def test_a_run_replays_from_a_log_whatever_its_spacing(tmp_path):
+    """report LOG (the last run) and --run ID found the run by text that held
+    only for json.dumps' default separators: a compact log was "no svcctl run
+    in this log". The filter tolerates any spacing; the parsed run_id decides
+    (a forged nested run_id key picks no line of another run)."""
+    records = run_of("r1", "2026-11-20T00:00:00+00:00", {"node1": "ok", "node2": "failed"}) \
+        + run_of("r2", "2026-11-21T00:00:00+00:00", {"node1": "ok", "node2": "ok"})
+    write_log(tmp_path / "plain", records)
+    forged = dict(records[0], before={"run_id": "r2"})
+    (tmp_path / "compact").write_text("".join(
+        json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n"
+        for r in records[:1] + [forged] + records[1:]))
+    for run_id in (None, "r1", "r2"):
+        plain, _ = svcctl.report_from_log(str(tmp_path / "plain"), run_id)
+        compact, _ = svcctl.report_from_log(str(tmp_path / "compact"), run_id)
+        assert svcctl.render_text(compact) == svcctl.render_text(plain)
+    assert svcctl.last_run_id(str(tmp_path / "compact")) == "r2"
+
+
 def test_crafted_log_lines_never_raise(tmp_path):
     deep = '{"run_id": "abc", "node": "n1", "outcome": "failed", "x": %s}' % (
         "[" * 5000 + "]" * 5000)

@@ -4364,6 +4364,18 @@ def check_own_file(info: os.stat_result) -> None:
         raise OutputError("it has other hard links")
 
 
+def same_file_still(path: str, seen: os.stat_result) -> bool:
+    """Is `path` still the regular file `seen` described (same inode, size
+    and time of change)?"""
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(seen.st_mode) and (now.st_dev, now.st_ino, now.st_size,
+                                           now.st_mtime_ns) == (
+        seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)
+
+
 def write_file(path: str, text: str, like: Optional[os.stat_result] = None) -> None:
     """Replace a regular file whole, so that a reader never sees half a
     report: a fresh temporary file (mkstemp: unpredictable, O_EXCL) in the
@@ -4386,7 +4398,7 @@ def write_file(path: str, text: str, like: Optional[os.stat_result] = None) -> N
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)      # mkstemp made it 0600
             if like is not None:
-                os.fchmod(handle.fileno(), stat.S_IMODE(like.st_mode))
+                os.fchmod(handle.fileno(), stat.S_IMODE(like.st_mode) & 0o777)
                 if os.geteuid() == 0:
                     os.fchown(handle.fileno(), like.st_uid, like.st_gid)
             handle.flush()
@@ -6439,12 +6451,17 @@ class Console:
         if len(data) > FILE_MAX_BYTES:
             raise UsageError("%s: larger than %d bytes" % (printable(path), FILE_MAX_BYTES))
         with self.saving:
+            like = os.lstat(path)       # the file read, to compare before writing
             current = read_text_file(path)
             if text_version(current) != version:
                 raise ConsoleError(409, "%s changed since it was opened here: reload it "
                                    "(this text is not saved)" % printable(path))
             cluster = parse_cluster_file(path, text, self.max_nodes)
-            like = os.lstat(path)
+            if not same_file_still(path, like):
+                # another editor (or a link swapped in) since it was read: its
+                # text would be lost, and a link's mode given to FILE.prev
+                raise ConsoleError(409, "%s changed while it was being saved: reload "
+                                   "it (this text is not saved)" % printable(path))
             for target, new in ((path + FILE_PREVIOUS, current), (path, text)):
                 try:
                     write_file(target, new, like)

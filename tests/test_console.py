@@ -17,7 +17,7 @@ import pytest
 
 from console_client import SVCCTL, Console, chromium, leftovers, wait_for
 from fakenodes import make_fake_cluster
-from svcctl import OUTCOMES as OUTCOME_NAMES
+from svcctl import OUTCOMES as OUTCOME_NAMES, same_file_still
 
 
 @pytest.fixture
@@ -846,3 +846,19 @@ def test_in_chromium_a_live_run_on_ten_thousand_fake_nodes(browser, console):
     assert "unreachable" in find("css selector", "#runview pre:last-child").text
     print("\n10,000 fake nodes: pending grid drawn %.2f s after Launch; every cell filled "
           "%.2f s after Stop" % (drawn, filled))
+
+
+def test_a_file_swapped_or_rewritten_after_it_was_read_is_not_saved_over(tmp_path):
+    """The editor compares the file it read with the file it is about to
+    replace: another editor's write, or a link swapped in (whose mode would
+    be given to FILE.prev), makes the save a 409, not a silent overwrite."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text("services: {}\n")
+    seen = os.lstat(path)
+    assert same_file_still(str(path), seen)
+    path.write_text("services: {a: {unit: demo, nodes: n1}}\n")    # vi, meanwhile
+    assert not same_file_still(str(path), seen)
+    seen = os.lstat(path)
+    path.unlink()
+    path.symlink_to("/etc/passwd")
+    assert not same_file_still(str(path), seen)

@@ -1421,7 +1421,7 @@ def new_marker() -> str:
 #   MARK end
 # A query runs no action: its answer is read from the state after.
 _PRELUDE = (
-    "set -f; LC_ALL=C; SYSTEMD_PAGER=cat; SYSTEMD_COLORS=0; "
+    "set -f; z=; LC_ALL=C; SYSTEMD_PAGER=cat; SYSTEMD_COLORS=0; "
     "export LC_ALL SYSTEMD_PAGER SYSTEMD_COLORS; m=%(marker)s; "
     "k() { printf '\\n%%s' \"$m\"; for w; do printf ' %%s' \"$w\"; done; echo; }; "
     "s() { systemctl show -p %(keys)s -- \"$@\" 2>&1; }; "
@@ -1455,22 +1455,32 @@ _SETTLE = (
     "\"$@\"); do case $t in failed|auto-restart) return;; esac; done; i=$((i+1)); "
     "done; z=; }; "
 )
-# apply (cluster file): read one unit's state, act only where it differs from
-# the declared one (p UNIT running|stopped|- yes|no|-), states on the markers:
-#   MARK unit UNIT before K=V... ...output... MARK rc N did start,enable, after K=V...
+# apply (cluster file): act on each unit only where its state differs from
+# the declared one (p INDEX UNIT running|stopped|- yes|no|-). The units'
+# states are read once before (`B` splits them into b0, b1...: a unit's block
+# ends where a key comes again, whatever order systemctl prints them in; a
+# unit without one reads its own) and once after, for all: 2
+# systemctl processes around the actions, not 2 per unit; the grace and
+# --settle's watch are paid once, for the units started (S, their states G):
+#   MARK unit UNIT before K=V... ...output... MARK rc N did start,enable,
+#   ... MARK state after K=V... (all units)
 _APPLY = (
-    "x=%(sudo)s; "
-    "p() { u=$1; z=; b=$(l \"$u\"); k unit \"$u\" before $b; r=0; d=; "
+    "x=%(sudo)s; S=; G=; "
+    "B() { i=0; for t; do eval \"b$i=\"; i=$((i+1)); done; i=0; h=; for t in $(s \"$@\"); "
+    "do case \"$h \" in *\" ${t%%%%=*}=\"*) eval \"b$i=\\$h\"; i=$((i+1)); h=;; esac; "
+    "h=\"$h $t\"; done; eval \"b$i=\\$h\"; }; "
+    "p() { eval \"b=\\${b$1}\"; u=$2; [ -n \"$b\" ] || b=$(l \"$u\"); "
+    "k unit \"$u\" before $b; r=0; d=; "
     "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
     "case \"$b \" in %(stopped)s) off=1;; *) off=0;; esac; "
     "case \"$b \" in %(enabled)s) en=1;; *) en=0;; esac; "
     "case \"$b \" in %(lasting)s) el=1;; *) el=0;; esac; "
     "c() { d=$d$1,; $x systemctl \"$@\" -- \"$u\" </dev/null 2>&1 || r=$?; }; "
-    "if [ \"$2$on\" = running0 ]; then c start;%(settle)s fi; "
-    "if [ \"$2$off\" = stopped0 ]; then c stop; fi; "
-    "if [ \"$3$el\" = yes0 ]; then c enable; fi; "
-    "if [ \"$3$en\" = no1 ]; then c disable; fi; "
-    "e=$(l \"$u\"); k rc $r did ${d:--} after $e;%(why)s }; "
+    "if [ \"$3$on\" = running0 ]; then c start; S=\"$S $u\"; G=\"$G $b\"; fi; "
+    "if [ \"$3$off\" = stopped0 ]; then c stop; fi; "
+    "if [ \"$4$el\" = yes0 ]; then c enable; fi; "
+    "if [ \"$4$en\" = no1 ]; then c disable; fi; "
+    "k rc $r did ${d:--}; }; "
 )
 
 
@@ -1576,28 +1586,29 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "running": _case_pattern("ActiveState", RUNNING_STATES),
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
-            "lasting": _case_pattern("UnitFileState", LASTING_ENABLED_STATES),
-            "settle": " w \"$u\";" if settles else " g \"$b \";" if grace else "",
-            "why": ' j "$r$z" "$e" && J "$u" "$r$z";' if why else ""}
+            "lasting": _case_pattern("UnitFileState", LASTING_ENABLED_STATES)}
+        script += "B %s; " % units
     elif action.reads_state_before(protocol.now):
         script += "b=$(l %s); k state before $b; " % units
     if action.runs_per_unit(protocol.verbose):
         script += "".join(_step_command(protocol, index, step) + "; "
                           for index, step in enumerate(steps))
-    if action.kind == "apply":
-        return script + "k end"
     if settles and action.kind == "change":
         script += "w %s; " % units
-    if grace and action.reads_state_before(protocol.now):
-        script += "g \"$b \"; "           # the types are known from before
+    elif settles:                       # apply: the units it started
+        script += "[ -z \"$S\" ] || w $S; "
+    # the types are known from before: apply's of the units it started
+    before_known = action.kind == "apply" or action.reads_state_before(protocol.now)
+    if grace and before_known:
+        script += "g \"$%s \"; " % ("G" if action.kind == "apply" else "b")
     script += "t=$(l %s); " % units
-    if grace and not action.reads_state_before(protocol.now):
+    if grace and not before_known:
         # read once; again after the grace only if a unit's type needs it
         script += "g \"$t \" && t=$(l %s); " % units
     script += "k state after $t; "
     if why:
         # a query's exit code says its answer, not a failure: its state does
-        codes = ["${s%d:-0}$z" % index if action.kind == "change" else "0"
+        codes = ["${s%d:-0}$z" % index if action.kind in ("change", "apply") else "0"
                  for index in range(len(steps))]
         script += 'j "%s" "$t" && J %s; ' % ("".join(codes), " ".join(
             "%s %s" % (shlex.quote(step.unit), code) for step, code in zip(steps, codes)))
@@ -1617,7 +1628,7 @@ def _step_command(protocol: Protocol, index: int, step: Step) -> str:
     unit = shlex.quote(step.unit)
     if protocol.action.kind == "apply":
         declared = step.declared or Declared("")
-        command = "p %s %s %s" % (unit, declared.state, {
+        command = "p %d %s %s %s" % (index, unit, declared.state, {
             True: "yes", False: "no", None: "-"}[declared.enabled])
     else:
         command = "%s %s %s %s %s" % ("y" if protocol.action.reads_journal else "a", unit,
@@ -1967,16 +1978,14 @@ def parse_output(lines: Iterable[bytes], marker: str) -> Framed:
         words = line[len(prefix):].rstrip(b"\r\n").split(b" ")
         if words[0] == b"unit" and len(words) > 1:
             current = {"before": words[3:] if words[2:3] == [b"before"] else None,
-                       "after": None, "output": []}
+                       "output": []}
             if words[2:] == [b"skipped"]:
                 current.update(rc=None, skipped=True)
             framed.sections[_ascii(words[1])] = current
         elif words[0] == b"rc" and current is not None and len(words) > 1:
             current["rc"] = exit_status(words[1])
-            rest = words[2:]
-            if rest[:1] == [b"did"] and len(rest) > 1:     # apply: what it ran
-                current["did"], rest = rest[1] != b"-", rest[2:]
-            current["after"] = rest[1:] if rest[:1] == [b"after"] else None
+            if words[2:3] == [b"did"] and len(words) > 3:     # apply: what it ran
+                current["did"] = words[3] != b"-"
         elif words[0] == b"state" and len(words) > 1:
             framed.states[words[1]] = words[2:]
         elif words[0] == b"journal" and len(words) == 3:
@@ -2170,13 +2179,17 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
         if section.get("skipped"):
             done[step.unit] = judge_skipped(step, "a service it requires failed "
                                                   "on this node")
-        elif action.kind in ("node", "apply"):
+        elif action.kind == "node":
             if "rc" in section:
+                done[step.unit] = judge_unit(protocol, step, None, None, rc, output)
+        elif action.kind == "apply":
+            if "rc" in section:         # its state before its own, after all units'
                 before, problem = state_blocks(section["before"])
-                after, problem2 = state_blocks(section["after"])
+                cut = after_tokens is None
                 done[step.unit] = judge_unit(
-                    protocol, step, _nth(before, 0), _nth(after, 0), section["rc"],
-                    output, problem or problem2, section.get("did", False))
+                    protocol, step, _nth(before, 0), None if cut else _nth(afters, index),
+                    rc, output, CUT_SHORT if cut else problem or after_text,
+                    section.get("did", False))
         elif ("rc" in section and action.kind != "query") or \
                 (after_tokens is not None and (not runs or "rc" in section)):
             # a query's answer is its state: none read, no answer (timed out)
@@ -4314,8 +4327,41 @@ def log_lines(report: Report) -> bytes:
         for unit in result.units:
             record = dict(run, **node)
             record.update(unit.as_dict())
-            out.append(json.dumps(record, sort_keys=True) + "\n")
+            out.append(log_line(record))
     return "".join(out).encode()
+
+
+LOG_TEXT_MAX = 65536        # characters of a text field kept in the log, and read back
+LOG_CUT = "\n[cut by svcctl: %d more characters]"
+
+
+def log_line(record: dict) -> str:
+    """A record as one log line, shorter than LOG_LINE_MAX bytes: a longer one
+    is cut when read back and will not parse, so its node would vanish from
+    the replay, @last and the history. Each text field keeps at most
+    LOG_TEXT_MAX characters, then the longest field is halved until the line
+    fits (a node's control bytes are 6 bytes each once escaped); a cut text
+    says how much was cut."""
+    def cut(value, keep: int):
+        if len(value) <= keep:
+            return value
+        if isinstance(value, list):
+            return value[:keep]
+        keep = max(0, keep - len(LOG_CUT % len(value)))
+        return value[:keep] + LOG_CUT % (len(value) - keep)
+    keeps = {key: LOG_TEXT_MAX for key, value in record.items()
+             if isinstance(value, (str, list)) and key != "run_id"}
+    while True:
+        kept = {key: cut(value, keeps[key]) if key in keeps else value
+                for key, value in record.items()}
+        line = json.dumps(kept, sort_keys=True)
+        if len(line) < LOG_LINE_MAX:
+            return line + "\n"
+        sizes = {key: len(json.dumps(kept[key])) for key in keeps}
+        longest = max(sizes, key=sizes.get)
+        if sizes[longest] < 1024:       # the rest is bounded: cannot happen
+            return line + "\n"
+        keeps[longest] = len(kept[longest]) // 2
 
 
 class OutputError(Exception):
@@ -4612,19 +4658,29 @@ class History:
         return OUTCOME_TABLE[row[run] - 1].name if run < len(row) and row[run] else None
 
 
-def read_history(path: str, since: Optional[float] = None) -> Tuple["History", Skipped]:
-    """Every run of a log (since a time), as each node's worst outcome per
-    run, and the first problem's message. Each line is parsed and then
-    forgotten: memory holds the history, not the log (a log of 1,000 runs x
-    1,000 nodes is a million lines); a line is checked in full only when it
-    opens a run or tells a problem."""
+def read_history(path: str, since: Optional[float] = None,
+                 last: Optional[int] = None) -> Tuple["History", Skipped]:
+    """Every run of a log (since a time; the `last` runs only), as each node's
+    worst outcome per run, and the first problem's message. Each line is
+    parsed and then forgotten: memory holds the history, not the log (a log
+    of 1,000 runs x 1,000 nodes is a million lines); a line is checked in full
+    only when it opens a run or tells a problem. With `last`, the log is read
+    twice: first which runs are the last ones (their ids only), then only
+    their lines are parsed (what a console polls is 40 runs, not 20,000)."""
     history, skipped = History(printable(path)), Skipped()
     column_of: Dict[str, Optional[int]] = {}
     try:
+        wanted = None if last is None else last_run_ids(path, last)
         with open_to_read(path) as handle:
             for number, line in log_lines_of(handle):
+                if wanted is not None:
+                    match = _LOGGED_RUN_ID_RE.search(line)
+                    if not match or match.group(1).decode() not in wanted:
+                        continue        # an earlier run's line (or none's): not read
                 try:
                     record = parse_log_line(line)
+                    if wanted is not None and record.get("run_id") not in wanted:
+                        continue
                     run_id, node, outcome = (record.get("run_id"), record.get("node"),
                                              record.get("outcome"))
                     # a node or run already in the history was checked then
@@ -4648,6 +4704,23 @@ def read_history(path: str, since: Optional[float] = None) -> Tuple["History", S
     except OSError as exc:
         raise UsageError("%s: cannot read: %s" % (printable(path), exc.strerror))
     return history, skipped
+
+
+def last_run_ids(path: str, count: int) -> Set[str]:
+    """The ids of the log's last `count` runs (by the filter alone: a line
+    it lets through that is not svcctl's costs a column, never a wrong one),
+    memory bounded by `count`."""
+    ids: Dict[str, None] = {}       # in the order last seen
+    with open_to_read(path) as handle:
+        for _, line in log_lines_of(handle):
+            match = _LOGGED_RUN_ID_RE.search(line)
+            if match:
+                run_id = match.group(1).decode()
+                ids.pop(run_id, None)
+                ids[run_id] = None
+                if len(ids) > count:
+                    del ids[next(iter(ids))]
+    return set(ids)
 
 
 def history_run(history: "History", record: dict, since: Optional[float]) -> Optional[int]:
@@ -4776,7 +4849,7 @@ def _text(record: dict, key: str, multiline: bool = False) -> str:
         return ""
     if not isinstance(value, str):
         raise ValueError("%s is not text" % key)
-    value = value[:65536]
+    value = value[:LOG_TEXT_MAX]
     if multiline:
         return "\n".join(printable(line, keep_tabs=True) for line in value.split("\n"))
     return printable(value)
@@ -6247,6 +6320,7 @@ class Console:
         self.opened: Tuple[str, dict] = ("", {})    # the logged run read last (paged)
         self.lock = threading.Lock()
         self.saving = threading.Lock()  # one save of the cluster file at a time
+        self.history_lock = threading.Lock()    # one read of the log's history at a time
 
     # --- who may ask ---------------------------------------------------------
 
@@ -6394,7 +6468,8 @@ class Console:
         ids = {run["run_id"] for run in runs}
         logged: List[dict] = []
         if self.log and os.path.exists(self.log):
-            history, _ = read_history(self.log)
+            with self.history_lock:
+                history, _ = read_history(self.log, last=CONSOLE_HISTORY_MAX)
             logged = [{"id": r["id"], "time": iso_time(r["time"]), "title": r["title"],
                        "user": r["user"], "state": "logged"}
                       for r in reversed(history.runs[-CONSOLE_HISTORY_MAX:])
@@ -6407,7 +6482,9 @@ class Console:
         run, the latest CONSOLE_HISTORY_RUNS."""
         matrix: dict = {"runs": [], "labels": [], "rows": [], "messages": {}}
         if self.log and os.path.exists(self.log):
-            matrix = history_matrix(read_history(self.log)[0], CONSOLE_HISTORY_RUNS)
+            with self.history_lock:     # one at a time: each may read a large log
+                history, _ = read_history(self.log, last=CONSOLE_HISTORY_RUNS)
+            matrix = history_matrix(history, CONSOLE_HISTORY_RUNS)
         rows = len(matrix["rows"])
         return {"log": self.log, "runs": matrix["runs"],
                 "labels": matrix["labels"][:CONSOLE_STORIES_MAX],

@@ -199,8 +199,8 @@ def test_apply_steps_carry_the_declared_state(tmp_path):
     assert steps[0] == svcctl.Step("demo@db.service", (),
                                    svcctl.Declared("db", "running", True))
     command = svcctl.remote_script(svcctl.Protocol(A["apply"], "@@svcctl-x"), steps)
-    assert "p demo@db.service running yes; s0=$r" in command
-    assert 'if [ "$s0" = 0 ]; then p app.service running -; s1=$r; else k unit ' \
+    assert "p 0 demo@db.service running yes; s0=$r" in command
+    assert 'if [ "$s0" = 0 ]; then p 1 app.service running -; s1=$r; else k unit ' \
            'app.service skipped; s1=1; fi' in command
 
 

@@ -400,6 +400,51 @@ def test_a_run_replays_from_a_log_whatever_its_spacing(tmp_path):
     assert svcctl.last_run_id(str(tmp_path / "compact")) == "r2"
 
 
+def test_a_node_that_printed_a_flood_stays_in_the_replay_and_the_history(tmp_path):
+    """A node's 250 KB of control bytes is 1.5 MB of JSON once escaped: its
+    line was cut at LOG_LINE_MAX when read back, did not parse, and the node
+    vanished from the replay, @last and the history. Each line now fits, and
+    says what was cut."""
+    report = a_report()
+    unit = report.nodes[0].units[0]
+    report.nodes[0].units[0] = svcctl.replace(unit, outcome="failed", message="\x01" * 250000,
+                                              journal="\x1b" * 250000, answer="\x07" * 90000)
+    data = svcctl.log_lines(report)
+    assert all(len(line) < svcctl.LOG_LINE_MAX for line in data.splitlines(True))
+    log = tmp_path / "svcctl.log"
+    log.write_bytes(data)
+    replay, skipped = svcctl.report_from_log(str(log))
+    assert skipped.count == 0 and [r.node for r in replay.nodes] == ["node1"]
+    message = replay.nodes[0].units[0].message
+    assert message.startswith("\\x01") and message.endswith(" more characters]")
+    history, skipped = svcctl.read_history(str(log))
+    assert skipped.count == 0 and history.nodes == ["node1"]
+    assert svcctl.outcome_nodes(replay, ["failed"]) == svcctl.NodeSet("node1")
+    assert svcctl.log_line({"run_id": "r", "message": "hi"}) == \
+        '{"message": "hi", "run_id": "r"}\n'
+
+
+def test_the_history_of_the_last_runs_reads_only_their_lines(tmp_path, monkeypatch):
+    """The console asks for the last 40 runs of a log that may hold 20,000:
+    the same columns as the whole history's last 40, the other lines never
+    parsed."""
+    records = [record for i in range(120) for record in run_of(
+        "r%03d" % i, "2026-11-%02dT00:00:00+00:00" % (1 + i % 28),
+        {"node1": "ok", "node%d" % (2 + i % 3): "failed" if i % 2 else "ok"})]
+    write_log(tmp_path / "log", records)
+    whole, _ = svcctl.read_history(str(tmp_path / "log"))
+    parsed = []
+    parse = svcctl.parse_log_line
+    monkeypatch.setattr(svcctl, "parse_log_line", lambda line: parsed.append(1) or parse(line))
+    last, skipped = svcctl.read_history(str(tmp_path / "log"), last=40)
+    assert skipped.count == 0 and len(parsed) == 80
+    assert [r["id"] for r in last.runs] == ["r%03d" % i for i in range(80, 120)]
+    assert last.runs == whole.runs[80:]
+    matrix, whole_matrix = svcctl.history_matrix(last, 40), svcctl.history_matrix(whole, 40)
+    for key in ("runs", "labels", "rows", "messages"):
+        assert matrix[key] == whole_matrix[key]
+
+
 def test_crafted_log_lines_never_raise(tmp_path):
     deep = '{"run_id": "abc", "node": "n1", "outcome": "failed", "x": %s}' % (
         "[" * 5000 + "]" * 5000)

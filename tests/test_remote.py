@@ -210,7 +210,46 @@ def test_apply_reads_a_started_simple_unit_a_moment_later(tmp_path, kind, calls)
     plain = svcctl.remote_script(svcctl.Protocol(apply, MARKER), steps)
     assert run_typed(tmp_path, plain, {"demo.service": kind}) == calls
     watched = svcctl.remote_script(svcctl.Protocol(apply, MARKER, settle=3), steps)
-    assert 'c start; w "$u"; fi' in watched and "-lt 6 ]" in watched
+    assert '[ -z "$S" ] || w $S; t=$(l demo.service)' in watched and "-lt 6 ]" in watched
+
+
+@pytest.mark.parametrize("kind,wait", [("simple", ["sleep 0.25"]), ("notify", [])])
+def test_apply_reads_the_states_once_before_and_once_after(tmp_path, kind, wait):
+    """A 3-service chain was 3 systemctl processes a service (read, act,
+    read) and a grace each: now one read before, one after, one grace."""
+    steps = [svcctl.Step(unit, declared=svcctl.Declared(unit[0], "running"),
+                         requires=(index - 1,) if index else ())
+             for index, unit in enumerate(("a.service", "b.service", "c.service"))]
+    script = svcctl.remote_script(svcctl.Protocol(svcctl.ACTIONS["apply"], MARKER), steps)
+    types = {unit: kind for unit in ("a.service", "b.service", "c.service")}
+    assert run_typed(tmp_path, script, types) == ["show", "start", "start", "start"] \
+        + wait + ["show"]
+
+
+UNIT_KEYS_FIRST_SYSTEMCTL = (
+    '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then shift 3; '
+    '[ "$1" = -- ] && shift; for u; do echo UnitFileState=static; echo LoadState=loaded; '
+    'echo ActiveState=$(cat "$STATES/$u"); echo SubState=x; echo Type=notify; '
+    '[ -n "$BLANK" ] && echo; done; else echo "did $1 $3"; fi\n')
+
+
+@pytest.mark.parametrize("blank", ["", "1"])
+def test_apply_splits_the_states_read_once_whatever_the_keys_order(tmp_path, blank):
+    """Each unit acts on its own state: a block ends where a key comes again
+    (systemctl prints the Service interface's keys first today; another
+    version may not)."""
+    states = {"a.service": "active", "b.service": "inactive", "c.service": "failed"}
+    steps = [svcctl.Step(unit, declared=svcctl.Declared(unit[0], "running"))
+             for unit in states]
+    script = svcctl.remote_script(svcctl.Protocol(svcctl.ACTIONS["apply"], MARKER, journal=0),
+                                  steps)
+    calls, framed = on_fake_node(tmp_path, script, {"systemctl": UNIT_KEYS_FIRST_SYSTEMCTL},
+                                 STATES=states, **({"BLANK": {}} if blank else {}))
+    assert calls == ["show", "start", "start", "show"]
+    assert [framed.sections[u]["output"] for u in states] == [
+        [], [b"did start b.service"], [b"did start c.service"]]
+    assert b"ActiveState=inactive" in framed.sections["b.service"]["before"]
+    assert b"ActiveState=active" in framed.sections["a.service"]["before"]
 
 
 def test_marker_is_random_per_run_and_needs_no_quoting():

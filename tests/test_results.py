@@ -404,8 +404,8 @@ def test_a_query_cut_short_is_not_judged_by_its_exit_code():
 
 def apply_reply(before, after, did):
     m = MARKER.encode() + b" "
-    return [m + b"unit a.service before " + b" ".join(before),
-            m + b"rc 0 did " + did + b" after " + b" ".join(after)] + end()
+    return [m + b"unit a.service before " + b" ".join(before), m + b"rc 0 did " + did,
+            m + b"state after " + b" ".join(after)] + end()
 
 
 @pytest.mark.parametrize("declared,before,after,did,outcome", [
@@ -434,7 +434,7 @@ def test_a_unit_stuck_restarting_is_not_stopped():
     script = svcctl.remote_script(svcctl.Protocol(A["apply"], MARKER),
                                   [svcctl.Step("a.service", declared=declared)])
     assert '*" ActiveState=inactive "*|*" ActiveState=failed "*) off=1' in script
-    assert 'if [ "$2$off" = stopped0 ]; then c stop; fi' in script
+    assert 'if [ "$3$off" = stopped0 ]; then c stop; fi' in script
 
 
 def test_settle_compares_restarts_with_its_own_start():
@@ -551,7 +551,7 @@ def _whole_replies():
     status = [m + b"unit demo.service", b"demo.service - svcctl demo", m + b"rc 3",
               m + b"state after " + b" ".join(INACTIVE)] + end()
     apply = [m + b"unit a.service before " + b" ".join(INACTIVE),
-             m + b"rc 0 did start, after " + b" ".join(ACTIVE)] + end()
+             m + b"rc 0 did start,", m + b"state after " + b" ".join(ACTIVE)] + end()
     reload = [m + b"unit daemon-reload", m + b"rc 0"] + end()
     return [("start", ["demo.service", "web.service"], start),
             ("status", ["demo.service"], status), ("apply", ["a.service"], apply),

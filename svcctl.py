@@ -1966,7 +1966,7 @@ def decode(line: bytes) -> str:
 @dataclass
 class Framed:
     """A node's output, split along svcctl's markers."""
-    sections: Dict[str, dict]       # unit -> before/after tokens, output, rc
+    sections: Dict[str, dict]       # unit -> its tokens before (apply), output, rc
     states: Dict[bytes, List[bytes]]    # b"before"/b"after": tokens of all units
     complete: bool = False
     journals: Dict[str, List[bytes]] = field(default_factory=dict)  # failed units

@@ -133,6 +133,9 @@ class Cluster:
 WORK = [
     ("start (from stopped)", "systemctl stop demo", ["start", "demo"],
      "systemctl start demo; systemctl is-active demo"),
+    # cron's case: the unit is up, the start starts nothing (no grace paid)
+    ("start (already running)", "systemctl start demo", ["start", "demo"],
+     "systemctl start demo; systemctl is-active demo"),
     ("stop (from running)", "systemctl reset-failed demo; systemctl start demo",
      ["stop", "demo"], "systemctl stop demo; systemctl is-active demo"),
     ("restart", "systemctl reset-failed demo; systemctl start demo", ["restart", "demo"],
@@ -262,8 +265,9 @@ def ansible(cluster, reps):
 def chain_steps(t):
     """The chain's steps as one clush command each, units t+a, t+b, t+c."""
     units = " ".join(t + name for name in "abc")
-    return [("start", "systemctl start %sa && systemctl start %sb && systemctl start "
-                      "%sc; systemctl is-active %s" % (t, t, t, units)),
+    start = "systemctl start %sa && systemctl start %sb && systemctl start %sc; " \
+        "systemctl is-active %s" % (t, t, t, units)
+    return [("start", start), ("apply", start),
             ("status", "systemctl is-active " + units),
             ("stop", "systemctl stop %sc; systemctl stop %sb; systemctl stop %sa; "
                      "systemctl is-active %s" % (t, t, t, units))]
@@ -289,18 +293,20 @@ def chain(cluster, reps, milkcheck_src, template="demo@"):
                                             "-F %s" % cluster.ssh_config, 64)
     units = " ".join(template + name for name in "abc")
     setup = {"start": "systemctl stop " + units, "status": "systemctl start " + units,
-             "stop": "systemctl start " + units}
+             "stop": "systemctl start " + units, "apply": "systemctl stop " + units}
     rows = []
     for step, line in chain_steps(template):
         commands = [([SVCCTL, "-c", path.name, step] + FAN, cluster.env),
                     (["clush", "-b", "-f", "64", "-w", cluster.nodes, line], cluster.env)]
-        if mc:
+        if mc and step != "apply":      # MilkCheck has no apply
             commands.append((mc(step), cluster.env))
         results = compare(commands, reps, lambda: cluster.on(setup[step]))
-        row = [step] + ["%.2f s" % t for t, _ in results] + [
-            "**%.2f**" % (results[0][0] / results[1][0])]
+        row = [step + (" (from stopped)" if step == "apply" else "")] + [
+            "%.2f s" % t for t, _ in results] + ["-"] * (mc is not None and step == "apply")
+        row.append("**%.2f**" % (results[0][0] / results[1][0]))
         if mc:
-            row.append("**%.2f**" % (results[2][0] / results[0][0]))
+            row.append("**%.2f**" % (results[2][0] / results[0][0]) if len(results) > 2
+                       else "-")
         rows.append(row)
     cluster.on("systemctl stop " + units)
     os.unlink(path.name)

@@ -184,3 +184,41 @@ def test_bad_file_contacts_nothing(svcctl, tmp_path):
     assert run.rc == 2 and run.out == ""
     assert run.err == "svcctl: %s:2: services.a: unknown service nope\n" % bad
     assert run.elapsed < 3
+
+
+CHAIN_WITH_A_BAD_LINK = """\
+services:
+  a: {unit: demo-notify@a, nodes: "node[1-4,7]"}
+  b: {unit: demo-config, nodes: "node[1-4,7]", requires: a}
+  c: {unit: demo-notify@c, nodes: "node[1-4,7]", requires: b}
+"""
+
+
+def test_apply_reads_once_and_still_tells_each_unit_and_why(svcctl, on_nodes, tmp_path):
+    """apply reads its units' states once before and once after (not per
+    unit): each unit is still judged on its own state, the one that could not
+    start brings its journal (two stories: node7's port, the others' key),
+    and the one that requires it is skipped."""
+    path = tmp_path / "chain.yaml"
+    path.write_text(CHAIN_WITH_A_BAD_LINK)
+    units = "demo-notify@a demo-config demo-notify@c"
+    on_nodes("node[1-4,7]", "systemctl stop %s; systemctl reset-failed; true" % units)
+    try:
+        run = svcctl("-c", str(path), "apply", "--json")
+        assert run.rc == 1, run
+        doc = json.loads(run.out)
+        by_node = {n["node"]: {u["unit"]: u for u in n["units"]} for n in doc["nodes"]}
+        assert sorted(by_node) == ["node1", "node2", "node3", "node4", "node7"]
+        for node, got in by_node.items():
+            assert [got[u]["outcome"] for u in ("demo-notify@a.service", "demo-config.service",
+                                                "demo-notify@c.service")] \
+                == ["changed", "failed", "skipped"], (node, got)
+            assert got["demo-notify@a.service"]["after"]["ActiveState"] == "active"
+            assert got["demo-notify@a.service"]["before"]["ActiveState"] == "inactive"
+            why = got["demo-config.service"]["journal"]
+            assert ("cannot bind 0.0.0.0:6817" if node == "node7"
+                    else "unknown key SlurmctldHost2") in why, (node, why)
+        text = svcctl("-c", str(path), "apply")
+        assert text.rc == 1 and "unknown key SlurmctldHost2" in text.out, text
+    finally:
+        on_nodes("node[1-4,7]", "systemctl stop %s; systemctl reset-failed; true" % units)

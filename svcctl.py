@@ -4511,6 +4511,12 @@ class Skipped(list):
 # JSON's spacing (`jq -c` writes none); the line it lets through is parsed,
 # and its parsed run_id is the one that counts.
 _LOGGED_RUN_ID_RE = Regex(rb'"run_id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
+
+
+def logged_run_id(line: bytes) -> Optional[str]:
+    """The run_id the filter finds in a log line (None: none), unparsed."""
+    match = _LOGGED_RUN_ID_RE.search(line)
+    return match.group(1).decode() if match else None
 LOG_LINE_MAX = 1 << 20
 RUN_LINES_MAX = 10 * MAX_NODES      # a run's lines read back: its nodes x units
 
@@ -4541,11 +4547,11 @@ def report_from_log(path: str, run_id: Optional[str] = None) -> Tuple[Report, Sk
         skipped_lines = Skipped()
         with open_to_read(path) as handle:
             for number, line in log_lines_of(handle):
-                match = _LOGGED_RUN_ID_RE.search(line)
-                if match and match.group(1).decode() != run_id:
+                found = logged_run_id(line)
+                if found is not None and found != run_id:
                     continue            # another run's line: not read
                 try:
-                    if not match:
+                    if found is None:
                         raise ValueError("not an svcctl log line (no run_id)")
                     if len(records) >= RUN_LINES_MAX:   # a forged run: memory stays bounded
                         raise ValueError("more than %d lines in run %s" % (RUN_LINES_MAX,
@@ -4674,8 +4680,7 @@ def read_history(path: str, since: Optional[float] = None,
         with open_to_read(path) as handle:
             for number, line in log_lines_of(handle):
                 if wanted is not None:
-                    match = _LOGGED_RUN_ID_RE.search(line)
-                    if not match or match.group(1).decode() not in wanted:
+                    if logged_run_id(line) not in wanted:
                         continue        # an earlier run's line (or none's): not read
                 try:
                     record = parse_log_line(line)
@@ -4713,9 +4718,8 @@ def last_run_ids(path: str, count: int) -> Set[str]:
     ids: Dict[str, None] = {}       # in the order last seen
     with open_to_read(path) as handle:
         for _, line in log_lines_of(handle):
-            match = _LOGGED_RUN_ID_RE.search(line)
-            if match:
-                run_id = match.group(1).decode()
+            run_id = logged_run_id(line)
+            if run_id is not None:
                 ids.pop(run_id, None)
                 ids[run_id] = None
                 if len(ids) > count:

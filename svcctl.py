@@ -177,6 +177,7 @@ def worst(outcomes: Iterable[str]) -> str:
 STATE_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
               "ExecMainCode", "ExecMainStatus", "NRestarts", "Type")
 LAST_STATE_KEY = "UnitFileState"
+STATE_VALUE_MAX = 100       # characters of a state value kept (systemd's are words)
 _MAIN_CODES = {"1": "exited with status", "2": "killed by signal",
                "3": "dumped core, signal"}
 
@@ -196,9 +197,12 @@ class UnitState:
 
     @classmethod
     def from_properties(cls, props: Dict[str, str]) -> Optional["UnitState"]:
+        """Each value cut at STATE_VALUE_MAX characters: systemd's are words,
+        and a node that prints a megabyte where one belongs must not make its
+        log line too long to read back (its node would vanish from the replay)."""
         if "LoadState" not in props:
             return None
-        return cls(*(str(props.get(key, "")) for key in STATE_KEYS))
+        return cls(*(str(props.get(key, ""))[:STATE_VALUE_MAX] for key in STATE_KEYS))
 
     def as_dict(self) -> Dict[str, str]:
         """The caller's own dict: svcctl.document()'s caller may change it."""
@@ -4882,7 +4886,7 @@ def _logged_state(value) -> Optional[UnitState]:
         return None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("bad unit state")
-    return UnitState.from_properties({key: printable(value[key][:100])
+    return UnitState.from_properties({key: printable(value[key][:STATE_VALUE_MAX])
                                       for key in STATE_KEYS if key in value})
 
 

@@ -424,6 +424,24 @@ def test_a_node_that_printed_a_flood_stays_in_the_replay_and_the_history(tmp_pat
         '{"message": "hi", "run_id": "r"}\n'
 
 
+def test_a_node_that_printed_a_huge_state_stays_in_the_replay(tmp_path):
+    """The states before and after are dicts inside the record, out of
+    log_line's reach: a node printing ActiveState=<600 KB> made a line over
+    LOG_LINE_MAX. A state value is cut where it is read."""
+    states, _ = svcctl.state_blocks([b"LoadState=loaded", b"ActiveState=" + b"a" * 600000,
+                                     b"UnitFileState=enabled"])
+    assert states[0].active == "a" * svcctl.STATE_VALUE_MAX and states[0].file == "enabled"
+    report = a_report()
+    report.nodes[0].units[0] = svcctl.replace(report.nodes[0].units[0], before=states[0],
+                                              after=states[0])
+    data = svcctl.log_lines(report)
+    assert all(len(line) < svcctl.LOG_LINE_MAX for line in data.splitlines(True))
+    log = tmp_path / "svcctl.log"
+    log.write_bytes(data)
+    replay, skipped = svcctl.report_from_log(str(log))
+    assert skipped.count == 0 and replay.nodes[0].units[0].after == states[0]
+
+
 def test_the_history_of_the_last_runs_reads_only_their_lines(tmp_path, monkeypatch):
     """The console asks for the last 40 runs of a log that may hold 20,000:
     the same columns as the whole history's last 40, the other lines never

@@ -1437,14 +1437,21 @@ _PRELUDE = (
 # systemctl returns. Its state is read a moment later (one `sleep`) and sees
 # it dead; --settle watches longer. notify, forking, oneshot and dbus units
 # have said they are up (or failed) when start returns: no wait. `g STATES`
-# waits if the states (` Key=Value` words, from `l`) hold such a unit, else
-# returns 1.
+# waits if the states (` Key=Value` words from `l`, a unit's block ending
+# where a key comes again) hold such a unit, else returns 1; given the states
+# before, only a unit the action gave a new process: a start of a running
+# unit starts nothing (cron's `svcctl start` of units that are up pays no
+# wait), a try-restart only restarts a running one.
 # (Not "only if its process started less than the grace ago": sh has no
 # CLOCK_MONOTONIC to compare systemd's *TimestampMonotonic with, and
 # /proc/uptime is CLOCK_BOOTTIME, which parts from it after a suspend.)
 START_GRACE = 0.25
 GRACE_TYPES = ("simple", "exec", "idle")
-_GRACE = "g() { case \"$1\" in %(types)s) sleep %(grace)g;; *) return 1;; esac; }; "
+_GRACE = (
+    "g() { gb=; for gw in $1 Type=; do case \"$gb \" in *\" ${gw%%%%=*}=\"*) case \"$gb \" in "
+    "%(types)s) case \"$gb \" in %(running)s) %(if_running)s;; *) %(if_stopped)s;; esac;; "
+    "esac; gb=;; esac; gb=\"$gb $gw\"; done; return 1; }; ")
+
 # --settle: watch the units for a while; stop early once one has died (failed,
 # waiting to restart, or restarted by systemd since the watch began). The
 # restart counts at the watch's start are sent back (MARK state watch N N...):
@@ -1566,9 +1573,16 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     if settles:
         script += _SETTLE % {"polls": polls}
     grace = starts and not settles and action.kind != "node"
+    # the types are known from before (apply's: of the units it started)
+    before_known = action.kind == "apply" or action.reads_state_before(protocol.now)
     if grace:
-        script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
-                            "grace": START_GRACE}
+        wait, restarts_running = "sleep %g; return 0" % START_GRACE, \
+            action.must_run == "if it ran"
+        script += _GRACE % {
+            "types": _case_pattern("Type", GRACE_TYPES),
+            "running": _case_pattern("ActiveState", RUNNING_STATES),
+            "if_running": wait if restarts_running or not before_known else ":",
+            "if_stopped": ":" if restarts_running and before_known else wait}
     why = protocol.journal > 0 and action.tells_why()
     if why:
         script += _JOURNAL % {
@@ -1601,8 +1615,6 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
         script += "w %s; " % units
     elif settles:                       # apply: the units it started
         script += "[ -z \"$S\" ] || w $S; "
-    # the types are known from before: apply's of the units it started
-    before_known = action.kind == "apply" or action.reads_state_before(protocol.now)
     if grace and before_known:
         script += "g \"$%s \"; " % ("G" if action.kind == "apply" else "b")
     script += "t=$(l %s); " % units

@@ -120,7 +120,8 @@ def test_settle_watches_started_units_only():
 
 TYPED_SYSTEMCTL = (
     '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then shift 4; for u; do '
-    'echo Type=$(cat "$TYPES/$u"); echo LoadState=loaded; echo ActiveState=inactive; '
+    'echo Type=$(cat "$TYPES/$u"); echo LoadState=loaded; '
+    'echo ActiveState=$(cat "$ACTIVE/$u" 2>/dev/null || echo inactive); '
     'echo SubState=dead; echo UnitFileState=static; done; fi\n')
 
 
@@ -152,19 +153,20 @@ def fake_node(tmp_path, programs, **data):
     return env
 
 
-def run_typed(tmp_path, script, types):
+def run_typed(tmp_path, script, types, active=None):
     """The systemctl verbs a script runs on a node whose units have the given
-    Types, in order, with each `sleep` among them."""
+    Types (and ActiveStates: inactive unless said), in order, with each
+    `sleep` among them."""
     return on_fake_node(tmp_path, script, {"systemctl": TYPED_SYSTEMCTL, "sleep":
                                            '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n'},
-                        TYPES=types)[0]
+                        TYPES=types, ACTIVE=active or {})[0]
 
 
 @pytest.mark.parametrize("action,kw,calls", [
     ("start", {}, ["show", "start", "sleep 0.25", "show"]),
     ("restart", {}, ["restart", "show", "sleep 0.25", "show"]),
     ("reload-or-restart", {}, ["reload-or-restart", "show", "sleep 0.25", "show"]),
-    ("try-restart", {}, ["show", "try-restart", "sleep 0.25", "show"]),
+    ("try-restart", {}, ["show", "try-restart", "show"]),     # it was not running
     ("enable", {"now": True}, ["show", "enable", "sleep 0.25", "show"]),
     ("enable", {}, ["enable", "show"]), ("stop", {}, ["show", "stop", "show"]),
     ("disable", {"now": True}, ["show", "disable", "show"]), ("status", {}, ["show"]),
@@ -187,6 +189,31 @@ def test_units_that_said_they_are_up_cost_no_wait(tmp_path, action, kw, calls, k
     failed; a socket or timer has no Type: no grace, as many systemctl
     processes as before."""
     assert run_typed(tmp_path, command(action, **kw), {"demo.service": kind}) == calls
+
+
+@pytest.mark.parametrize("action,kw,calls", [
+    ("start", {}, ["show", "start", "show"]),
+    ("enable", {"now": True}, ["show", "enable", "show"]),
+    ("try-restart", {}, ["show", "try-restart", "sleep 0.25", "show"]),
+    ("restart", {}, ["restart", "show", "sleep 0.25", "show"]),
+])
+def test_only_a_unit_given_a_new_process_is_waited_for(tmp_path, action, kw, calls):
+    """A start of a simple unit already running starts nothing (cron's
+    `svcctl start` of units that are up paid a quarter second each time); a
+    try-restart restarts only a running one; a restart always restarts."""
+    assert run_typed(tmp_path, command(action, **kw), {"demo.service": "simple"},
+                     {"demo.service": "active"}) == calls
+
+
+def test_the_grace_is_decided_per_unit_from_its_own_block(tmp_path):
+    """A running simple unit beside a stopped notify one: no wait; a stopped
+    simple one beside a running one: a wait."""
+    script = command("start", ["a.service", "b.service"])
+    assert run_typed(tmp_path, script, {"a.service": "simple", "b.service": "notify"},
+                     {"a.service": "active"}) == ["show", "start", "start", "show"]
+    assert run_typed(tmp_path / "2", script, {"a.service": "simple", "b.service": "simple"},
+                     {"a.service": "active"}) == ["show", "start", "start", "sleep 0.25",
+                                                  "show"]
 
 
 def test_one_simple_unit_among_several_is_waited_for_once(tmp_path):

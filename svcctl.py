@@ -177,6 +177,7 @@ def worst(outcomes: Iterable[str]) -> str:
 STATE_KEYS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "Result",
               "ExecMainCode", "ExecMainStatus", "NRestarts", "Type")
 LAST_STATE_KEY = "UnitFileState"
+INVOCATION_KEY = "InvocationID"     # read by start, after its unit's UnitFileState
 STATE_VALUE_MAX = 100       # characters of a state value kept (systemd's are words)
 _MAIN_CODES = {"1": "exited with status", "2": "killed by signal",
                "3": "dumped core, signal"}
@@ -194,6 +195,8 @@ class UnitState:
     main_status: str = ""
     restarts: str = ""
     type: str = ""                  # a service's Type: when start returns
+    # the unit's run (start reads it to tell a new run): neither compared nor logged
+    invocation: str = field(default="", compare=False)
 
     @classmethod
     def from_properties(cls, props: Dict[str, str]) -> Optional["UnitState"]:
@@ -202,7 +205,8 @@ class UnitState:
         log line too long to read back (its node would vanish from the replay)."""
         if "LoadState" not in props:
             return None
-        return cls(*(str(props.get(key, ""))[:STATE_VALUE_MAX] for key in STATE_KEYS))
+        return cls(*(str(props.get(key, ""))[:STATE_VALUE_MAX] for key in STATE_KEYS),
+                   invocation=str(props.get(INVOCATION_KEY, ""))[:STATE_VALUE_MAX])
 
     def as_dict(self) -> Dict[str, str]:
         """The caller's own dict: svcctl.document()'s caller may change it."""
@@ -432,6 +436,8 @@ class Action:
     silent_rc: bool = False             # journal --grep: an exit code of 1 with
     # nothing printed is "no line matched", not a failure
     reads_before: bool = False          # read the state first: changed or ok?
+    runs_tell: bool = False             # ...unless the unit's run, read first
+    # (see _RUNS), tells: the same run after is ok, a new one changed
     tells_change: Optional[Regex] = None    # or systemctl's output says it
     always_changes: bool = False        # restart & co. change whatever the state
     goal: Optional[Callable[[UnitState], bool]] = None      # nothing left to do
@@ -491,10 +497,12 @@ class Action:
         waits for them)?"""
         return self.kind == "apply" or self.expects_running(None, now)
 
-    def expects_running(self, before: Optional[UnitState], now: bool) -> bool:
-        """Must the unit be running after this action succeeded?"""
+    def expects_running(self, before: Optional[UnitState], now: bool,
+                        new_run: Optional[bool] = None) -> bool:
+        """Must the unit be running after this action succeeded? (try-restart:
+        if it was running, which a new run tells too)"""
         if self.must_run == "if it ran":
-            return before is None or before.is_running
+            return new_run if new_run is not None else before is None or before.is_running
         return self.must_run == "always" or (now and self.now_starts)
 
 
@@ -516,7 +524,7 @@ def _stopped(state: UnitState) -> bool:
 
 
 ACTION_TABLE = (
-    Action("start", "change", "start units", ("start",), reads_before=True,
+    Action("start", "change", "start units", ("start",), reads_before=True, runs_tell=True,
            goal=_running, changes_from=_not_running, must_run="always",
            privileged=True),
     Action("stop", "change", "stop units", ("stop",), reads_before=True,
@@ -526,7 +534,7 @@ ACTION_TABLE = (
     Action("reload", "change", "reload units' configuration", ("reload",),
            always_changes=True, must_run="always", privileged=True),
     Action("try-restart", "change", "restart units that are running",
-           ("try-restart",), reads_before=True, goal=_not_running,
+           ("try-restart",), reads_before=True, runs_tell=True, goal=_not_running,
            changes_from=_running, must_run="if it ran", privileged=True),
     Action("reload-or-restart", "change", "reload, or restart units that cannot",
            ("reload-or-restart",), always_changes=True, must_run="always",
@@ -1438,10 +1446,11 @@ _PRELUDE = (
 # it dead; --settle watches longer. notify, forking, oneshot and dbus units
 # have said they are up (or failed) when start returns: no wait. `g STATES`
 # waits if the states (` Key=Value` words from `l`, a unit's block ending
-# where a key comes again) hold such a unit, else returns 1; given the states
-# before, only a unit the action gave a new process: a start of a running
+# where a key comes again) hold such a unit that `n` says the action gave a
+# new process, else returns 1. Given the states before, a start of a running
 # unit starts nothing (cron's `svcctl start` of units that are up pays no
-# wait), a try-restart only restarts a running one.
+# wait), a try-restart only restarts a running one; given the runs before
+# ($v, see _RUNS), a unit still in the same run started nothing.
 # (Not "only if its process started less than the grace ago": sh has no
 # CLOCK_MONOTONIC to compare systemd's *TimestampMonotonic with, and
 # /proc/uptime is CLOCK_BOOTTIME, which parts from it after a suspend.)
@@ -1449,8 +1458,27 @@ START_GRACE = 0.25
 GRACE_TYPES = ("simple", "exec", "idle")
 _GRACE = (
     "g() { gb=; for gw in $1 Type=; do case \"$gb \" in *\" ${gw%%%%=*}=\"*) case \"$gb \" in "
-    "%(types)s) case \"$gb \" in %(running)s) %(if_running)s;; *) %(if_stopped)s;; esac;; "
-    "esac; gb=;; esac; gb=\"$gb $gw\"; done; return 1; }; ")
+    "%(types)s) n && { sleep %(grace)g; return 0; };; esac; gb=;; esac; gb=\"$gb $gw\"; "
+    "done; return 1; }; ")
+_NEW = "n() { %s; }; "
+_NEW_ALWAYS = ":"       # the states after: any unit may be new
+_NEW_IF_STOPPED = "case \"$gb \" in %(running)s) return 1;; esac"     # start
+_NEW_IF_RUNNING = "case \"$gb \" in %(running)s) return 0;; esac; return 1"   # try-restart
+_NEW_RUN = (            # given the runs before ($v): a run not among them
+    "if [ -n \"$v\" ]; then case \"$gb\" in *\" InvocationID=\"*) "
+    "gi=${gb##*\" InvocationID=\"}; case \" $v \" in *\" ${gi%%%% *} \"*) return 1;; esac;; "
+    "esac; return 0; fi; ")
+# start: a unit's run, not its state, read first. systemd gives each run of a
+# unit a new InvocationID and exports the current one, for journald, as the
+# link /run/systemd/units/invocation:UNIT. `i LINK...` reads them in one
+# readlink (a few ms; a systemctl show asks PID 1 for every property) into $v.
+# Those links are no API, so only "the same run after" is believed (then the
+# start started nothing: ok), any other id is a new run (changed). Where a
+# link is missing (a stopped unit is usually unloaded, an alias has none, a
+# unit that runs no process neither) the states are read as before.
+_RUNS = (
+    "i() { v=$(cd /run/systemd/units 2>/dev/null && readlink -- \"$@\" 2>/dev/null) "
+    "|| return 1; c=$#; set -- $v; v=\"$*\"; [ $# = \"$c\" ]; }; ")
 
 # --settle: watch the units for a while; stop early once one has died (failed,
 # waiting to restart, or restarted by systemd since the watch began). The
@@ -1566,7 +1594,10 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     requirements did not all succeed on this node is not run, and says so."""
     action = protocol.action
     steps = node_steps(action, steps)
-    script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(STATE_KEYS)}
+    # start: the states read after carry the units' runs (a run tells)
+    runs_tell = action.runs_tell
+    keys = STATE_KEYS + (INVOCATION_KEY,) * runs_tell
+    script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(keys)}
     polls = int(-(-protocol.settle // 0.5))
     starts = action.starts_units(protocol.now)
     settles = polls > 0 and starts
@@ -1576,13 +1607,14 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     # the types are known from before (apply's: of the units it started)
     before_known = action.kind == "apply" or action.reads_state_before(protocol.now)
     if grace:
-        wait, restarts_running = "sleep %g; return 0" % START_GRACE, \
-            action.must_run == "if it ran"
-        script += _GRACE % {
-            "types": _case_pattern("Type", GRACE_TYPES),
-            "running": _case_pattern("ActiveState", RUNNING_STATES),
-            "if_running": wait if restarts_running or not before_known else ":",
-            "if_stopped": ":" if restarts_running and before_known else wait}
+        new = _NEW_ALWAYS if not before_known else \
+            _NEW_IF_RUNNING if action.must_run == "if it ran" else _NEW_IF_STOPPED
+        new = _NEW % ((_NEW_RUN if runs_tell else "") + new)
+        script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
+                            "grace": START_GRACE} \
+            + new % {"running": _case_pattern("ActiveState", RUNNING_STATES)}
+    if runs_tell:
+        script += _RUNS
     why = protocol.journal > 0 and action.tells_why()
     if why:
         script += _JOURNAL % {
@@ -1606,6 +1638,10 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
             "lasting": _case_pattern("UnitFileState", LASTING_ENABLED_STATES)}
         script += "B %s; " % units
+    elif runs_tell:
+        script += "if i %s; then k state runs $v; else v=; b=$(l %s); k state before $b; " \
+                  "fi; " % (" ".join(shlex.quote("invocation:" + step.unit) for step in steps),
+                            units)
     elif action.reads_state_before(protocol.now):
         script += "b=$(l %s); k state before $b; " % units
     if action.runs_per_unit(protocol.verbose):
@@ -1616,11 +1652,12 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     elif settles:                       # apply: the units it started
         script += "[ -z \"$S\" ] || w $S; "
     if grace and before_known:
-        script += "g \"$%s \"; " % ("G" if action.kind == "apply" else "b")
+        script += "%sg \"$%s \"; " % ("[ -n \"$v\" ] || " * runs_tell,
+                                     "G" if action.kind == "apply" else "b")
     script += "t=$(l %s); " % units
-    if grace and not before_known:
+    if grace and (runs_tell or not before_known):
         # read once; again after the grace only if a unit's type needs it
-        script += "g \"$t \" && t=$(l %s); " % units
+        script += "%sg \"$t \" && t=$(l %s); " % ("[ -n \"$v\" ] && " * runs_tell, units)
     script += "k state after $t; "
     if why:
         # a query's exit code says its answer, not a failure: its state does
@@ -2035,6 +2072,10 @@ def state_blocks(tokens: Optional[List[bytes]]) -> Tuple[List[Optional[UnitState
     other: List[str] = []
     for token in decode(b" ".join(tokens)).split(" ") if tokens else ():
         key, sep, value = token.partition("=")
+        if key == INVOCATION_KEY and sep:
+            # systemctl prints it after UnitFileState, which closed the block
+            blocks[-2 if len(blocks) > 1 and not blocks[-1] else -1][key] = value
+            continue
         if not sep or key not in STATE_KEYS:
             other.append(token)
             continue
@@ -2052,13 +2093,14 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
                after: Optional[UnitState], rc: Optional[int], message: str,
                problem: str = "", ran: bool = False,
                watched: Optional[str] = None, note: str = "",
-               read: bool = True) -> UnitResult:
+               read: bool = True, new_run: Optional[bool] = None) -> UnitResult:
     """One unit's outcome, from its states around the action (read -> act ->
     read), the action's exit code and its output. `problem`: text where a
     state should have been (systemctl show failed), or CUT_SHORT; `ran`:
     apply ran a command on the unit; `watched`: its restart count when
     --settle began to watch it; journal: svcctl's `note` on what journalctl
-    sent, and whether it `read` the journal at all."""
+    sent, and whether it `read` the journal at all; `new_run`: start read the
+    unit's run instead of its state first, and the run after is new."""
     action = protocol.action
     if action.clean:
         message = action.clean(message)
@@ -2075,7 +2117,8 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
             else _failure(None, None, message))
     elif after is None and problem == CUT_SHORT:
         outcome = _judge_cut_short(protocol, before, rc, message)
-    elif after is None or (before is None and action.reads_state_before(protocol.now)):
+    elif after is None or (before is None and new_run is None
+                           and action.reads_state_before(protocol.now)):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
         message = "\n".join(filter(None, [problem, message])) or "no state read"
     elif after.load == "not-found" and (before is None or before.load == "not-found"):
@@ -2102,7 +2145,7 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
         outcome = _failure(before, after, message)
     else:
         outcome, message = _judge_success(protocol, step, before, after, message, drift,
-                                          ran, watched)
+                                          ran, watched, new_run)
     return UnitResult(step.unit, outcome, before, after, rc, message, answer,
                       drift=drift, **service_tags(step))
 
@@ -2120,13 +2163,16 @@ def _judge_cut_short(protocol: Protocol, before: Optional[UnitState], rc: Option
 
 def _judge_success(protocol: Protocol, step: Step, before: Optional[UnitState],
                    after: UnitState, message: str, drift: bool, ran: bool,
-                   watched: Optional[str] = None) -> Tuple[str, str]:
+                   watched: Optional[str] = None,
+                   new_run: Optional[bool] = None) -> Tuple[str, str]:
     """systemctl said yes: changed or ok; but failed if the unit died once
     started, or is not where the action promised to leave it. The outcome
     and the message."""
     action = protocol.action
     if action.always_changes:
         changed = True
+    elif new_run is not None:   # the unit's run read first: a new one tells
+        changed = new_run or bool(action.changes_from and action.changes_from(after))
     elif before is None:        # no state read first: systemctl's output tells
         changed = ran or action.tells_change is None or \
             bool(action.tells_change.search(message))
@@ -2143,7 +2189,7 @@ def _judge_success(protocol: Protocol, step: Step, before: Optional[UnitState],
     looped = (changed and after.restarted) or (
         watched is not None and after.restarts != watched)
     why = ""
-    if (declared_run or action.expects_running(before, protocol.now)) and \
+    if (declared_run or action.expects_running(before, protocol.now, new_run)) and \
             (after.crashed or looped):
         why = "the unit failed once started: " + after.why()
         if looped and not after.restarted:
@@ -2165,6 +2211,9 @@ def _failure(before: Optional[UnitState], after: Optional[UnitState],
     return "denied" if _DENIED_RE.search(message) else "failed"
 
 
+_RUN_RE = Regex(r"[0-9a-f]{32}")     # an InvocationID, as systemd exports it
+
+
 def _nth(states: List[Optional[UnitState]], index: int) -> Optional[UnitState]:
     return states[index] if index < len(states) else None
 
@@ -2179,6 +2228,9 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     if len(watch) != len(steps):
         watch = []      # not watched, or a count that did not come back
     afters, after_text = state_blocks(after_tokens)
+    runs_before = [_ascii(run) for run in framed.states.get(b"runs", ())]
+    if len(runs_before) != len(steps) or not all(map(_RUN_RE.fullmatch, runs_before)):
+        runs_before = []    # the states were read instead (or a garbled reply)
     runs = action.runs_per_unit(protocol.verbose)
     done: Dict[str, UnitResult] = {}
     for index, step in enumerate(steps):
@@ -2210,11 +2262,13 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
                 (after_tokens is not None and (not runs or "rc" in section)):
             # a query's answer is its state: none read, no answer (timed out)
             cut = after_tokens is None      # acted, then the node was cut short
+            after = None if cut else _nth(afters, index)
             done[step.unit] = judge_unit(
-                protocol, step, _nth(befores, index),
-                None if cut else _nth(afters, index), rc, output,
+                protocol, step, _nth(befores, index), after, rc, output,
                 CUT_SHORT if cut else before_text or after_text,
-                watched=watch[index] if watch else None, note="; ".join(notes), read=read)
+                watched=watch[index] if watch else None, note="; ".join(notes), read=read,
+                new_run=after.invocation != runs_before[index]
+                if runs_before and after else None)
     for unit, lines in framed.journals.items():
         result = done.get(unit)
         if result is not None and (result.outcome == "failed" or (

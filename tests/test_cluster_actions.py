@@ -11,7 +11,9 @@ pytestmark = pytest.mark.usefixtures("restore_units")
 ALL = "node[1-8]"
 
 
-def test_start_twice_changed_then_ok(svcctl, on_nodes):
+def test_start_twice_changed_then_ok(svcctl, on_nodes, tmp_path):
+    """The second start reads the units' runs, not their states, first (one
+    readlink of what systemd exports): the log has no state before."""
     on_nodes(ALL, "systemctl stop demo")
     first = svcctl("start", "demo", "@all")
     assert first.rc == 0, first
@@ -19,8 +21,11 @@ def test_start_twice_changed_then_ok(svcctl, on_nodes):
         "---------------\nnode[1-8] (8)\n---------------\n"
         "demo.service: changed, inactive (dead), disabled -> active (running), disabled\n"
         "== start demo.service on 8 nodes in X s ==\nchanged (8): node[1-8]\n")
-    second = svcctl("start", "demo", "@all")
+    log = tmp_path / "run.log"
+    second = svcctl("start", "demo", "@all", "--log", str(log))
     assert second.rc == 0, second
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["before"] for r in records] == [None] * 8
     assert normalise(second.out) == (
         "---------------\nnode[1-8] (8)\n---------------\n"
         "demo.service: ok, active (running), disabled\n"

@@ -122,7 +122,8 @@ TYPED_SYSTEMCTL = (
     '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then shift 4; for u; do '
     'echo Type=$(cat "$TYPES/$u"); echo LoadState=loaded; '
     'echo ActiveState=$(cat "$ACTIVE/$u" 2>/dev/null || echo inactive); '
-    'echo SubState=dead; echo UnitFileState=static; done; fi\n')
+    'echo SubState=dead; echo UnitFileState=static; '
+    'echo InvocationID=$(cat "$RUNS/$u" 2>/dev/null); done; fi\n')
 
 
 def on_fake_node(tmp_path, script, programs, **data):
@@ -153,13 +154,24 @@ def fake_node(tmp_path, programs, **data):
     return env
 
 
-def run_typed(tmp_path, script, types, active=None):
+def run_typed(tmp_path, script, types, active=None, runs=None, links=None):
     """The systemctl verbs a script runs on a node whose units have the given
-    Types (and ActiveStates: inactive unless said), in order, with each
-    `sleep` among them."""
-    return on_fake_node(tmp_path, script, {"systemctl": TYPED_SYSTEMCTL, "sleep":
-                                           '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n'},
-                        TYPES=types, ACTIVE=active or {})[0]
+    Types (and ActiveStates: inactive unless said; InvocationIDs, and the
+    links systemd exports them as), in order, with each `sleep` among them."""
+    return run_typed_node(tmp_path, script, types, active, runs, links)[0]
+
+
+def run_typed_node(tmp_path, script, types, active=None, runs=None, links=None):
+    """run_typed's calls and the framed reply."""
+    tmp_path.mkdir(exist_ok=True)
+    exported = tmp_path / "units"       # the node's /run/systemd/units
+    exported.mkdir()
+    for unit, run in (links or {}).items():
+        (exported / ("invocation:" + unit)).symlink_to(run)
+    return on_fake_node(tmp_path, script.replace("/run/systemd/units", str(exported)),
+                        {"systemctl": TYPED_SYSTEMCTL, "sleep":
+                         '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n'},
+                        TYPES=types, ACTIVE=active or {}, RUNS=runs or {})
 
 
 @pytest.mark.parametrize("action,kw,calls", [
@@ -214,6 +226,88 @@ def test_the_grace_is_decided_per_unit_from_its_own_block(tmp_path):
     assert run_typed(tmp_path / "2", script, {"a.service": "simple", "b.service": "simple"},
                      {"a.service": "active"}) == ["show", "start", "start", "sleep 0.25",
                                                   "show"]
+
+
+RUN1, RUN2 = "1" * 32, "2" * 32
+
+
+@pytest.mark.parametrize("kind", ["simple", "notify"])
+def test_a_start_reads_the_units_runs_first_not_their_states(tmp_path, kind):
+    """A unit still in the run it was in before the start started nothing: ok,
+    and no wait; a new run is a change (and a simple one is read again after
+    the grace). One readlink where a systemctl show was."""
+    steps = [svcctl.Step("a.service"), svcctl.Step("b.service")]
+    protocol = svcctl.Protocol(svcctl.ACTIONS["start"], MARKER)
+    script = svcctl.remote_script(protocol, steps)
+    types = {"a.service": kind, "b.service": "notify"}
+    links = {"a.service": RUN1, "b.service": RUN1}
+    active = {"a.service": "active", "b.service": "active"}
+    calls, framed = run_typed_node(tmp_path, script, types, active,
+                                   {"a.service": RUN1, "b.service": RUN1}, links)
+    assert calls == ["start", "start", "show"]
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert [judged[s.unit].outcome for s in steps] == ["ok", "ok"]
+    assert judged["a.service"].before is None
+    calls, framed = run_typed_node(tmp_path / "2", script, types, active,
+                                   {"a.service": RUN2, "b.service": RUN1}, links)
+    assert calls == ["start", "start", "show"] + (
+        ["sleep 0.25", "show"] if kind == "simple" else [])
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert [judged[s.unit].outcome for s in steps] == ["changed", "ok"]
+    assert svcctl.unit_head(protocol.action, judged["a.service"], svcctl.OUTCOMES["changed"]) \
+        == "changed, active (dead), static"
+
+
+def test_a_try_restart_reads_the_units_runs_first(tmp_path):
+    """A new run: it was running and was restarted (changed, must run); the
+    same run: it was not running, nothing to do (ok, even failed)."""
+    steps = [svcctl.Step("a.service"), svcctl.Step("b.service")]
+    protocol = svcctl.Protocol(svcctl.ACTIONS["try-restart"], MARKER)
+    script = svcctl.remote_script(protocol, steps)
+    calls, framed = run_typed_node(tmp_path, script, {"a.service": "simple",
+                                                      "b.service": "simple"},
+                                   {"a.service": "active", "b.service": "failed"},
+                                   {"a.service": RUN2, "b.service": RUN1},
+                                   {"a.service": RUN1, "b.service": RUN1})
+    # (then b's journal is read: it is failed)
+    assert calls[:6] == ["try-restart", "try-restart", "show", "sleep 0.25", "show", "show"]
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert [judged[s.unit].outcome for s in steps] == ["changed", "ok"]
+    calls, framed = run_typed_node(tmp_path / "2", script, {"a.service": "simple",
+                                                            "b.service": "simple"},
+                                   {"a.service": "failed"}, {"a.service": RUN2},
+                                   {"a.service": RUN1, "b.service": RUN1})
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert judged["a.service"].outcome == "failed"      # restarted, and died
+
+
+def test_a_start_reads_the_states_where_a_run_cannot_be_read(tmp_path):
+    """A missing link (the unit stopped and unloaded, an alias, no process):
+    the states are read first, as for stop, and judged from them."""
+    steps = [svcctl.Step("a.service"), svcctl.Step("b.service")]
+    protocol = svcctl.Protocol(svcctl.ACTIONS["start"], MARKER)
+    script = svcctl.remote_script(protocol, steps)
+    calls, framed = run_typed_node(tmp_path, script, {"a.service": "simple",
+                                                      "b.service": "notify"},
+                                   {"b.service": "active"}, {"b.service": RUN1},
+                                   {"b.service": RUN1})
+    assert calls == ["show", "start", "start", "sleep 0.25", "show"]
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert [judged[s.unit].outcome for s in steps] == ["changed", "ok"]
+    assert judged["a.service"].before.active == "inactive"
+    assert judged["b.service"].after.invocation == RUN1
+
+
+def test_a_garbled_run_is_no_run(tmp_path):
+    """Runs that are not 32 hex digits, or too few, are not believed: no
+    state before, said so."""
+    steps = [svcctl.Step("a.service")]
+    protocol = svcctl.Protocol(svcctl.ACTIONS["start"], MARKER)
+    framed = svcctl.Framed({"a.service": {"output": [], "rc": 0}}, {
+        b"runs": [b"x" * 32], b"after": [b"LoadState=loaded", b"ActiveState=active",
+                                          b"UnitFileState=static", b"InvocationID=" + b"x" * 32]})
+    judged = svcctl.judge_units(protocol, steps, framed)["a.service"]
+    assert judged.outcome == "error" and "no state read" in judged.message
 
 
 def test_one_simple_unit_among_several_is_waited_for_once(tmp_path):

@@ -2214,6 +2214,12 @@ def _failure(before: Optional[UnitState], after: Optional[UnitState],
 _RUN_RE = Regex(r"[0-9a-f]{32}")     # an InvocationID, as systemd exports it
 
 
+def _new_run(after: UnitState, run_before: str) -> bool:
+    """Is the unit in another run than before? No run at all (a unit that
+    stopped and was unloaded reads back without one) is none new."""
+    return bool(after.invocation) and after.invocation != run_before
+
+
 def _nth(states: List[Optional[UnitState]], index: int) -> Optional[UnitState]:
     return states[index] if index < len(states) else None
 
@@ -2267,8 +2273,7 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
                 protocol, step, _nth(befores, index), after, rc, output,
                 CUT_SHORT if cut else before_text or after_text,
                 watched=watch[index] if watch else None, note="; ".join(notes), read=read,
-                new_run=after.invocation != runs_before[index]
-                if runs_before and after else None)
+                new_run=_new_run(after, runs_before[index]) if runs_before and after else None)
     for unit, lines in framed.journals.items():
         result = done.get(unit)
         if result is not None and (result.outcome == "failed" or (

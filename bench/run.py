@@ -147,6 +147,11 @@ WORK = [
      "systemctl stop demo-notify; systemctl is-active demo-notify"),
     ("restart notify", "systemctl start demo-notify", ["restart", "demo-notify"],
      "systemctl restart demo-notify; systemctl is-active demo-notify"),
+    ("start notify (already running)", "systemctl start demo-notify",
+     ["start", "demo-notify"], "systemctl start demo-notify; systemctl is-active demo-notify"),
+    # after a configuration push: restart what runs (svcctl reads the runs first)
+    ("try-restart (running)", "systemctl reset-failed demo; systemctl start demo",
+     ["try-restart", "demo"], "systemctl try-restart demo; systemctl is-active demo"),
     ("enable", "systemctl disable demo", ["enable", "demo"],
      "systemctl enable demo; systemctl is-enabled demo"),
     ("status", "systemctl start demo", ["status", "demo"],

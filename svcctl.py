@@ -1446,7 +1446,7 @@ _PRELUDE = (
 # it dead; --settle watches longer. notify, forking, oneshot and dbus units
 # have said they are up (or failed) when start returns: no wait. `g STATES`
 # waits if the states (` Key=Value` words from `l`, a unit's block ending
-# where a key comes again) hold such a unit that `n` says the action gave a
+# with its last key, as in state_blocks) hold such a unit that `n` says the action gave a
 # new process, else returns 1. Given the states before, a start of a running
 # unit starts nothing (cron's `svcctl start` of units that are up pays no
 # wait), a try-restart only restarts a running one; given the runs before
@@ -1457,9 +1457,8 @@ _PRELUDE = (
 START_GRACE = 0.25
 GRACE_TYPES = ("simple", "exec", "idle")
 _GRACE = (
-    "g() { gb=; for gw in $1 Type=; do case \"$gb \" in *\" ${gw%%%%=*}=\"*) case \"$gb \" in "
-    "%(types)s) n && { sleep %(grace)g; return 0; };; esac; gb=;; esac; gb=\"$gb $gw\"; "
-    "done; return 1; }; ")
+    "g() { gb=; for gw in $1; do gb=\"$gb $gw\"; case $gw in %(last)s=*) case \"$gb \" in "
+    "%(types)s) n && { sleep %(grace)g; return 0; };; esac; gb=;; esac; done; return 1; }; ")
 _NEW = "n() { %s; }; "
 _NEW_ALWAYS = ":"       # the states after: any unit may be new
 _NEW_IF_STOPPED = "case \"$gb \" in %(running)s) return 1;; esac"     # start
@@ -1497,7 +1496,8 @@ _SETTLE = (
 # apply (cluster file): act on each unit only where its state differs from
 # the declared one (p INDEX UNIT running|stopped|- yes|no|-). The units'
 # states are read once before (`B` splits them into b0, b1...: a unit's block
-# ends where a key comes again, whatever order systemctl prints them in; a
+# ends with its last key, UnitFileState, as in state_blocks: not where a key
+# comes again, since a socket has no Type and would take the next unit's; a
 # unit without one reads its own) and once after, for all: 2
 # systemctl processes around the actions, not 2 per unit; the grace and
 # --settle's watch are paid once, for the units started (S, their states G):
@@ -1506,8 +1506,8 @@ _SETTLE = (
 _APPLY = (
     "x=%(sudo)s; S=; G=; "
     "B() { i=0; for t; do eval \"b$i=\"; i=$((i+1)); done; i=0; h=; for t in $(s \"$@\"); "
-    "do case \"$h \" in *\" ${t%%%%=*}=\"*) eval \"b$i=\\$h\"; i=$((i+1)); h=;; esac; "
-    "h=\"$h $t\"; done; eval \"b$i=\\$h\"; }; "
+    "do h=\"$h $t\"; case $t in %(last)s=*) eval \"b$i=\\$h\"; i=$((i+1)); h=;; esac; "
+    "done; }; "
     "p() { eval \"b=\\${b$1}\"; u=$2; [ -n \"$b\" ] || b=$(l \"$u\"); "
     "k unit \"$u\" before $b; r=0; d=; "
     "case \"$b \" in %(running)s) on=1;; *) on=0;; esac; "
@@ -1597,6 +1597,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     # start: the states read after carry the units' runs (a run tells)
     runs_tell = action.runs_tell
     keys = STATE_KEYS + (INVOCATION_KEY,) * runs_tell
+    last = INVOCATION_KEY if runs_tell else LAST_STATE_KEY  # the key systemctl prints last
     script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(keys)}
     polls = int(-(-protocol.settle // 0.5))
     starts = action.starts_units(protocol.now)
@@ -1611,7 +1612,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             _NEW_IF_RUNNING if action.must_run == "if it ran" else _NEW_IF_STOPPED
         new = _NEW % ((_NEW_RUN if runs_tell else "") + new)
         script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
-                            "grace": START_GRACE} \
+                            "grace": START_GRACE, "last": last} \
             + new % {"running": _case_pattern("ActiveState", RUNNING_STATES)}
     if runs_tell:
         script += _RUNS
@@ -1632,7 +1633,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     units = " ".join(shlex.quote(step.unit) for step in steps)
     if action.kind == "apply":
         script += _APPLY % {
-            "sudo": "'sudo -n'" if protocol.sudo else "''",
+            "sudo": "'sudo -n'" if protocol.sudo else "''", "last": last,
             "running": _case_pattern("ActiveState", RUNNING_STATES),
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),

@@ -348,30 +348,33 @@ def test_apply_reads_the_states_once_before_and_once_after(tmp_path, kind, wait)
         + wait + ["show"]
 
 
-UNIT_KEYS_FIRST_SYSTEMCTL = (
-    '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then shift 3; '
-    '[ "$1" = -- ] && shift; for u; do echo UnitFileState=static; echo LoadState=loaded; '
-    'echo ActiveState=$(cat "$STATES/$u"); echo SubState=x; echo Type=notify; '
-    '[ -n "$BLANK" ] && echo; done; else echo "did $1 $3"; fi\n')
+SOCKET_AND_SERVICES_SYSTEMCTL = (
+    '#!/bin/sh\necho "$1" >> "$CALLS"\nif [ "$1" = show ]; then k=$3; shift 3; '
+    '[ "$1" = -- ] && shift; for u; do case $u in *.service) echo Type=simple; esac; '
+    'echo Result=success; echo LoadState=loaded; echo ActiveState=$(cat "$STATES/$u"); '
+    'echo SubState=x; echo UnitFileState=static; case $k in *InvocationID*) '
+    'echo InvocationID=; esac; echo; done; else echo "did $1 $3"; fi\n')
 
 
-@pytest.mark.parametrize("blank", ["", "1"])
-def test_apply_splits_the_states_read_once_whatever_the_keys_order(tmp_path, blank):
-    """Each unit acts on its own state: a block ends where a key comes again
-    (systemctl prints the Service interface's keys first today; another
-    version may not)."""
-    states = {"a.service": "active", "b.service": "inactive", "c.service": "failed"}
+@pytest.mark.parametrize("action", ["apply", "start"])
+def test_a_socket_beside_a_service_keeps_its_own_state(tmp_path, action):
+    """A unit's block ends with the key systemctl prints last (as state_blocks
+    reads it), not where a key comes again: a socket has no Type, so it took
+    the next service's, and that service, started, was not waited for."""
+    states = {"a.socket": "active", "b.service": "inactive"}
     steps = [svcctl.Step(unit, declared=svcctl.Declared(unit[0], "running"))
              for unit in states]
-    script = svcctl.remote_script(svcctl.Protocol(svcctl.ACTIONS["apply"], MARKER, journal=0),
-                                  steps)
-    calls, framed = on_fake_node(tmp_path, script, {"systemctl": UNIT_KEYS_FIRST_SYSTEMCTL},
-                                 STATES=states, **({"BLANK": {}} if blank else {}))
-    assert calls == ["show", "start", "start", "show"]
-    assert [framed.sections[u]["output"] for u in states] == [
-        [], [b"did start b.service"], [b"did start c.service"]]
-    assert b"ActiveState=inactive" in framed.sections["b.service"]["before"]
-    assert b"ActiveState=active" in framed.sections["a.service"]["before"]
+    script = svcctl.remote_script(svcctl.Protocol(svcctl.ACTIONS[action], MARKER,
+                                                  journal=0), steps)
+    calls, framed = on_fake_node(tmp_path, script, {
+        "systemctl": SOCKET_AND_SERVICES_SYSTEMCTL,
+        "sleep": '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n'}, STATES=states)
+    assert calls == ["show"] + ["start"] * (1 + (action == "start")) + ["sleep 0.25", "show"]
+    if action == "apply":
+        assert [framed.sections[u]["output"] for u in states] == [
+            [], [b"did start b.service"]]
+        assert b"Type=simple" not in framed.sections["a.socket"]["before"]
+        assert b"Type=simple" in framed.sections["b.service"]["before"]
 
 
 def test_marker_is_random_per_run_and_needs_no_quoting():

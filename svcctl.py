@@ -1444,20 +1444,21 @@ _PRELUDE = (
 # simple): under load, a unit that dies at once may not have died yet when
 # systemctl returns. Its state is read a moment later (one `sleep`) and sees
 # it dead; --settle watches longer. notify, forking, oneshot and dbus units
-# have said they are up (or failed) when start returns: no wait. `g STATES`
+# have said they are up (or failed) when start returns: no wait. `g STATES KEY`
 # waits if the states (` Key=Value` words from `l`, a unit's block ending
-# with its last key, as in state_blocks) hold such a unit that `n` says the action gave a
-# new process, else returns 1. Given the states before, a start of a running
-# unit starts nothing (cron's `svcctl start` of units that are up pays no
-# wait), a try-restart only restarts a running one; given the runs before
-# ($v, see _RUNS), a unit still in the same run started nothing.
+# with KEY, the key systemctl prints last, as in state_blocks) hold such a
+# unit that `n` says the action gave a new process, else returns 1. Given
+# the states before, a start of a running unit starts nothing (cron's
+# `svcctl start` of units that are up pays no wait), a try-restart only
+# restarts a running one; given the runs before ($v, see _RUNS), a unit still
+# in the same run started nothing.
 # (Not "only if its process started less than the grace ago": sh has no
 # CLOCK_MONOTONIC to compare systemd's *TimestampMonotonic with, and
 # /proc/uptime is CLOCK_BOOTTIME, which parts from it after a suspend.)
 START_GRACE = 0.25
 GRACE_TYPES = ("simple", "exec", "idle")
 _GRACE = (
-    "g() { gb=; for gw in $1; do gb=\"$gb $gw\"; case $gw in %(last)s=*) case \"$gb \" in "
+    "g() { gb=; for gw in $1; do gb=\"$gb $gw\"; case $gw in \"$2\"=*) case \"$gb \" in "
     "%(types)s) n && { sleep %(grace)g; return 0; };; esac; gb=;; esac; done; return 1; }; ")
 _NEW = "n() { %s; }; "
 _NEW_ALWAYS = ":"       # the states after: any unit may be new
@@ -1597,7 +1598,6 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     # start: the states read after carry the units' runs (a run tells)
     runs_tell = action.runs_tell
     keys = STATE_KEYS + (INVOCATION_KEY,) * runs_tell
-    last = INVOCATION_KEY if runs_tell else LAST_STATE_KEY  # the key systemctl prints last
     script = _PRELUDE % {"marker": protocol.marker, "keys": ",".join(keys)}
     polls = int(-(-protocol.settle // 0.5))
     starts = action.starts_units(protocol.now)
@@ -1612,7 +1612,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
             _NEW_IF_RUNNING if action.must_run == "if it ran" else _NEW_IF_STOPPED
         new = _NEW % ((_NEW_RUN if runs_tell else "") + new)
         script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
-                            "grace": START_GRACE, "last": last} \
+                            "grace": START_GRACE} \
             + new % {"running": _case_pattern("ActiveState", RUNNING_STATES)}
     if runs_tell:
         script += _RUNS
@@ -1633,7 +1633,7 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     units = " ".join(shlex.quote(step.unit) for step in steps)
     if action.kind == "apply":
         script += _APPLY % {
-            "sudo": "'sudo -n'" if protocol.sudo else "''", "last": last,
+            "sudo": "'sudo -n'" if protocol.sudo else "''", "last": LAST_STATE_KEY,
             "running": _case_pattern("ActiveState", RUNNING_STATES),
             "stopped": _case_pattern("ActiveState", STOPPED_STATES),
             "enabled": _case_pattern("UnitFileState", ENABLED_STATES),
@@ -1653,12 +1653,16 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     elif settles:                       # apply: the units it started
         script += "[ -z \"$S\" ] || w $S; "
     if grace and before_known:
-        script += "%sg \"$%s \"; " % ("[ -n \"$v\" ] || " * runs_tell,
-                                     "G" if action.kind == "apply" else "b")
+        script += "%sg \"$%s \" %s; " % ("[ -n \"$v\" ] || " * runs_tell,
+                                        "G" if action.kind == "apply" else "b", LAST_STATE_KEY)
     script += "t=$(l %s); " % units
     if grace and (runs_tell or not before_known):
-        # read once; again after the grace only if a unit's type needs it
-        script += "%sg \"$t \" && t=$(l %s); " % ("[ -n \"$v\" ] && " * runs_tell, units)
+        # read once; again after the grace only if a unit's type needs it. A
+        # run read first (systemd 232 or later) comes back as the last key; a
+        # systemd without runs reads the states first (above)
+        script += "%sg \"$t \" %s && t=$(l %s); " % (
+            "[ -n \"$v\" ] && " * runs_tell, INVOCATION_KEY if runs_tell else LAST_STATE_KEY,
+            units)
     script += "k state after $t; "
     if why:
         # a query's exit code says its answer, not a failure: its state does
@@ -2094,19 +2098,20 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
                after: Optional[UnitState], rc: Optional[int], message: str,
                problem: str = "", ran: bool = False,
                watched: Optional[str] = None, note: str = "",
-               read: bool = True, new_run: Optional[bool] = None) -> UnitResult:
+               read: bool = True, run_before: str = "") -> UnitResult:
     """One unit's outcome, from its states around the action (read -> act ->
     read), the action's exit code and its output. `problem`: text where a
     state should have been (systemctl show failed), or CUT_SHORT; `ran`:
     apply ran a command on the unit; `watched`: its restart count when
     --settle began to watch it; journal: svcctl's `note` on what journalctl
-    sent, and whether it `read` the journal at all; `new_run`: start read the
-    unit's run instead of its state first, and the run after is new."""
+    sent, and whether it `read` the journal at all; `run_before`: the unit's
+    run, read first instead of its state (start, try-restart): it was up."""
     action = protocol.action
     if action.clean:
         message = action.clean(message)
     outcome, answer = "error", printable(message.split("\n", 1)[0])   # one line (tabs too)
     drift = step.declared is not None and after is not None and step.declared.drifted(after)
+    new_run = _new_run(after, run_before) if run_before and after is not None else None
     if action.kind == "node" and action.lists and rc == 0:
         count = len(message.split("\n")) if message else 0
         answer = "%s unit%s" % (count or "no", "s" * (count != 1)) + (
@@ -2117,7 +2122,8 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
             "negative" if action.no_when_failed and answer in SYSTEM_STATES
             else _failure(None, None, message))
     elif after is None and problem == CUT_SHORT:
-        outcome = _judge_cut_short(protocol, before, rc, message)
+        outcome = _judge_cut_short(protocol, before or (RUNNING if run_before else None),
+                                   rc, message)
     elif after is None or (before is None and new_run is None
                            and action.reads_state_before(protocol.now)):
         # systemctl show itself failed (no systemd, no D-Bus): say why.
@@ -2154,7 +2160,8 @@ def judge_unit(protocol: Protocol, step: Step, before: Optional[UnitState],
 def _judge_cut_short(protocol: Protocol, before: Optional[UnitState], rc: Optional[int],
                      message: str) -> str:
     """The node did not live to read the states after (it timed out later):
-    judge from the state before and the exit code."""
+    judge from the state before (or RUNNING, where a run was read first) and
+    the exit code."""
     if rc != 0:
         return _failure(before, None, message)
     goal = protocol.action.goal
@@ -2213,12 +2220,25 @@ def _failure(before: Optional[UnitState], after: Optional[UnitState],
 
 
 _RUN_RE = Regex(r"[0-9a-f]{32}")     # an InvocationID, as systemd exports it
+# What a run read first tells of a unit: it was up (systemd keeps the link
+# from its start until it is inactive or failed), so the goal of a start
+# held, not a try-restart's; said "up": it may have been activating.
+RUNNING = UnitState("loaded", "active")
+WAS_UP = "up"
 
 
 def _new_run(after: UnitState, run_before: str) -> bool:
-    """Is the unit in another run than before? No run at all (a unit that
-    stopped and was unloaded reads back without one) is none new."""
-    return bool(after.invocation) and after.invocation != run_before
+    """Is the unit in another run than before? No run at all is another one:
+    it had one (systemd keeps the link only while a unit is up), and left
+    it (a try-restart restarted it, and it stopped and was unloaded)."""
+    return after.invocation != run_before
+
+
+def read_runs(framed: Framed, count: int) -> List[str]:
+    """The units' runs read first, or none: the states were read instead (or
+    a garbled reply)."""
+    runs = [_ascii(run) for run in framed.states.get(b"runs", ())]
+    return runs if len(runs) == count and all(map(_RUN_RE.fullmatch, runs)) else []
 
 
 def _nth(states: List[Optional[UnitState]], index: int) -> Optional[UnitState]:
@@ -2235,9 +2255,7 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
     if len(watch) != len(steps):
         watch = []      # not watched, or a count that did not come back
     afters, after_text = state_blocks(after_tokens)
-    runs_before = [_ascii(run) for run in framed.states.get(b"runs", ())]
-    if len(runs_before) != len(steps) or not all(map(_RUN_RE.fullmatch, runs_before)):
-        runs_before = []    # the states were read instead (or a garbled reply)
+    runs_before = read_runs(framed, len(steps))
     runs = action.runs_per_unit(protocol.verbose)
     done: Dict[str, UnitResult] = {}
     for index, step in enumerate(steps):
@@ -2274,7 +2292,7 @@ def judge_units(protocol: Protocol, steps: Sequence[Step],
                 protocol, step, _nth(befores, index), after, rc, output,
                 CUT_SHORT if cut else before_text or after_text,
                 watched=watch[index] if watch else None, note="; ".join(notes), read=read,
-                new_run=_new_run(after, runs_before[index]) if runs_before and after else None)
+                run_before=runs_before[index] if runs_before else "")
     for unit, lines in framed.journals.items():
         result = done.get(unit)
         if result is not None and (result.outcome == "failed" or (
@@ -2472,30 +2490,34 @@ def _read_reply(protocol: Protocol, raw: "RawResult", steps: Sequence[Step],
                 interrupted: bool) -> Tuple[Tuple[UnitResult, ...], str]:
     framed = parse_output(raw.stdout, protocol.marker)
     done = judge_units(protocol, steps, framed)
+    befores = state_blocks(framed.states.get(b"before"))[0]
+    runs = read_runs(framed, len(steps))
     missing, reason = _missing_reason(protocol, raw, framed, interrupted)
     if not framed.complete:
         # The node did not finish: no unit on it reads better than that
         # (a start that returned 0 is no start proven), what was known of
         # each unit is kept as detail.
-        done = {unit: _cut_short(result, missing, reason)
+        done = {unit: _cut_short(result, missing, reason, bool(runs))
                 for unit, result in done.items()}
-    befores = state_blocks(framed.states.get(b"before"))[0]
-    results = tuple(done.get(step.unit) or _not_done(protocol, step, framed, _nth(
-        befores, index), missing, reason) for index, step in enumerate(steps))
-    known = done or framed.sections or befores
+    results = tuple(done.get(step.unit) or _not_done(
+        protocol, step, framed, _nth(befores, index), missing, reason,
+        bool(runs)) for index, step in enumerate(steps))
+    known = done or framed.sections or befores or runs
     return results, "" if known else reason
 
 
-def _cut_short(result: UnitResult, missing: str, reason: str) -> UnitResult:
+def _cut_short(result: UnitResult, missing: str, reason: str,
+               was_up: bool = False) -> UnitResult:
     """A unit judged on a node that did not finish: the node's outcome (when
-    worse than the unit's own), with the unit's own verdict as detail."""
+    worse than the unit's own), with the unit's own verdict as detail (and
+    its state before, or that it had a run)."""
     if SEVERITY[result.outcome] >= SEVERITY[missing]:
         return result
     known = [OUTCOMES[result.outcome].label]
     if result.rc is not None:
         known.append("exit code %d" % result.rc)
-    if result.before:
-        known.append("was " + result.before.describe())
+    if result.before or was_up:
+        known.append("was " + (result.before.describe() if result.before else WAS_UP))
     known.append("now " + result.after.describe() if result.after
                  else "state after not read")
     return replace(result, outcome=missing, message="\n".join(filter(None, [
@@ -2503,9 +2525,10 @@ def _cut_short(result: UnitResult, missing: str, reason: str) -> UnitResult:
 
 
 def _not_done(protocol: Protocol, step: Step, framed: Framed,
-              before: Optional[UnitState], missing: str, reason: str) -> UnitResult:
+              before: Optional[UnitState], missing: str, reason: str,
+              was_up: bool = False) -> UnitResult:
     """A unit with no result: the node's reason, and what is known of it (its
-    action still running, its state before)."""
+    action still running, its state before, or that it had a run)."""
     section = framed.sections.get(step.unit)
     if section is not None and section.get("before"):   # apply: its own read
         before = _nth(state_blocks(section["before"])[0], 0)
@@ -2514,8 +2537,8 @@ def _not_done(protocol: Protocol, step: Step, framed: Framed,
         detail.append("while its %s was running" % protocol.action)
     elif framed.sections and missing != "skipped":
         detail.append("before its turn")
-    if before is not None:
-        detail.append("(it was %s)" % before.describe())
+    if before is not None or was_up:
+        detail.append("(it was %s)" % (before.describe() if before else WAS_UP))
     return judge_skipped(step, " ".join([reason] + detail), missing, before)
 
 
@@ -2535,7 +2558,7 @@ def _missing_reason(protocol: Protocol, raw: "RawResult", framed: Framed,
             raw.stderr, raw.rc)
     if raw.rc == 255:
         reason = _ssh_reason(raw.stderr, raw.rc)
-        started = framed.sections or b"before" in framed.states
+        started = framed.sections or framed.states      # its states read first
         return "unreachable", ("connection lost: " if started else "") + reason
     if not framed.complete:
         return "error", "remote command ended early (exit code %d): %s" % (

@@ -161,7 +161,8 @@ def run_typed(tmp_path, script, types, active=None, runs=None, links=None):
     return run_typed_node(tmp_path, script, types, active, runs, links)[0]
 
 
-def run_typed_node(tmp_path, script, types, active=None, runs=None, links=None):
+def run_typed_node(tmp_path, script, types, active=None, runs=None, links=None,
+                   systemctl=TYPED_SYSTEMCTL):
     """run_typed's calls and the framed reply."""
     tmp_path.mkdir(exist_ok=True)
     exported = tmp_path / "units"       # the node's /run/systemd/units
@@ -169,7 +170,7 @@ def run_typed_node(tmp_path, script, types, active=None, runs=None, links=None):
     for unit, run in (links or {}).items():
         (exported / ("invocation:" + unit)).symlink_to(run)
     return on_fake_node(tmp_path, script.replace("/run/systemd/units", str(exported)),
-                        {"systemctl": TYPED_SYSTEMCTL, "sleep":
+                        {"systemctl": systemctl, "sleep":
                          '#!/bin/sh\necho "sleep $1" >> "$CALLS"\n'},
                         TYPES=types, ACTIVE=active or {}, RUNS=runs or {})
 
@@ -259,27 +260,24 @@ def test_a_start_reads_the_units_runs_first_not_their_states(tmp_path, kind):
 
 
 def test_a_try_restart_reads_the_units_runs_first(tmp_path):
-    """A new run: it was running and was restarted (changed, must run); no
-    new run (a failed unit may read back with none): it was not running,
-    nothing to do (ok, even failed)."""
+    """A new run: it was running and was restarted (changed, must run); the
+    same run: it was not restarted (ok); none after: it had one, so it was up
+    and was restarted, then stopped and was unloaded (changed, not ok)."""
     steps = [svcctl.Step("a.service"), svcctl.Step("b.service")]
     protocol = svcctl.Protocol(svcctl.ACTIONS["try-restart"], MARKER)
     script = svcctl.remote_script(protocol, steps)
-    calls, framed = run_typed_node(tmp_path, script, {"a.service": "simple",
-                                                      "b.service": "simple"},
-                                   {"a.service": "active", "b.service": "failed"},
-                                   {"a.service": RUN2},
-                                   {"a.service": RUN1, "b.service": RUN1})
-    # (then b's journal is read: it is failed)
-    assert calls[:6] == ["try-restart", "try-restart", "show", "sleep 0.25", "show", "show"]
+    types = {"a.service": "simple", "b.service": "simple"}
+    links = {"a.service": RUN1, "b.service": RUN1}
+    calls, framed = run_typed_node(tmp_path, script, types, {"a.service": "active"},
+                                   {"a.service": RUN2, "b.service": RUN1}, links)
+    assert calls == ["try-restart", "try-restart", "show", "sleep 0.25", "show"]
     judged = svcctl.judge_units(protocol, steps, framed)
     assert [judged[s.unit].outcome for s in steps] == ["changed", "ok"]
-    calls, framed = run_typed_node(tmp_path / "2", script, {"a.service": "simple",
-                                                            "b.service": "simple"},
-                                   {"a.service": "failed"}, {"a.service": RUN2},
-                                   {"a.service": RUN1, "b.service": RUN1})
+    calls, framed = run_typed_node(tmp_path / "2", script, types,
+                                   {"a.service": "failed"}, {"a.service": RUN2}, links)
     judged = svcctl.judge_units(protocol, steps, framed)
     assert judged["a.service"].outcome == "failed"      # restarted, and died
+    assert judged["b.service"].outcome == "changed"     # restarted, and gone
 
 
 def test_a_start_reads_the_states_where_a_run_cannot_be_read(tmp_path):
@@ -297,6 +295,31 @@ def test_a_start_reads_the_states_where_a_run_cannot_be_read(tmp_path):
     assert [judged[s.unit].outcome for s in steps] == ["changed", "ok"]
     assert judged["a.service"].before.active == "inactive"
     assert judged["b.service"].after.invocation == RUN1
+
+
+# systemd older than 232: no InvocationID property, no links
+RUNLESS_SYSTEMCTL = TYPED_SYSTEMCTL.replace(
+    '; \n    echo InvocationID=$(cat "$RUNS/$u" 2>/dev/null)', '').replace(
+    'echo InvocationID=$(cat "$RUNS/$u" 2>/dev/null); ', '')
+
+
+@pytest.mark.parametrize("action", ["start", "try-restart"])
+def test_a_systemd_without_runs_still_pays_the_grace(tmp_path, action):
+    """No run to read (systemd < 232 has neither the links nor InvocationID):
+    the states are read first, and a simple unit given a new process is read
+    again after the grace, as before runs were read."""
+    assert "InvocationID" not in RUNLESS_SYSTEMCTL
+    steps = [svcctl.Step("a.service"), svcctl.Step("b.service")]
+    protocol = svcctl.Protocol(svcctl.ACTIONS[action], MARKER)
+    script = svcctl.remote_script(protocol, steps)
+    active = {"a.service": "active"} if action == "try-restart" else {}
+    calls, framed = run_typed_node(tmp_path, script, {"a.service": "simple",
+                                                      "b.service": "notify"},
+                                   active, systemctl=RUNLESS_SYSTEMCTL)
+    assert calls == ["show", action, action, "sleep 0.25", "show"]
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert judged["a.service"].outcome == "changed"
+    assert judged["a.service"].before.active == ("active" if active else "inactive")
 
 
 def test_a_garbled_run_is_no_run(tmp_path):

@@ -122,6 +122,28 @@ def test_a_timeout_after_the_last_action_is_never_success():
     assert read("start", whole + end(), units=units).outcome == "changed"
 
 
+@pytest.mark.parametrize("action,known", [("start", "ok"), ("try-restart", "changed")])
+def test_a_run_read_first_says_the_unit_was_up_when_cut_short(action, known):
+    """start and try-restart read the units' runs first, not their states: a
+    run means the unit was up, so a start that returned 0 then was cut short
+    is known ok, a try-restart a change; said, and the connection lost after
+    those runs is lost mid-run."""
+    m = MARKER.encode() + b" "
+    lines = [m + b"state runs " + b"1" * 32 + b" " + b"2" * 32, m + b"unit a.service",
+             m + b"rc 0", m + b"unit b.service"]
+    units = ["a.service", "b.service"]
+    timed = read(action, lines, rc=None, timed_out=True, timeout=5, units=units)
+    assert [unit.outcome for unit in timed.units] == ["timeout", "timeout"]
+    assert timed.units[0].message == "timed out after 5 s; known before that: %s, " \
+        "exit code 0, was up, state after not read" % known
+    assert timed.units[1].message == "timed out after 5 s while its %s was running " \
+        "(it was up)" % action
+    lost = read(action, lines[:1], rc=255, units=units,
+                stderr=[b"Connection to n1 closed by remote host."])
+    assert lost.units[0].message == "connection lost: Connection closed by remote " \
+        "host (it was up)"
+
+
 def test_a_unit_that_failed_before_the_timeout_says_so():
     """Failed, then the node timed out: the timeout is never hidden (exit 4),
     the failure is kept as detail; a worse outcome keeps its own verdict."""

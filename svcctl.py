@@ -502,7 +502,7 @@ class Action:
         """Must the unit be running after this action succeeded? (try-restart:
         if it was running, which a new run tells too)"""
         if self.must_run == "if it ran":
-            return new_run if new_run is not None else before is None or before.is_running
+            return new_run if new_run is not None else before is None or _restartable(before)
         return self.must_run == "always" or (now and self.now_starts)
 
 
@@ -523,6 +523,19 @@ def _stopped(state: UnitState) -> bool:
     return state.is_stopped
 
 
+# What systemd's try-restart restarts (job_type_collapse: active or
+# activating, so a unit waiting to be restarted after a crash too)
+RESTARTABLE_STATES = RUNNING_STATES + ("activating", "refreshing")
+
+
+def _restartable(state: UnitState) -> bool:
+    return state.active in RESTARTABLE_STATES
+
+
+def _not_restartable(state: UnitState) -> bool:
+    return not _restartable(state)
+
+
 ACTION_TABLE = (
     Action("start", "change", "start units", ("start",), reads_before=True, runs_tell=True,
            goal=_running, changes_from=_not_running, must_run="always",
@@ -534,8 +547,8 @@ ACTION_TABLE = (
     Action("reload", "change", "reload units' configuration", ("reload",),
            always_changes=True, must_run="always", privileged=True),
     Action("try-restart", "change", "restart units that are running",
-           ("try-restart",), reads_before=True, runs_tell=True, goal=_not_running,
-           changes_from=_running, must_run="if it ran", privileged=True),
+           ("try-restart",), reads_before=True, runs_tell=True, goal=_not_restartable,
+           changes_from=_restartable, must_run="if it ran", privileged=True),
     Action("reload-or-restart", "change", "reload, or restart units that cannot",
            ("reload-or-restart",), always_changes=True, must_run="always",
            privileged=True),
@@ -1471,14 +1484,16 @@ _NEW_RUN = (            # given the runs before ($v): a run not among them
 # start: a unit's run, not its state, read first. systemd gives each run of a
 # unit a new InvocationID and exports the current one, for journald, as the
 # link /run/systemd/units/invocation:UNIT. `i LINK...` reads them in one
-# readlink (a few ms; a systemctl show asks PID 1 for every property) into $v.
+# readlink (a few ms; a systemctl show asks PID 1 for every property) into $v,
+# if each is an InvocationID (32 hex digits, as read_runs believes them).
 # Those links are no API, so only "the same run after" is believed (then the
 # start started nothing: ok), any other id is a new run (changed). Where a
 # link is missing (a stopped unit is usually unloaded, an alias has none, a
 # unit that runs no process neither) the states are read as before.
 _RUNS = (
     "i() { v=$(cd /run/systemd/units 2>/dev/null && readlink -- \"$@\" 2>/dev/null) "
-    "|| return 1; c=$#; set -- $v; v=\"$*\"; [ $# = \"$c\" ]; }; ")
+    "|| return 1; c=$#; set -- $v; v=\"$*\"; [ $# = \"$c\" ] || return 1; for iw; do "
+    "case $iw in *[!0-9a-f]*) return 1;; esac; [ ${#iw} = 32 ] || return 1; done; }; ")
 
 # --settle: watch the units for a while; stop early once one has died (failed,
 # waiting to restart, or restarted by systemd since the watch began). The
@@ -1613,7 +1628,9 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
         new = _NEW % ((_NEW_RUN if runs_tell else "") + new)
         script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
                             "grace": START_GRACE} \
-            + new % {"running": _case_pattern("ActiveState", RUNNING_STATES)}
+            + new % {"running": _case_pattern("ActiveState", RESTARTABLE_STATES if
+                                              action.must_run == "if it ran" else
+                                              RUNNING_STATES)}
     if runs_tell:
         script += _RUNS
     why = protocol.journal > 0 and action.tells_why()
@@ -2179,8 +2196,8 @@ def _judge_success(protocol: Protocol, step: Step, before: Optional[UnitState],
     action = protocol.action
     if action.always_changes:
         changed = True
-    elif new_run is not None:   # the unit's run read first: a new one tells
-        changed = new_run or bool(action.changes_from and action.changes_from(after))
+    elif new_run is not None:   # a run read first: the unit was up, so a new
+        changed = new_run or not after.is_running   # run, or none, is a change
     elif before is None:        # no state read first: systemctl's output tells
         changed = ran or action.tells_change is None or \
             bool(action.tells_change.search(message))
@@ -3291,7 +3308,7 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         # (a query watches nothing: a site's settle never refuses it)
         raise UsageError("--settle %g must be shorter than the command timeout (-u %g)"
                          % (args.settle, settings.command_timeout))
-    return Request(
+    request = Request(
         action, units, nodes, settings, display,
         command=" ".join(shlex.quote(a) for a in [PROG] + list(argv)),
         user=current_user(), sudo=args.sudo, now=args.now, settle=args.settle,
@@ -3302,6 +3319,26 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run,
         options=action_extras(args, action, pattern), file_groups=groups,
         groupsource=args.groupsource, compare=compare)
+    check_command_size(request)
+    return request
+
+
+# Linux's MAX_ARG_STRLEN: the most one argument may be, with its NUL. The
+# script is one, to ssh here and to `sh -c` on the node (and on a gateway).
+COMMAND_MAX = 131072 - 1
+
+
+def check_command_size(request: Request) -> None:
+    """Too many units for one command: said before any node is contacted
+    (ssh would fail to start, and each node read "unreachable")."""
+    steps = {step.unit: step for step in (
+        [Step(s.unit, declared=s.declared) for s in request.services] if request.by_service
+        else [Step(unit) for unit in request.units])}
+    size = len(remote_command(request.protocol(new_marker()), list(steps.values())))
+    if size > COMMAND_MAX:
+        raise UsageError("too many units for one command: its script would be %d bytes, "
+                         "over the %d an argument may be; act on fewer at a time"
+                         % (size, COMMAND_MAX))
 
 
 # =============================================================================

@@ -60,6 +60,22 @@ def test_missing_targets(argv, message):
     check_usage_error(*run(*argv), message)
 
 
+@pytest.mark.parametrize("action", ["start", "stop", "status", "try-restart"])
+def test_too_many_units_for_one_command_run_nothing(action):
+    """A script over what one argument may be (ssh would not even start, and
+    each node would read "unreachable"): said, before any contact."""
+    fitting = ",".join("u%04d.service" % i for i in range(100))
+    assert len(svcctl.remote_command(svcctl.Protocol(svcctl.ACTIONS[action], "m"),
+                                     [svcctl.Step(u) for u in fitting.split(",")])) < 20000
+    assert run("--dry-run", action, fitting, "hang1")[0] == 0
+    many = ",".join("systemd-fsck@dev-disk-by\\x2duuid-%04d.service" % i for i in range(1500))
+    code, out, err, elapsed = run(action, many, "hang1")
+    check_usage_error(code, out, err, elapsed, None)
+    assert err.startswith("svcctl: too many units for one command: its script would be ")
+    assert err.endswith(" bytes, over the 131071 an argument may be; act on fewer at a "
+                        "time\n")
+
+
 def check_usage_error(code, out, err, elapsed, message):
     assert code == 2
     assert out == ""

@@ -260,15 +260,17 @@ def test_a_start_reads_the_units_runs_first_not_their_states(tmp_path, kind):
 
 
 def test_a_try_restart_reads_the_units_runs_first(tmp_path):
-    """A new run: it was running and was restarted (changed, must run); the
-    same run: it was not restarted (ok); none after: it had one, so it was up
-    and was restarted, then stopped and was unloaded (changed, not ok)."""
+    """A run read first: the unit was up. A new run: it was restarted
+    (changed, must run); the same run, up: not restarted (ok); the same run,
+    not up (a Condition now false stops it, and keeps its run), or no run
+    (restarted, then stopped and unloaded): changed, never ok."""
     steps = [svcctl.Step("a.service"), svcctl.Step("b.service")]
     protocol = svcctl.Protocol(svcctl.ACTIONS["try-restart"], MARKER)
     script = svcctl.remote_script(protocol, steps)
     types = {"a.service": "simple", "b.service": "simple"}
     links = {"a.service": RUN1, "b.service": RUN1}
-    calls, framed = run_typed_node(tmp_path, script, types, {"a.service": "active"},
+    up = {"a.service": "active", "b.service": "active"}
+    calls, framed = run_typed_node(tmp_path, script, types, up,
                                    {"a.service": RUN2, "b.service": RUN1}, links)
     assert calls == ["try-restart", "try-restart", "show", "sleep 0.25", "show"]
     judged = svcctl.judge_units(protocol, steps, framed)
@@ -278,6 +280,44 @@ def test_a_try_restart_reads_the_units_runs_first(tmp_path):
     judged = svcctl.judge_units(protocol, steps, framed)
     assert judged["a.service"].outcome == "failed"      # restarted, and died
     assert judged["b.service"].outcome == "changed"     # restarted, and gone
+    calls, framed = run_typed_node(tmp_path / "3", script, types, {"a.service": "active"},
+                                   {"a.service": RUN1, "b.service": RUN1}, links)
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert [judged[s.unit].outcome for s in steps] == ["ok", "changed"]
+
+
+def test_a_try_restart_restarts_a_unit_waiting_to_restart(tmp_path):
+    """systemd's try-restart restarts an activating unit too (a crashed one
+    waiting for its restart): a simple one is read again after the grace,
+    and found failed again, it failed (not "changed", not "ok")."""
+    steps = [svcctl.Step("a.service")]
+    protocol = svcctl.Protocol(svcctl.ACTIONS["try-restart"], MARKER)
+    script = svcctl.remote_script(protocol, steps)
+    calls, framed = run_typed_node(tmp_path, script, {"a.service": "simple"},
+                                   {"a.service": "activating"})
+    assert calls == ["show", "try-restart", "sleep 0.25", "show"]
+    before = svcctl.UnitState("loaded", "activating", "auto-restart", "enabled")
+    after = svcctl.UnitState("loaded", "failed", "failed", "enabled", "exit-code")
+    judged = svcctl.judge_unit(protocol, steps[0], before, after, 0, "")
+    assert judged.outcome == "failed"
+    stopped = svcctl.UnitState("loaded", "inactive", "dead", "enabled")
+    assert svcctl.judge_unit(protocol, steps[0], stopped, stopped, 0, "").outcome == "ok"
+
+
+@pytest.mark.parametrize("run", ["1" * 31, "A" * 32, "-n", "1" * 33, "*", "é" * 16])
+def test_a_link_that_is_not_a_run_reads_the_states(tmp_path, run):
+    """Only what read_runs believes is sent as a run; any other link target
+    (no API promises their shape) reads the states first, as a missing link."""
+    steps = [svcctl.Step("a.service"), svcctl.Step("b.service")]
+    protocol = svcctl.Protocol(svcctl.ACTIONS["start"], MARKER)
+    script = svcctl.remote_script(protocol, steps)
+    calls, framed = run_typed_node(tmp_path, script, {"a.service": "notify",
+                                                      "b.service": "notify"},
+                                   {"a.service": "active", "b.service": "active"}, {},
+                                   {"a.service": RUN1, "b.service": run})
+    assert calls == ["show", "start", "start", "show"]
+    judged = svcctl.judge_units(protocol, steps, framed)
+    assert [judged[s.unit].outcome for s in steps] == ["ok", "ok"]
 
 
 def test_a_start_reads_the_states_where_a_run_cannot_be_read(tmp_path):

@@ -49,6 +49,24 @@ from __future__ import annotations    # type hints cost nothing at start-up
 # pages, the console). The rest of the start is the interpreter and its site,
 # dataclasses and ClusterShell's NodeSet, which every run needs.
 
+import os
+import sys
+
+__version__ = "0.2.0"
+PROG = "svcctl"
+
+# `svcctl --version` alone, what probes and inventories run, is answered
+# before anything else is imported (the console script imports this whole
+# module first): the interpreter's start is then all it costs. Any other
+# argument, or an output that fails, takes the whole program's way.
+if sys.argv[1:] == ["--version"] and os.path.basename(sys.argv[0]) in (PROG, PROG + ".py"):
+    try:
+        os.write(1, ("%s %s\n" % (PROG, __version__)).encode())
+    except OSError:
+        pass
+    else:
+        sys.exit(0)
+
 import argparse
 import bisect
 import configparser
@@ -57,14 +75,12 @@ import fcntl
 import functools
 import json
 import math
-import os
 import pwd
 import re
 import resource
 import shlex
 import signal
 import stat
-import sys
 import tempfile
 import threading
 import time
@@ -80,8 +96,6 @@ from ClusterShell.NodeSet import (RESOLVER_NOGROUP, NodeSet, NodeSetBase,
 from ClusterShell.NodeUtils import GroupResolverError, GroupSourceError
 from ClusterShell.RangeSet import RangeSet, RangeSetND
 
-__version__ = "0.2.0"
-PROG = "svcctl"
 SCHEMA = 1          # version of the JSON document and of the log lines
 
 # =============================================================================

@@ -132,6 +132,21 @@ def test_version_imports_only_what_every_run_needs():
                          "secrets", "syslog"}
 
 
+def test_version_alone_is_answered_before_anything_is_imported():
+    """`svcctl --version` (the console script, or svcctl.py) costs only the
+    interpreter's start; an output that fails is said as for any run."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", svcctl.__file__, "--version"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout == "svcctl %s\n" % svcctl.__version__
+    imported = proc.stderr.split("| site\n", 1)[1]        # after the interpreter's own
+    assert "ClusterShell" not in imported and "argparse" not in imported, imported
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, svcctl.__file__, "--version"], stdout=full,
+                              stderr=subprocess.PIPE, text=True)
+    assert (proc.returncode, proc.stderr) == (1, "svcctl: cannot write the output: No "
+                                                 "space left on device\n")
+
+
 def test_options_after_positionals():
     code, out, _, _ = run("start", "demo", "node[1-3]", "--dry-run", "-x", "node2")
     assert code == 0 and "nodes: node[1,3] (2)" in out

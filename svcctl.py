@@ -514,9 +514,9 @@ class Action:
     def expects_running(self, before: Optional[UnitState], now: bool,
                         new_run: Optional[bool] = None) -> bool:
         """Must the unit be running after this action succeeded? (try-restart:
-        if it was running, which a new run tells too)"""
-        if self.must_run == "if it ran":
-            return new_run if new_run is not None else before is None or _restartable(before)
+        if it was running or starting, which a run read first tells too)"""
+        if self.must_run == "if it ran":    # a run read first: it was up
+            return new_run is not None or before is None or _restartable(before)
         return self.must_run == "always" or (now and self.now_starts)
 
 
@@ -3333,22 +3333,33 @@ def make_request(args: argparse.Namespace, argv: Sequence[str], stdout,
         log=args.log, html=args.html, syslog=args.syslog, dry_run=args.dry_run,
         options=action_extras(args, action, pattern), file_groups=groups,
         groupsource=args.groupsource, compare=compare)
-    check_command_size(request)
+    check_command_size(apply_query(request) if request.dry_run and action.kind == "apply"
+                       else request)
     return request
 
 
-# Linux's MAX_ARG_STRLEN: the most one argument may be, with its NUL. The
-# script is one, to ssh here and to `sh -c` on the node (and on a gateway).
+# Linux's MAX_ARG_STRLEN with 4 KiB pages (32 pages): the most one argument
+# may be, with its NUL. The script is one, to ssh here and to `sh -c` on the
+# node (and on a gateway), whose pages may be smaller than this host's.
 COMMAND_MAX = 131072 - 1
 
 
 def check_command_size(request: Request) -> None:
     """Too many units for one command: said before any node is contacted
-    (ssh would fail to start, and each node read "unreachable")."""
-    steps = {step.unit: step for step in (
-        [Step(s.unit, declared=s.declared) for s in request.services] if request.by_service
-        else [Step(unit) for unit in request.units])}
-    size = len(remote_command(request.protocol(new_marker()), list(steps.values())))
+    (ssh would fail to start, and each node read "unreachable"). Each job of
+    the plan measured as sent, the plan driven as a dry run drives it (no
+    failure, so every job at its largest)."""
+    protocol = request.protocol(new_marker())
+    sizes: Dict[Tuple[Step, ...], int] = {}
+
+    def measure(wave: Wave, interrupted: str) -> Tuple[Dict[str, NodeResult], str]:
+        for job in wave.jobs:
+            if job.steps not in sizes:
+                sizes[job.steps] = len(remote_command(protocol, job.steps).encode(
+                    "utf-8", "surrogateescape"))
+        return {}, ""
+    drive_plan(request.plan(), measure, {}, [])
+    size = max(sizes.values(), default=0)
     if size > COMMAND_MAX:
         raise UsageError("too many units for one command: its script would be %d bytes, "
                          "over the %d an argument may be; act on fewer at a time"
@@ -5428,16 +5439,19 @@ def service_dependencies(action: Action, services: Sequence[Service]
 def wave_jobs(runnable: Sequence[Service], deps: Dict[str, List[Tuple[str, bool]]],
               nodes_of: Dict[str, NodeSet]) -> List[Job]:
     """One job per set of nodes that run the same steps in this wave."""
+    services_on: Dict[str, List[Service]] = {}     # (not `node in NodeSet`: a
+    for service in runnable:                        # parse per node and service)
+        for node in nodes_of[service.name]:
+            services_on.setdefault(node, []).append(service)
     by_steps: Dict[Tuple[Step, ...], List[str]] = {}
-    for node in fold(n for s in runnable for n in nodes_of[s.name]):
+    for node in fold(services_on):
         steps: List[Step] = []
         index_of: Dict[str, int] = {}
-        for service in runnable:
-            if node in nodes_of[service.name]:
-                requires = tuple(index_of[d] for d, strong in deps[service.name]
-                                 if strong and d in index_of)
-                index_of[service.name] = len(steps)
-                steps.append(Step(service.unit, requires, service.declared))
+        for service in services_on[node]:
+            requires = tuple(index_of[d] for d, strong in deps[service.name]
+                             if strong and d in index_of)
+            index_of[service.name] = len(steps)
+            steps.append(Step(service.unit, requires, service.declared))
         by_steps.setdefault(tuple(steps), []).append(node)
     return [Job(fold(nodes), steps) for steps, nodes in by_steps.items()]
 
@@ -6018,12 +6032,16 @@ def dry_run(request: Request) -> str:
     return "".join(out)
 
 
+def apply_query(request: Request) -> Request:
+    """apply --dry-run's only contact: a status query of the same units."""
+    return replace(request, action=ACTIONS["status"], dry_run=False)
+
+
 def dry_apply(request: Request, observer: Optional[Observer] = None) -> Tuple[str, int]:
     """apply --dry-run: one status query reads the states (the only contact),
     then says what apply would change where; changes nothing. The exit code
     is the query's problems' (unreachable 4, not found 1), else 0."""
-    query = replace(request, action=ACTIONS["status"], dry_run=False)
-    report = start(query, observer)
+    report = start(apply_query(request), observer)
     problems = [name for name in report.outcomes if OUTCOMES[name].problem]
     code = OUTCOMES[worst(problems)].exit_code if problems else EXIT_OK
     if report.interrupted_by:

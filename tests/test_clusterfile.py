@@ -491,3 +491,33 @@ def test_enabled_runtime_is_drift_from_enabled_true():
     assert not enabled.drifted(lasting) and enabled.changes(lasting) == []
     assert disabled.drifted(runtime) and disabled.changes(runtime) == ["disable"]
     assert runtime.is_enabled       # is-enabled still answers as systemctl does
+
+
+def test_a_file_is_measured_per_node_as_each_node_is_sent_it(tmp_path):
+    """A command's size is each node's script: 600 services each on its own
+    node run (each node's script is small); a chain of 450 services on one
+    node, each requiring the one before, is refused before any contact (its
+    script, with each step's requirement test, is over what one argument
+    may be); so is apply --dry-run's status query (-v: systemctl's text of
+    each unit) when it is."""
+    spread = tmp_path / "spread.yaml"
+    spread.write_text("services:\n" + "".join(
+        "  s%04d:\n    unit: svc%04d\n    nodes: node%d\n" % (i, i, i) for i in range(600)))
+    code, out, err = main("-c", str(spread), "--dry-run", "start")
+    assert code == 0 and err == "", err
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("services:\n" + "".join(
+        "  s%04d:\n    unit: systemd-fsck-svc%04d\n    nodes: node1\n%s" % (
+            i, i, "    requires: s%04d\n" % (i - 1) if i else "") for i in range(450)))
+    code, out, err = main("-c", str(chain), "--dry-run", "start")
+    assert (code, out) == (2, "") and err.startswith(
+        "svcctl: too many units for one command: its script would be "), err
+    assert main("-c", str(chain), "--dry-run", "stop", "s0000")[0] == 0
+    together = tmp_path / "together.yaml"
+    together.write_text("services:\n" + "".join(
+        "  s%04d:\n    unit: systemd-fsck-svc%04d\n    nodes: node1\n" % (i, i)
+        for i in range(800)))
+    assert main("-c", str(together), "--dry-run", "status")[0] == 0
+    assert main("-c", str(together), "--dry-run", "status", "-v")[0] == 2
+    code, out, err = main("-c", str(together), "--dry-run", "apply", "-v")   # no contact
+    assert (code, out) == (2, "") and "too many units" in err

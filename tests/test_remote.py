@@ -284,6 +284,12 @@ def test_a_try_restart_reads_the_units_runs_first(tmp_path):
                                    {"a.service": RUN1, "b.service": RUN1}, links)
     judged = svcctl.judge_units(protocol, steps, framed)
     assert [judged[s.unit].outcome for s in steps] == ["ok", "changed"]
+    calls, framed = run_typed_node(tmp_path / "4", script, types, {"b.service": "failed"},
+                                   {"a.service": RUN1, "b.service": RUN1}, links)
+    judged = svcctl.judge_units(protocol, steps, framed)
+    # a was up and is stopped in the same run (a Condition); b was up, and
+    # reads failed: it must have been running
+    assert [judged[s.unit].outcome for s in steps] == ["changed", "failed"]
 
 
 def test_a_try_restart_restarts_a_unit_waiting_to_restart(tmp_path):

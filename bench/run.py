@@ -37,7 +37,18 @@ CLUSTER = os.path.join(ROOT, "tests", "cluster.py")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, HERE)
-SVCCTL = shutil.which("svcctl") or "svcctl"
+
+
+def installed(program):
+    """The console script itself, as pip installed it beside this Python: not
+    a wrapper in PATH (a pyenv shim is a bash script that runs pyenv, about
+    0.1 s of CPU at each call, which pdsh, a binary, does not pay)."""
+    beside = os.path.join(os.path.dirname(sys.executable), program)
+    return beside if os.access(beside, os.X_OK) else os.path.realpath(
+        shutil.which(program) or program)
+
+
+SVCCTL, CLUSH = installed("svcctl"), installed("clush")
 FAN = ["-f", "64"]
 
 
@@ -118,12 +129,12 @@ class Cluster:
     def on(self, command, nodes=None):
         """Untimed setup, with the cheaper key exchange: half the wait at 240
         nodes. (clush -o replaces clush.conf's ssh options, which hold the -F.)"""
-        sh(["clush", "-f", "64", "-o", "-F %s -oBatchMode=yes "
+        sh([CLUSH, "-f", "64", "-o", "-F %s -oBatchMode=yes "
             "-oKexAlgorithms=curve25519-sha256" % self.ssh_config,
             "-w", nodes or self.nodes, command], self.env)
 
     def clush(self, command, nodes=None):
-        return ["clush", "-b", "-S", "-f", "64", "-w", nodes or self.nodes, command]
+        return [CLUSH, "-b", "-S", "-f", "64", "-w", nodes or self.nodes, command]
 
     def pdsh(self, command):
         return ["sh", "-c", "pdsh -f 64 -w %s '%s' | dshbak -c" % (self.nodes, command)]
@@ -205,7 +216,7 @@ def remote_processes(cluster):
                 cluster.on(setup, nodes)
                 cluster.on("rm -f /run/svcctl-bench-count", nodes)
                 sh(argv, cluster.env)
-                proc = sh(["clush", "-w", nodes, "wc -l < /run/svcctl-bench-count"],
+                proc = sh([CLUSH, "-w", nodes, "wc -l < /run/svcctl-bench-count"],
                           cluster.env)
                 counts.append(sorted({line.split(": ")[-1].strip()
                                       for line in proc.stdout.splitlines()}))
@@ -219,7 +230,7 @@ def remote_processes(cluster):
 
 def ssh_logins(env, nodes):
     """sshd's count of accepted logins per node (the counting login included)."""
-    proc = sh(["clush", "-w", nodes, "journalctl _COMM=sshd -o cat | "
+    proc = sh([CLUSH, "-w", nodes, "journalctl _COMM=sshd -o cat | "
                "grep -c 'Accepted publickey'"], env)
     return dict(line.split(": ") for line in proc.stdout.splitlines())
 
@@ -257,7 +268,7 @@ def ansible(cluster, reps):
     env = dict(cluster.env, ANSIBLE_HOST_KEY_CHECKING="False",
                ANSIBLE_STDOUT_CALLBACK="minimal", ANSIBLE_LOCALHOST_WARNING="False")
     (t_ans, _), (t_ours, _) = compare(
-        [(["ansible", "all", "-i", inventory.name, "-f", "64", "-m", "systemd",
+        [([installed("ansible"), "all", "-i", inventory.name, "-f", "64", "-m", "systemd",
            "-a", "name=demo state=started"], env),
          ([SVCCTL, "start", "demo", cluster.nodes] + FAN, cluster.env)],
         max(3, reps // 2), lambda: cluster.on("systemctl stop demo"))
@@ -302,7 +313,7 @@ def chain(cluster, reps, milkcheck_src, template="demo@"):
     rows = []
     for step, line in chain_steps(template):
         commands = [([SVCCTL, "-c", path.name, step] + FAN, cluster.env),
-                    (["clush", "-b", "-f", "64", "-w", cluster.nodes, line], cluster.env)]
+                    ([CLUSH, "-b", "-f", "64", "-w", cluster.nodes, line], cluster.env)]
         if mc and step != "apply":      # MilkCheck has no apply
             commands.append((mc(step), cluster.env))
         results = compare(commands, reps, lambda: cluster.on(setup[step]))
@@ -422,7 +433,7 @@ def key_exchange(cluster, reps):
     kex = ["--ssh-options=" + options]
     cluster.on("systemctl start demo")
     base = [SVCCTL, "is-active", "demo", cluster.nodes] + FAN
-    clush = ["clush", "-b", "-S", "-f", "64", "-w", cluster.nodes]
+    clush = [CLUSH, "-b", "-S", "-f", "64", "-w", cluster.nodes]
     results = compare([(base, cluster.env), (base + kex, cluster.env),
                        (clush + ["systemctl is-active demo"], cluster.env),
                        (clush + ["-o", options, "systemctl is-active demo"],
@@ -600,13 +611,11 @@ def scale_runs():
           "text + HTML", "HTML size"], [["%s MB" % size, "%s s" % read, "%s s" % total,
                                           "%s MB" % html]])
     env = dict(os.environ)
-    svcctl_bin = os.path.realpath(shutil.which("svcctl") or "svcctl")
-    clush_bin = os.path.realpath(shutil.which("clush") or "clush")
     names = ["svcctl --version", "svcctl --dry-run start demo node[1-10000]",
              "clush --version"]
-    times = compare([([svcctl_bin, "--version"], env),
-                     ([svcctl_bin, "--dry-run", "start", "demo", "node[1-10000]"], env),
-                     ([clush_bin, "--version"], env)], 9)
+    times = compare([([SVCCTL, "--version"], env),
+                     ([SVCCTL, "--dry-run", "start", "demo", "node[1-10000]"], env),
+                     ([CLUSH, "--version"], env)], 30)
     imports = []
     for module in ("svcctl", "ClusterShell.CLI.Clush"):
         best = []
@@ -616,11 +625,16 @@ def scale_runs():
                                   cwd="/")
             best.append(int(proc.stderr.strip().splitlines()[-1].split("|")[1]) / 1000)
         imports.append(min(best))
-    rows = [[name, "%.3f s" % t] for name, (t, _) in zip(names, times)]
+    rows = [[name, "%.3f s" % t, "%.0f ms" % (cpu * 1000)] for name, (t, cpu)
+            in zip(names, times)]
+    rows.append(["svcctl --version / clush --version", "**%.2f**" % (times[0][0] / times[2][0]),
+                 "**%.2f**" % (times[0][1] / times[2][1])])
     rows.append(["import svcctl / import clush's CLI (python -X importtime)",
                  "%.1f ms / %.1f ms = **%.2f**" % (imports[0], imports[1],
-                                                  imports[0] / imports[1])])
-    table("start-up (median of 9)", ["command", "time"], rows)
+                                                  imports[0] / imports[1]), ""])
+    table("start-up (median of 30, interleaved; target: svcctl --version <= 0.6 x clush "
+          "--version)", ["command", "time", "CPU"], rows)
+
 
 
 def compiled_svcctl():
@@ -647,7 +661,7 @@ def main():
     started = time.monotonic()
     print("## svcctl benchmarks, %s\n\nmachine: %s, %d cores, Python %s, %s; svcctl %s"
           % (time.strftime("%Y-%m-%d"), platform.machine(), os.cpu_count(),
-             platform.python_version(), sh(["clush", "--version"], os.environ).stdout.strip(),
+             platform.python_version(), sh([CLUSH, "--version"], os.environ).stdout.strip(),
              sh([SVCCTL, "--version"], os.environ).stdout.strip()))
     sizes = [int(x) for x in args.nodes.split(",")]
     for count in sizes:

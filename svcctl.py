@@ -1637,14 +1637,16 @@ def remote_script(protocol: Protocol, steps: Sequence[Step]) -> str:
     # the types are known from before (apply's: of the units it started)
     before_known = action.kind == "apply" or action.reads_state_before(protocol.now)
     if grace:
+        # try-restart gives a new process to what it restarts (RESTARTABLE_STATES),
+        # start to what is not running
+        restarts = action.must_run == "if it ran"
         new = _NEW_ALWAYS if not before_known else \
-            _NEW_IF_RUNNING if action.must_run == "if it ran" else _NEW_IF_STOPPED
+            _NEW_IF_RUNNING if restarts else _NEW_IF_STOPPED
         new = _NEW % ((_NEW_RUN if runs_tell else "") + new)
         script += _GRACE % {"types": _case_pattern("Type", GRACE_TYPES),
                             "grace": START_GRACE} \
-            + new % {"running": _case_pattern("ActiveState", RESTARTABLE_STATES if
-                                              action.must_run == "if it ran" else
-                                              RUNNING_STATES)}
+            + new % {"running": _case_pattern(
+                "ActiveState", RESTARTABLE_STATES if restarts else RUNNING_STATES)}
     if runs_tell:
         script += _RUNS
     why = protocol.journal > 0 and action.tells_why()

@@ -512,11 +512,11 @@ class Action:
         return self.kind == "apply" or self.expects_running(None, now)
 
     def expects_running(self, before: Optional[UnitState], now: bool,
-                        new_run: Optional[bool] = None) -> bool:
+                        was_up: bool = False) -> bool:
         """Must the unit be running after this action succeeded? (try-restart:
-        if it was running or starting, which a run read first tells too)"""
-        if self.must_run == "if it ran":    # a run read first: it was up
-            return new_run is not None or before is None or _restartable(before)
+        if it was running or starting, or `was_up`: a run was read first)"""
+        if self.must_run == "if it ran":
+            return was_up or before is None or _restartable(before)
         return self.must_run == "always" or (now and self.now_starts)
 
 
@@ -2230,7 +2230,8 @@ def _judge_success(protocol: Protocol, step: Step, before: Optional[UnitState],
     looped = (changed and after.restarted) or (
         watched is not None and after.restarts != watched)
     why = ""
-    if (declared_run or action.expects_running(before, protocol.now, new_run)) and \
+    if (declared_run or action.expects_running(before, protocol.now,
+                                                          new_run is not None)) and \
             (after.crashed or looped):
         why = "the unit failed once started: " + after.why()
         if looped and not after.restarted:
@@ -3350,7 +3351,8 @@ def check_command_size(request: Request) -> None:
     """Too many units for one command: said before any node is contacted
     (ssh would fail to start, and each node read "unreachable"). Each job of
     the plan measured as sent, the plan driven as a dry run drives it (no
-    failure, so every job at its largest)."""
+    failure, so every job at its largest). A plain run sends every batch the
+    same steps: its first node tells (not 10,000 batches walked twice)."""
     protocol = request.protocol(new_marker())
     sizes: Dict[Tuple[Step, ...], int] = {}
 
@@ -3360,7 +3362,8 @@ def check_command_size(request: Request) -> None:
                 sizes[job.steps] = len(remote_command(protocol, job.steps).encode(
                     "utf-8", "surrogateescape"))
         return {}, ""
-    drive_plan(request.plan(), measure, {}, [])
+    sample = request if request.by_service else replace(request, nodes=request.nodes[0:1])
+    drive_plan(sample.plan(), measure, {}, [])
     size = max(sizes.values(), default=0)
     if size > COMMAND_MAX:
         raise UsageError("too many units for one command: its script would be %d bytes, "

@@ -160,6 +160,13 @@ WORK = [
      "systemctl restart demo-notify; systemctl is-active demo-notify"),
     ("start notify (already running)", "systemctl start demo-notify",
      ["start", "demo-notify"], "systemctl start demo-notify; systemctl is-active demo-notify"),
+    # Type=forking (sshd, nginx): start returns once the daemon forked, no grace
+    ("start forking (from stopped)", "systemctl stop demo-forking",
+     ["start", "demo-forking"],
+     "systemctl start demo-forking; systemctl is-active demo-forking"),
+    ("stop forking (from running)", "systemctl start demo-forking",
+     ["stop", "demo-forking"],
+     "systemctl stop demo-forking; systemctl is-active demo-forking"),
     # after a configuration push: restart what runs (svcctl reads the runs first)
     ("try-restart (running)", "systemctl reset-failed demo; systemctl start demo",
      ["try-restart", "demo"], "systemctl try-restart demo; systemctl is-active demo"),
@@ -172,9 +179,10 @@ WORK = [
 ]
 
 
-# at the larger sizes: a simple and a notify unit started and restarted, a query
+# at the larger sizes: a simple and a notify unit started and restarted (and the
+# notify one stopped), a query
 LARGER_WORK = ("start (from stopped)", "restart", "start notify (from stopped)",
-               "restart notify", "status")
+               "stop notify (from running)", "restart notify", "status")
 
 
 def actions(cluster, reps, works):
@@ -189,7 +197,7 @@ def actions(cluster, reps, works):
                      "**%.2f**" % (t_ours / t_clush), "**%.2f**" % (t_ours / t_pdsh)])
         cpu_rows.append([name] + ["%.1f ms" % (1000 * c / cluster.count)
                                   for c in (c_ours, c_clush, c_pdsh)])
-    cluster.on("systemctl disable --now demo; systemctl stop demo-notify; "
+    cluster.on("systemctl disable --now demo; systemctl stop demo-notify demo-forking; "
                "systemctl reset-failed")
     table("%d nodes: svcctl vs clush -b -S vs pdsh | dshbak -c (median of %d; targets: "
           "svcctl/clush <= 1, svcctl/pdsh <= 1.10)" % (cluster.count, reps),
@@ -223,7 +231,8 @@ def remote_processes(cluster):
             rows.append([name, "/".join(counts[0]), "/".join(counts[1])])
     finally:
         cluster.on("rm -f /usr/local/sbin/systemctl /run/svcctl-bench-count; "
-                   "systemctl disable --now demo; systemctl stop demo-notify", nodes)
+                   "systemctl disable --now demo; systemctl stop demo-notify demo-forking",
+                   nodes)
     table("systemctl processes per node in one run (targets for svcctl: 2 for a "
           "change, 1 for a query)", ["work", "svcctl", "clush (same work)"], rows)
 

@@ -74,6 +74,8 @@ def test_too_many_units_for_one_command_run_nothing(action):
     assert err.startswith("svcctl: too many units for one command: its script would be ")
     assert err.endswith(" bytes, over the 131071 an argument may be; act on fewer at a "
                         "time\n")
+    # a rolling run is measured on its first node: every batch sends the same
+    assert run(action, many, "node[1-4]", "--batch", "1", "--dry-run")[0] == 2
 
 
 def check_usage_error(code, out, err, elapsed, message):

@@ -65,15 +65,19 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
-def compare(commands, reps, before=None, codes=(0, 3)):
+def compare(commands, reps, before=None, codes=(0, 3), rounds=False):
     """Median wall time and median admin-host CPU (the command and all its
     children: ssh) of each (argv, env) over `reps` rounds. The commands take
-    turns within each round, so that a slower moment of the machine weighs on
-    all of them alike; `before` runs, untimed, before each one."""
+    turns within each round, each round starting one further down the list,
+    so that a slower moment of the machine weighs on all of them alike;
+    `before` runs, untimed, before each one. `rounds`: also each command's
+    time in each round, for ratios round by round (see `ratio`)."""
     times = [[] for _ in commands]
     cpus = [[] for _ in commands]
-    for _ in range(reps):
-        for index, (argv, env) in enumerate(commands):
+    for round_ in range(reps):
+        for step in range(len(commands)):
+            index = (round_ + step) % len(commands)
+            argv, env = commands[index]
             if before:
                 before()
             cpu = children_cpu()
@@ -85,7 +89,14 @@ def compare(commands, reps, before=None, codes=(0, 3)):
                 sys.exit("bench: %s exited %d:\n%s%s" % (
                     " ".join(argv), proc.returncode, proc.stdout[-2000:],
                     proc.stderr[-2000:]))
-    return [(statistics.median(t), statistics.median(c)) for t, c in zip(times, cpus)]
+    results = [(statistics.median(t), statistics.median(c)) for t, c in zip(times, cpus)]
+    return (results, times) if rounds else results
+
+
+def ratio(mine, theirs):
+    """The median of the rounds' ratios: this VM's speed moves by 20 % from
+    one minute to the next, and a round's commands run seconds apart."""
+    return statistics.median(a / b for a, b in zip(mine, theirs))
 
 
 def boot(count):
@@ -188,19 +199,22 @@ LARGER_WORK = ("start (from stopped)", "restart", "start notify (from stopped)",
 def actions(cluster, reps, works):
     rows, cpu_rows = [], []
     for name, setup, ours, line in works:
-        results = compare([([SVCCTL] + ours + [cluster.nodes] + FAN, cluster.env),
-                           (cluster.clush(line), cluster.env),
-                           (cluster.pdsh(line), cluster.pdsh_env)],
-                          reps, lambda: cluster.on(setup), codes=(0, 1, 3))
+        results, times = compare([([SVCCTL] + ours + [cluster.nodes] + FAN, cluster.env),
+                                  (cluster.clush(line), cluster.env),
+                                  (cluster.pdsh(line), cluster.pdsh_env)],
+                                 reps, lambda: cluster.on(setup), codes=(0, 1, 3),
+                                 rounds=True)
         (t_ours, c_ours), (t_clush, c_clush), (t_pdsh, c_pdsh) = results
         rows.append([name, "%.2f s" % t_ours, "%.2f s" % t_clush, "%.2f s" % t_pdsh,
-                     "**%.2f**" % (t_ours / t_clush), "**%.2f**" % (t_ours / t_pdsh)])
+                     "**%.2f**" % ratio(times[0], times[1]),
+                     "**%.2f**" % ratio(times[0], times[2])])
         cpu_rows.append([name] + ["%.1f ms" % (1000 * c / cluster.count)
                                   for c in (c_ours, c_clush, c_pdsh)])
     cluster.on("systemctl disable --now demo; systemctl stop demo-notify demo-forking; "
                "systemctl reset-failed")
     table("%d nodes: svcctl vs clush -b -S vs pdsh | dshbak -c (median of %d; targets: "
-          "svcctl/clush <= 1, svcctl/pdsh <= 1.10)" % (cluster.count, reps),
+          "svcctl/clush <= 1, svcctl/pdsh <= 1.10; ratios: the median of the rounds' "
+          "ratios)" % (cluster.count, reps),
           ["work", "svcctl", "clush", "pdsh", "svcctl/clush", "svcctl/pdsh"], rows)
     table("%d nodes: admin host CPU per node (the tool and its ssh children)"
           % cluster.count, ["work", "svcctl", "clush", "pdsh"], cpu_rows)
@@ -325,13 +339,13 @@ def chain(cluster, reps, milkcheck_src, template="demo@"):
                     ([CLUSH, "-b", "-f", "64", "-w", cluster.nodes, line], cluster.env)]
         if mc and step != "apply":      # MilkCheck has no apply
             commands.append((mc(step), cluster.env))
-        results = compare(commands, reps, lambda: cluster.on(setup[step]))
+        results, times = compare(commands, reps, lambda: cluster.on(setup[step]),
+                                 rounds=True)
         row = [step + (" (from stopped)" if step == "apply" else "")] + [
             "%.2f s" % t for t, _ in results] + ["-"] * (mc is not None and step == "apply")
-        row.append("**%.2f**" % (results[0][0] / results[1][0]))
+        row.append("**%.2f**" % ratio(times[0], times[1]))
         if mc:
-            row.append("**%.2f**" % (results[2][0] / results[0][0]) if len(results) > 2
-                       else "-")
+            row.append("**%.2f**" % ratio(times[2], times[0]) if len(results) > 2 else "-")
         rows.append(row)
     cluster.on("systemctl stop " + units)
     os.unlink(path.name)
@@ -385,7 +399,8 @@ def console(cluster, reps):
             from_console(argv)
             times[1].append(time.perf_counter() - start)
         cli, gui = (statistics.median(t) for t in times)
-        rows.append([name, "%.2f s" % cli, "%.2f s" % gui, "**%.2f**" % (gui / cli)])
+        rows.append([name, "%.2f s" % cli, "%.2f s" % gui,
+                     "**%.2f**" % ratio(times[1], times[0])])
     proc.terminate()
     proc.wait()
     cluster.on("systemctl stop demo; systemctl reset-failed")

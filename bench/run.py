@@ -389,15 +389,13 @@ def console(cluster, reps):
     for name, setup, ours, _ in WORK[:3]:
         argv = ours + [cluster.nodes] + FAN
         times = [[], []]
-        for _ in range(reps):
-            cluster.on(setup)
-            start = time.perf_counter()
-            sh([SVCCTL] + argv, cluster.env)
-            times[0].append(time.perf_counter() - start)
-            cluster.on(setup)
-            start = time.perf_counter()
-            from_console(argv)
-            times[1].append(time.perf_counter() - start)
+        ways = [lambda: sh([SVCCTL] + argv, cluster.env), lambda: from_console(argv)]
+        for round_ in range(reps):      # each round started by the other, as in compare()
+            for index in ((0, 1) if round_ % 2 == 0 else (1, 0)):
+                cluster.on(setup)
+                start = time.perf_counter()
+                ways[index]()
+                times[index].append(time.perf_counter() - start)
         cli, gui = (statistics.median(t) for t in times)
         rows.append([name, "%.2f s" % cli, "%.2f s" % gui,
                      "**%.2f**" % ratio(times[1], times[0])])
